@@ -1,0 +1,167 @@
+"""FlexDash settings. Everything deployment-specific comes from the environment
+(see README.md, "Configuration"); the defaults run on a laptop with no set-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from flexdash.env import env_bool, env_choice, env_float, env_int, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("FLEXDASH_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "flexdash-insecure-development-key-change-me")
+if not DEBUG and SECRET_KEY.startswith("flexdash-insecure"):
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+ALLOWED_HOSTS = [h.strip() for h in env_str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "django_q",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "flexdash.urls"
+WSGI_APPLICATION = "flexdash.wsgi.application"
+ASGI_APPLICATION = "flexdash.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database(url: str) -> dict:
+    try:
+        config = dj_database_url.parse(url, conn_max_age=0)
+    except Exception as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # WAL lets the web server read while the dispatcher writes; IMMEDIATE
+        # takes the write lock at BEGIN, so a claim's read-then-update is one
+        # serialised step across processes instead of a deadlock-prone upgrade.
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        }
+    return config
+
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'flexdash.sqlite3'}")
+DATABASES = {"default": _database(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-q2's cluster statistics live in the cache, so every process of the
+# cluster must see the same one: a file cache on one machine by default.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "cache"),
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "jobs": {"level": env_str("FLEX_LOG_LEVEL", "INFO")},
+        "django_q": {"level": "WARNING"},
+    },
+}
+
+# --- Gemini -----------------------------------------------------------------
+GEMINI_API_KEY = env_str("GEMINI_API_KEY")
+GEMINI_BASE_URL = env_str("GEMINI_BASE_URL")  # empty: Google's own endpoint
+GEMINI_API_VERSION = env_choice("GEMINI_API_VERSION", "v1beta", ("v1", "v1beta", "v1alpha"))
+GEMINI_API = env_choice("GEMINI_API", "interactions", ("interactions", "generate_content"))
+
+# --- The flex engine --------------------------------------------------------
+FLEX_REQUEST_TIMEOUT = env_float("FLEX_REQUEST_TIMEOUT", 900.0, minimum=1.0)
+FLEX_BACKOFF_BASE = env_float("FLEX_BACKOFF_BASE", 5.0, minimum=0.0)
+FLEX_BACKOFF_CAP = env_float("FLEX_BACKOFF_CAP", 600.0, minimum=0.0)
+if FLEX_BACKOFF_CAP < FLEX_BACKOFF_BASE:
+    raise ImproperlyConfigured("FLEX_BACKOFF_CAP must not be smaller than FLEX_BACKOFF_BASE")
+FLEX_MAX_ATTEMPTS = env_int("FLEX_MAX_ATTEMPTS", 8, minimum=1)
+FLEX_MAX_IN_FLIGHT = env_int("FLEX_MAX_IN_FLIGHT", 5000, minimum=1)
+FLEX_LEASE_SECONDS = env_int("FLEX_LEASE_SECONDS", 60, minimum=5)
+# Launches per second per dispatcher: a burst of thousands freezes the event
+# loop while every request is encoded (DESIGN.md); pacing keeps it responsive.
+FLEX_LAUNCH_RATE = env_float("FLEX_LAUNCH_RATE", 50.0, minimum=1.0)
+FLEX_DISPATCHERS = env_int("FLEX_DISPATCHERS", 1, minimum=1)
+FLEX_CLIENTS = env_int("FLEX_CLIENTS", 10, minimum=1)
+FLEX_MAX_PROMPT_CHARS = env_int("FLEX_MAX_PROMPT_CHARS", 1_000_000, minimum=1)
+
+# --- django-q2 --------------------------------------------------------------
+# The dispatcher task runs as long as it has requests in flight (one flex
+# request may take FLEX_REQUEST_TIMEOUT), so django-q2 must never cut it off:
+# no task timeout. Our Job rows, leases and the every-minute Schedule are the
+# record and the recovery, not django-q2's redelivery, so a task is attempted
+# once (max_attempts=1), failures are acknowledged, and `retry` (redelivery of
+# an unacknowledged task, e.g. after a killed worker) is set far beyond any
+# run: a redelivered dispatcher would only find its slot taken and return.
+Q_CLUSTER = {
+    "name": "flexdash",
+    "orm": "default",
+    "workers": env_int("FLEX_Q_WORKERS", 2, minimum=1),
+    "recycle": 500,
+    "timeout": None,
+    "retry": 24 * 3600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 250,
+    "poll": 0.5,
+    "label": "Django Q2 (cluster tasks)",
+}

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from jobs.catalog import DEFAULT_MODEL
+
+
+class Tier(models.TextChoices):
+    FLEX = "flex", "Flex (50% of standard)"
+    STANDARD = "standard", "Standard"
+    PRIORITY = "priority", "Priority"
+
+
+class State(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Waiting to retry"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATES = (State.QUEUED, State.RUNNING, State.RETRYING)
+WAITING_STATES = (State.QUEUED, State.RETRYING)
+FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+
+class ErrorKind(models.TextChoices):
+    CAPACITY = "capacity", "Capacity (503)"
+    RATE_LIMIT = "rate_limit", "Rate limit (429)"
+    TRANSIENT = "transient", "Server error (5xx)"
+    TIMEOUT = "timeout", "Timed out"
+    CONNECTION = "connection", "Connection failed"
+    BAD_REQUEST = "bad_request", "Bad request"
+    AUTH = "auth", "Not authorised"
+    NOT_FOUND = "not_found", "Not found"
+    FAILED_IN_BODY = "failed_in_body", "Answer says failed"
+    LOST = "lost", "Worker lost (lease expired)"
+
+
+class Outcome(models.TextChoices):
+    IN_FLIGHT = "in_flight", "In flight"
+    SUCCEEDED = "succeeded", "Succeeded"
+    WILL_RETRY = "will_retry", "Will retry"
+    FAILED = "failed", "Failed"
+    PAUSED = "paused", "Dispatch paused"
+    LOST = "lost", "Lost with its worker"
+    DISCARDED = "discarded", "Discarded (job no longer running)"
+
+
+class Job(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    model = models.CharField(max_length=64, default=DEFAULT_MODEL)
+    input_text = models.TextField("prompt")
+    system_instruction = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    tier_requested = models.CharField(max_length=16, choices=Tier, default=Tier.FLEX)
+    fallback_standard = models.BooleanField(
+        "fall back to standard on the last attempt", default=False
+    )
+
+    state = models.CharField(max_length=16, choices=State, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=8)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    http_503 = models.PositiveIntegerField("503s", default=0)
+    http_429 = models.PositiveIntegerField("429s", default=0)
+    auth_errors = models.PositiveIntegerField(default=0)
+    other_errors = models.PositiveIntegerField(default=0)
+
+    result_text = models.TextField(blank=True)
+    response_id = models.CharField("interaction id", max_length=128, blank=True)
+    tier_served = models.CharField(max_length=16, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    thought_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    standard_cost_usd = models.DecimalField(
+        "cost on standard", max_digits=14, decimal_places=8, null=True, blank=True
+    )
+    last_error = models.TextField(blank=True)
+
+    submitted_at = models.DateTimeField(default=timezone.now)
+    first_started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        indexes = [
+            # "What is due now": state IN (queued, retrying) AND next_attempt_at <= now.
+            models.Index(fields=["state", "next_attempt_at"], name="job_due"),
+            # Expired leases of running jobs, and counts by state.
+            models.Index(fields=["state", "lease_expires_at"], name="job_lease"),
+            models.Index(fields=["owner", "state"], name="job_owner_state"),
+            models.Index(fields=["owner", "-submitted_at"], name="job_owner_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} ({self.get_state_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    @property
+    def budgeted_attempts(self) -> int:
+        """Attempts that count against max_attempts: an auth failure pauses
+        the queue instead of spending the job's budget."""
+        return self.attempts - self.auth_errors
+
+    @property
+    def savings_usd(self) -> Decimal | None:
+        if self.cost_usd is None or self.standard_cost_usd is None:
+            return None
+        return self.standard_cost_usd - self.cost_usd
+
+
+class Attempt(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    dispatcher = models.CharField(max_length=100, blank=True)
+    route = models.CharField(max_length=32, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    latency_seconds = models.FloatField(null=True, blank=True)
+    tier_requested = models.CharField(max_length=16, choices=Tier)
+    tier_served = models.CharField(max_length=16, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    google_status = models.CharField(max_length=64, blank=True)
+    retry_after_seconds = models.FloatField(null=True, blank=True)
+    error_kind = models.CharField(max_length=32, choices=ErrorKind, blank=True)
+    error_message = models.TextField(blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome, default=Outcome.IN_FLIGHT)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="attempt_unique_number"),
+        ]
+        indexes = [
+            models.Index(fields=["started_at"], name="attempt_started"),
+            models.Index(fields=["http_status", "started_at"], name="attempt_status_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of job {self.job_id}"
+
+
+class DispatchControl(models.Model):
+    """The one row that says whether dispatch may send requests, and why not."""
+
+    paused = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "dispatch control"
+        verbose_name_plural = "dispatch control"
+
+    def __str__(self) -> str:
+        return f"Dispatch paused: {self.reason}" if self.paused else "Dispatch running"
+
+
+class DispatcherSlot(models.Model):
+    """One row per dispatcher allowed to run at once (FLEX_DISPATCHERS).
+
+    A wake-up that finds every slot leased returns at once: the running
+    dispatcher already looks for new work every second."""
+
+    number = models.PositiveSmallIntegerField(primary_key=True)
+    owner = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    in_flight = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Dispatcher slot {self.number}"
+
+
+class ModelPrice(models.Model):
+    """Standard-tier USD per million tokens; flex bills half (editable)."""
+
+    model = models.CharField(max_length=64, unique=True)
+    input_per_million = models.DecimalField(max_digits=10, decimal_places=4)
+    output_per_million = models.DecimalField(max_digits=10, decimal_places=4)
+    long_input_per_million = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    long_output_per_million = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
