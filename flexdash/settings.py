@@ -17,7 +17,11 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "flexdash-insecure-development-key-change-me")
 if not DEBUG and SECRET_KEY.startswith("flexdash-insecure"):
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-ALLOWED_HOSTS = [h.strip() for h in env_str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in env_str("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if host.strip()
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -143,21 +147,26 @@ FLEX_DISPATCHERS = env_int("FLEX_DISPATCHERS", 1, minimum=1)
 FLEX_CLIENTS = env_int("FLEX_CLIENTS", 10, minimum=1)
 FLEX_MAX_PROMPT_CHARS = env_int("FLEX_MAX_PROMPT_CHARS", 1_000_000, minimum=1)
 
+# How long one dispatcher run keeps claiming new work before it hands its slot
+# to a fresh run and only drains what it has in flight.
+FLEX_DISPATCH_RUN_SECONDS = env_int("FLEX_DISPATCH_RUN_SECONDS", 900, minimum=10)
+
 # --- django-q2 --------------------------------------------------------------
-# The dispatcher task runs as long as it has requests in flight (one flex
-# request may take FLEX_REQUEST_TIMEOUT), so django-q2 must never cut it off:
-# no task timeout. Our Job rows, leases and the every-minute Schedule are the
-# record and the recovery, not django-q2's redelivery, so a task is attempted
-# once (max_attempts=1), failures are acknowledged, and `retry` (redelivery of
-# an unacknowledged task, e.g. after a killed worker) is set far beyond any
-# run: a redelivered dispatcher would only find its slot taken and return.
+# The dispatcher task claims work for FLEX_DISPATCH_RUN_SECONDS, then drains
+# requests that may each take FLEX_REQUEST_TIMEOUT: django-q2's `timeout` must
+# never cut that off, and `retry` (redelivery of an unacknowledged task) must
+# be longer still, as django-q2 requires. Our Job rows, leases and the
+# every-minute Schedule are the record and the recovery, not django-q2's
+# redelivery: a task is attempted once (max_attempts=1), failures are
+# acknowledged, and a redelivered dispatcher would only find its slot taken.
+_DISPATCH_TASK_SECONDS = int(FLEX_DISPATCH_RUN_SECONDS + FLEX_REQUEST_TIMEOUT + 300)
 Q_CLUSTER = {
     "name": "flexdash",
     "orm": "default",
     "workers": env_int("FLEX_Q_WORKERS", 2, minimum=1),
     "recycle": 500,
-    "timeout": None,
-    "retry": 24 * 3600,
+    "timeout": _DISPATCH_TASK_SECONDS,
+    "retry": _DISPATCH_TASK_SECONDS + 600,
     "max_attempts": 1,
     "ack_failures": True,
     "catch_up": False,

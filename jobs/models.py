@@ -53,7 +53,9 @@ class Outcome(models.TextChoices):
 
 
 class Job(models.Model):
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
+    )
     model = models.CharField(max_length=64, default=DEFAULT_MODEL)
     input_text = models.TextField("prompt")
     system_instruction = models.TextField(blank=True)
@@ -73,7 +75,11 @@ class Job(models.Model):
 
     http_503 = models.PositiveIntegerField("503s", default=0)
     http_429 = models.PositiveIntegerField("429s", default=0)
-    auth_errors = models.PositiveIntegerField(default=0)
+    refunded_attempts = models.PositiveIntegerField(
+        default=0,
+        help_text="Attempts not charged to max attempts: lost with a crashed worker, "
+        "or refused for bad credentials (dispatch paused).",
+    )
     other_errors = models.PositiveIntegerField(default=0)
 
     result_text = models.TextField(blank=True)
@@ -117,9 +123,8 @@ class Job(models.Model):
 
     @property
     def budgeted_attempts(self) -> int:
-        """Attempts that count against max_attempts: an auth failure pauses
-        the queue instead of spending the job's budget."""
-        return self.attempts - self.auth_errors
+        """Attempts that count against max_attempts."""
+        return self.attempts - self.refunded_attempts
 
     @property
     def savings_usd(self) -> Decimal | None:
@@ -196,8 +201,12 @@ class ModelPrice(models.Model):
     model = models.CharField(max_length=64, unique=True)
     input_per_million = models.DecimalField(max_digits=10, decimal_places=4)
     output_per_million = models.DecimalField(max_digits=10, decimal_places=4)
-    long_input_per_million = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
-    long_output_per_million = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    long_input_per_million = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    long_output_per_million = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

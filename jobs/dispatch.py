@@ -1,0 +1,229 @@
+"""The dispatcher: one django-q2 task that keeps many flex requests in flight.
+
+A flex request may wait 15 minutes, so holding a worker process per request
+cannot reach thousands in flight on a small machine. One dispatcher claims due
+jobs with a lease and runs them as asyncio tasks; every database write goes
+through `sync_to_async` (one thread, in order). No one sleeps through a backoff:
+a retry is a row whose `next_attempt_at` lies in the future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from jobs import services
+from jobs.gemini import GeminiError, GeminiGateway, GeminiRequest
+
+logger = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.2
+# Leases are renewed three times per lease period, so one slow renewal never
+# lets a live request's lease lapse.
+RENEWALS_PER_LEASE = 3
+# With nothing in flight, stay alive this long for a retry that is about due
+# instead of exiting and waiting for the next minute's Schedule.
+IDLE_HORIZON_SECONDS = 30.0
+_RENEW_CHUNK = 500
+
+
+def _db(func):
+    return sync_to_async(func, thread_sensitive=True)
+
+
+@dataclass
+class RunStats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed_attempts: int = 0
+    peak_in_flight: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        owner: str,
+        gateway: GeminiGateway,
+        max_in_flight: int,
+        lease_seconds: int,
+        launch_rate: float,
+        run_seconds: float,
+    ) -> None:
+        self.owner = owner
+        self.gateway = gateway
+        self.max_in_flight = max_in_flight
+        self.lease_seconds = lease_seconds
+        self.per_tick = max(1, round(launch_rate * TICK_SECONDS))
+        self.run_seconds = run_seconds
+        self.in_flight: dict[int, asyncio.Task] = {}
+        self.stats = RunStats()
+        self._finished = asyncio.Event()
+
+    async def run(self) -> RunStats:
+        started = time.monotonic()
+        next_renewal = started + self.lease_seconds / RENEWALS_PER_LEASE
+        next_pause_check = started
+        paused = False
+        claiming = True
+        while True:
+            now = time.monotonic()
+            if claiming and now - started >= self.run_seconds:
+                claiming = False
+                await self._hand_over_slot()
+            if now >= next_pause_check:
+                paused = await _db(services.dispatch_is_paused)()
+                next_pause_check = now + 1.0
+            claims = []
+            room = self.max_in_flight - len(self.in_flight)
+            if claiming and not paused and room > 0:
+                claims = await _db(services.jobs_claim)(
+                    owner=self.owner,
+                    limit=min(room, self.per_tick),
+                    lease_seconds=self.lease_seconds,
+                )
+                for claim in claims:
+                    self._launch(claim)
+            if now >= next_renewal:
+                await self._renew()
+                next_renewal = now + self.lease_seconds / RENEWALS_PER_LEASE
+            if not self.in_flight and not claims:
+                if not claiming or paused:
+                    break
+                wait = await _db(services.seconds_until_next_due)()
+                if wait is None or wait > IDLE_HORIZON_SECONDS:
+                    break
+                await asyncio.sleep(min(max(wait, TICK_SECONDS), 1.0))
+                continue
+            self._finished.clear()
+            if len(claims) < self.per_tick:
+                # Nothing more is due right now, or we are full: wait for a
+                # request to finish (freeing room) or for the next tick.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._finished.wait(), timeout=TICK_SECONDS * 5)
+            else:
+                await asyncio.sleep(TICK_SECONDS)
+        return self.stats
+
+    def _launch(self, claim: services.Claim) -> None:
+        task = asyncio.create_task(self._attempt(claim), name=f"job-{claim.job_id}")
+        self.in_flight[claim.job_id] = task
+        self.stats.claimed += 1
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self.in_flight))
+
+    async def _attempt(self, claim: services.Claim) -> None:
+        request = GeminiRequest(
+            model=claim.model,
+            input_text=claim.input_text,
+            tier=claim.tier,
+            system_instruction=claim.system_instruction,
+            temperature=claim.temperature,
+            max_output_tokens=claim.max_output_tokens,
+        )
+        started = time.monotonic()
+        try:
+            try:
+                result = await self.gateway.generate(request)
+            except GeminiError as error:
+                outcome = await _db(services.attempt_failed)(
+                    claim=claim, owner=self.owner, error=error, latency=time.monotonic() - started
+                )
+                self.stats.failed_attempts += 1
+            except Exception as exc:  # an SDK surprise must not kill the other requests
+                logger.exception("Unexpected error on job %s", claim.job_id)
+                error = GeminiError("transient", f"Unexpected {type(exc).__name__}: {exc}")
+                outcome = await _db(services.attempt_failed)(
+                    claim=claim, owner=self.owner, error=error, latency=time.monotonic() - started
+                )
+                self.stats.failed_attempts += 1
+            else:
+                won = await _db(services.attempt_succeeded)(
+                    claim=claim, owner=self.owner, result=result, latency=time.monotonic() - started
+                )
+                outcome = "succeeded" if won else "discarded"
+                self.stats.succeeded += int(won)
+            self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
+        except Exception:
+            # Recording failed (e.g. the database went away). The job keeps its
+            # lease until it lapses, then runs again; nothing is lost.
+            logger.exception("Could not record the outcome of job %s", claim.job_id)
+        finally:
+            self.in_flight.pop(claim.job_id, None)
+            self._finished.set()
+
+    async def _renew(self) -> None:
+        job_ids = list(self.in_flight)
+        for start in range(0, max(len(job_ids), 1), _RENEW_CHUNK):
+            await _db(services.dispatcher_heartbeat)(
+                owner=self.owner,
+                job_ids=job_ids[start : start + _RENEW_CHUNK],
+                ttl_seconds=self.lease_seconds,
+                in_flight=len(job_ids),
+            )
+
+    async def _hand_over_slot(self) -> None:
+        # A fresh run takes the slot and keeps claiming while this one drains.
+        await _db(services.dispatcher_slot_release)(owner=self.owner)
+        await _db(services.wake_dispatcher)()
+
+
+def _raise_open_file_limit() -> None:
+    # One socket per request in flight: thousands need more than the usual 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            logger.warning("Could not raise the open-file limit above %s", soft)
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def _run(owner: str) -> RunStats:
+    gateway = GeminiGateway.from_settings()
+    try:
+        dispatcher = Dispatcher(
+            owner=owner,
+            gateway=gateway,
+            max_in_flight=settings.FLEX_MAX_IN_FLIGHT,
+            lease_seconds=settings.FLEX_LEASE_SECONDS,
+            launch_rate=settings.FLEX_LAUNCH_RATE,
+            run_seconds=settings.FLEX_DISPATCH_RUN_SECONDS,
+        )
+        return await dispatcher.run()
+    finally:
+        await gateway.aclose()
+        await _db(close_old_connections)()
+
+
+def run_dispatcher() -> str:
+    """Run one dispatcher if a slot is free; return a one-line summary."""
+    owner = new_owner()
+    slot = services.dispatcher_slot_acquire(owner=owner, ttl_seconds=settings.FLEX_LEASE_SECONDS)
+    if slot is None:
+        return "busy: every dispatcher slot is taken"
+    _raise_open_file_limit()
+    try:
+        stats = asyncio.run(_run(owner))
+    finally:
+        services.dispatcher_slot_release(owner=owner)
+    logger.info("Dispatcher %s done: %s", owner, stats)
+    return (
+        f"claimed {stats.claimed}, succeeded {stats.succeeded}, "
+        f"failed attempts {stats.failed_attempts}, peak in flight {stats.peak_in_flight}"
+    )

@@ -1,0 +1,92 @@
+"""python manage.py submit --user NAME --model M (--prompt TEXT | --file PATH)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs import services
+from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
+from jobs.models import Tier
+
+
+def read_prompts(path: Path) -> list[str]:
+    """One prompt per line (.txt and anything else), or JSONL with a "prompt"
+    field (.jsonl / .json). Blank lines are skipped; a bad line stops it all."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CommandError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot read it ({exc.strerror})") from None
+    is_jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+    prompts: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if not is_jsonl:
+            prompts.append(line)
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+        prompt = record.get("prompt") if isinstance(record, dict) else None
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise CommandError(f'{path}, line {number}: needs a non-empty "prompt" string')
+        prompts.append(prompt)
+    if not prompts:
+        raise CommandError(f"{path}: no prompts in the file")
+    return prompts
+
+
+class Command(BaseCommand):
+    help = "Submit prompts to run on the flex tier; prints the new job ids as JSON."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", required=True, help="username that owns the jobs")
+        parser.add_argument(
+            "--model", default=DEFAULT_MODEL, help=f"one of {', '.join(FLEX_MODELS)}"
+        )
+        parser.add_argument("--tier", default=Tier.FLEX, choices=Tier.values)
+        parser.add_argument("--max-attempts", type=int, default=None)
+        parser.add_argument(
+            "--fallback-standard",
+            action="store_true",
+            help="run the last allowed attempt on the standard tier",
+        )
+        parser.add_argument("--system", default="", help="system instruction")
+        parser.add_argument("--temperature", type=float, default=None)
+        parser.add_argument("--max-output-tokens", type=int, default=None)
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--prompt", help="one prompt")
+        source.add_argument("--file", type=Path, help=".txt (one prompt per line) or .jsonl")
+
+    def handle(self, *args, **options):
+        try:
+            owner = get_user_model().objects.get(username=options["user"])
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"No user named {options['user']!r}") from None
+        prompts = read_prompts(options["file"]) if options["file"] else [options["prompt"]]
+        spec = services.JobSpec(
+            model=options["model"],
+            tier=options["tier"],
+            max_attempts=options["max_attempts"],
+            fallback_standard=options["fallback_standard"],
+            system_instruction=options["system"],
+            temperature=options["temperature"],
+            max_output_tokens=options["max_output_tokens"],
+        )
+        try:
+            jobs = services.jobs_submit(owner=owner, prompts=prompts, spec=spec)
+        except ValidationError as exc:
+            raise CommandError(
+                "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+            ) from None
+        self.stdout.write(json.dumps({"jobs": [job.pk for job in jobs]}))

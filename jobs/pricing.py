@@ -1,0 +1,45 @@
+"""Cost of a job from the usage the API returned, at the tier actually served."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from jobs.catalog import LONG_PROMPT_THRESHOLD_TOKENS
+from jobs.models import ModelPrice
+
+# Multipliers of the standard price. Flex bills 50% (seed/flex-inference.md);
+# priority is "75-100% more than standard": we charge the upper bound so the
+# dashboard never understates a priority bill.
+TIER_MULTIPLIER = {
+    "flex": Decimal("0.5"),
+    "standard": Decimal("1"),
+    "priority": Decimal("2"),
+}
+_MILLION = Decimal(1_000_000)
+_QUANTUM = Decimal("0.00000001")
+
+
+def standard_cost(price: ModelPrice, *, input_tokens: int, output_tokens: int) -> Decimal:
+    """USD on the standard tier; output includes thinking tokens (prices.json)."""
+    long_prompt = input_tokens > LONG_PROMPT_THRESHOLD_TOKENS
+    input_rate = (long_prompt and price.long_input_per_million) or price.input_per_million
+    output_rate = (long_prompt and price.long_output_per_million) or price.output_per_million
+    cost = (Decimal(input_tokens) * input_rate + Decimal(output_tokens) * output_rate) / _MILLION
+    return cost.quantize(_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def tier_cost(standard: Decimal, tier: str) -> Decimal:
+    multiplier = TIER_MULTIPLIER.get(tier, Decimal("1"))
+    return (standard * multiplier).quantize(_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def job_costs(
+    *, model: str, tier: str, input_tokens: int, output_tokens: int
+) -> tuple[Decimal | None, Decimal | None]:
+    """(cost on the tier served, cost of the same tokens on standard), or
+    (None, None) when the model has no price in the table."""
+    price = ModelPrice.objects.filter(model=model).first()
+    if price is None:
+        return None, None
+    standard = standard_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)
+    return tier_cost(standard, tier), standard

@@ -1,0 +1,500 @@
+"""The one place that changes a job's state.
+
+Views, the API, admin actions, management commands and the dispatcher all
+call these functions. Every transition is a conditional UPDATE whose row count
+is checked, so two processes can never both win the same job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import F, Min, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from jobs import backoff, pricing
+from jobs.catalog import FLEX_MODELS
+from jobs.gemini import GeminiError, GeminiResult
+from jobs.models import (
+    WAITING_STATES,
+    Attempt,
+    DispatchControl,
+    DispatcherSlot,
+    ErrorKind,
+    Job,
+    Outcome,
+    State,
+    Tier,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS_LIMIT = 50
+
+
+# --- Submitting ------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobSpec:
+    """What a researcher asks for; prompts share the rest of the settings."""
+
+    model: str
+    tier: str = Tier.FLEX
+    max_attempts: int | None = None
+    fallback_standard: bool = False
+    system_instruction: str = ""
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+
+
+def job_spec_errors(spec: JobSpec) -> dict[str, str]:
+    """Field name -> message for every problem with the shared settings."""
+    errors: dict[str, str] = {}
+    if spec.model not in FLEX_MODELS:
+        errors["model"] = f"Unknown model {spec.model!r}. Flex runs on: {', '.join(FLEX_MODELS)}."
+    if spec.tier not in Tier.values:
+        errors["tier"] = f"Unknown tier {spec.tier!r}; choose flex, standard or priority."
+    if spec.max_attempts is not None and not 1 <= spec.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        errors["max_attempts"] = f"Max attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}."
+    if spec.temperature is not None and not 0.0 <= spec.temperature <= 2.0:
+        errors["temperature"] = "Temperature must be between 0 and 2."
+    if spec.max_output_tokens is not None and not 1 <= spec.max_output_tokens <= 1_000_000:
+        errors["max_output_tokens"] = "Max output tokens must be between 1 and 1,000,000."
+    if len(spec.system_instruction) > settings.FLEX_MAX_PROMPT_CHARS:
+        errors["system_instruction"] = (
+            f"The system instruction is longer than {settings.FLEX_MAX_PROMPT_CHARS:,} characters."
+        )
+    return errors
+
+
+def prompt_error(prompt: str) -> str | None:
+    if not prompt or not prompt.strip():
+        return "The prompt is empty."
+    if len(prompt) > settings.FLEX_MAX_PROMPT_CHARS:
+        return (
+            f"The prompt is {len(prompt):,} characters; the limit is "
+            f"{settings.FLEX_MAX_PROMPT_CHARS:,} (FLEX_MAX_PROMPT_CHARS)."
+        )
+    if "\x00" in prompt:
+        return "The prompt contains a NUL character."
+    return None
+
+
+def jobs_submit(*, owner, prompts: Sequence[str], spec: JobSpec) -> list[Job]:
+    """Create one queued job per prompt, all or nothing, and wake the
+    dispatcher once the rows are committed. Raises ValidationError naming the
+    field (and the prompt's position when there are several)."""
+    errors = job_spec_errors(spec)
+    if not prompts:
+        errors["prompt"] = "There is no prompt to submit."
+    for index, prompt in enumerate(prompts, start=1):
+        problem = prompt_error(prompt)
+        if problem:
+            errors["prompt"] = problem if len(prompts) == 1 else f"Prompt {index}: {problem}"
+            break
+    if errors:
+        raise ValidationError(errors)
+    now = timezone.now()
+    max_attempts = spec.max_attempts or settings.FLEX_MAX_ATTEMPTS
+    jobs = [
+        Job(
+            owner=owner,
+            model=spec.model,
+            input_text=prompt,
+            system_instruction=spec.system_instruction,
+            temperature=spec.temperature,
+            max_output_tokens=spec.max_output_tokens,
+            tier_requested=spec.tier,
+            fallback_standard=spec.fallback_standard,
+            max_attempts=max_attempts,
+            submitted_at=now,
+            next_attempt_at=now,
+        )
+        for prompt in prompts
+    ]
+    with transaction.atomic():
+        created = Job.objects.bulk_create(jobs, batch_size=500)
+        transaction.on_commit(wake_dispatcher)
+    return created
+
+
+# --- Actions a person takes --------------------------------------------------------
+def job_cancel(*, job: Job) -> bool:
+    """Cancel a job that is waiting (queued or waiting to retry)."""
+    now = timezone.now()
+    changed = Job.objects.filter(pk=job.pk, state__in=WAITING_STATES).update(
+        state=State.CANCELLED, finished_at=now, next_attempt_at=None, updated_at=now
+    )
+    job.refresh_from_db()
+    return bool(changed)
+
+
+def job_retry_now(*, job: Job) -> bool:
+    """Run a failed or waiting job again as soon as possible. A failed job
+    gets its attempt budget extended by one so the retry is allowed."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, state=State.RETRYING).update(
+            next_attempt_at=now, updated_at=now
+        )
+        changed += Job.objects.filter(pk=job.pk, state=State.FAILED).update(
+            state=State.QUEUED,
+            next_attempt_at=now,
+            finished_at=None,
+            max_attempts=F("attempts") - F("refunded_attempts") + 1,
+            updated_at=now,
+        )
+        if changed:
+            transaction.on_commit(wake_dispatcher)
+    job.refresh_from_db()
+    return bool(changed)
+
+
+def dispatch_control() -> DispatchControl:
+    control, _ = DispatchControl.objects.get_or_create(pk=1)
+    return control
+
+
+def dispatch_pause(*, reason: str) -> bool:
+    """Stop sending requests; jobs stay where they are until resumed."""
+    dispatch_control()
+    return bool(
+        DispatchControl.objects.filter(pk=1, paused=False).update(
+            paused=True, reason=reason, paused_at=timezone.now()
+        )
+    )
+
+
+def dispatch_resume() -> bool:
+    dispatch_control()
+    changed = DispatchControl.objects.filter(pk=1, paused=True).update(
+        paused=False, reason="", paused_at=None
+    )
+    if changed:
+        transaction.on_commit(wake_dispatcher)
+    return bool(changed)
+
+
+def dispatch_is_paused() -> bool:
+    return DispatchControl.objects.filter(pk=1, paused=True).exists()
+
+
+# --- Dispatcher slots ----------------------------------------------------------
+def wake_dispatcher() -> None:
+    """Ask django-q2 for a dispatcher run, unless every slot is already busy:
+    a running dispatcher looks for new work every second by itself."""
+    now = timezone.now()
+    busy = DispatcherSlot.objects.filter(expires_at__gt=now).count()
+    if busy >= settings.FLEX_DISPATCHERS:
+        return
+    from django_q.tasks import async_task
+
+    async_task("jobs.tasks.dispatch", task_name="flexdash-dispatch")
+
+
+def dispatcher_slot_acquire(*, owner: str, ttl_seconds: int) -> int | None:
+    now = timezone.now()
+    for number in range(settings.FLEX_DISPATCHERS):
+        DispatcherSlot.objects.get_or_create(number=number)
+        taken = DispatcherSlot.objects.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__lte=now), number=number
+        ).update(
+            owner=owner,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+            heartbeat_at=now,
+            in_flight=0,
+        )
+        if taken:
+            return number
+    return None
+
+
+def dispatcher_heartbeat(
+    *, owner: str, job_ids: list[int], ttl_seconds: int, in_flight: int
+) -> bool:
+    """Renew the leases of the jobs this dispatcher has in flight, and its slot.
+
+    Only the named jobs: one whose task ended without recording its outcome
+    must let its lease lapse so another run picks it up."""
+    now = timezone.now()
+    expires = now + timedelta(seconds=ttl_seconds)
+    if job_ids:
+        Job.objects.filter(pk__in=job_ids, lease_owner=owner, state=State.RUNNING).update(
+            lease_expires_at=expires
+        )
+    return bool(
+        DispatcherSlot.objects.filter(owner=owner).update(
+            expires_at=expires, heartbeat_at=now, in_flight=in_flight
+        )
+    )
+
+
+def dispatcher_slot_release(*, owner: str) -> None:
+    DispatcherSlot.objects.filter(owner=owner).update(owner="", expires_at=None, in_flight=0)
+
+
+# --- Claiming -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Claim:
+    job_id: int
+    attempt_id: int
+    attempt_number: int
+    model: str
+    input_text: str
+    system_instruction: str
+    temperature: float | None
+    max_output_tokens: int | None
+    tier: str
+
+
+def _due_filters(now: datetime) -> list[Q]:
+    # Expired leases first: those jobs were already waiting on a dead worker.
+    return [
+        Q(state=State.RUNNING, lease_expires_at__lt=now),
+        Q(state__in=WAITING_STATES, next_attempt_at__lte=now),
+    ]
+
+
+def jobs_claim(*, owner: str, limit: int, lease_seconds: int) -> list[Claim]:
+    """Atomically take up to `limit` due jobs for this dispatcher.
+
+    Row locks with SKIP LOCKED where the database has them (PostgreSQL);
+    elsewhere (SQLite) the conditional UPDATE's row count decides, inside a
+    transaction that already holds the write lock."""
+    if limit <= 0 or dispatch_is_paused():
+        return []
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=lease_seconds)
+    claimed: list[tuple[int, State]] = []
+    with transaction.atomic():
+        for due in _due_filters(now):
+            room = limit - len(claimed)
+            if room <= 0:
+                break
+            candidates = Job.objects.filter(due).order_by("next_attempt_at", "id")
+            if connection.features.has_select_for_update_skip_locked:
+                candidates = candidates.select_for_update(skip_locked=True)
+            for job_id, state in candidates.values_list("id", "state")[:room]:
+                won = Job.objects.filter(due, pk=job_id).update(
+                    state=State.RUNNING,
+                    lease_owner=owner,
+                    lease_expires_at=lease_until,
+                    attempts=F("attempts") + 1,
+                    next_attempt_at=None,
+                    first_started_at=Coalesce(F("first_started_at"), now),
+                    updated_at=now,
+                )
+                if won:
+                    claimed.append((job_id, state))
+        if not claimed:
+            return []
+        _mark_lost_attempts([job_id for job_id, state in claimed if state == State.RUNNING], now)
+        return _open_attempts([job_id for job_id, _ in claimed], owner, now)
+
+
+def _mark_lost_attempts(job_ids: list[int], now: datetime) -> None:
+    """A reclaimed job's previous try died with its worker: say so on its row,
+    and do not charge it to the job's budget (the crash was not the job's)."""
+    if not job_ids:
+        return
+    Attempt.objects.filter(job_id__in=job_ids, outcome=Outcome.IN_FLIGHT).update(
+        outcome=Outcome.LOST,
+        error_kind=ErrorKind.LOST,
+        error_message="The worker holding this request stopped; its lease expired.",
+        finished_at=now,
+    )
+    Job.objects.filter(pk__in=job_ids).update(refunded_attempts=F("refunded_attempts") + 1)
+
+
+def _open_attempts(job_ids: list[int], owner: str, now: datetime) -> list[Claim]:
+    jobs = Job.objects.filter(pk__in=job_ids).only(
+        "id",
+        "attempts",
+        "refunded_attempts",
+        "max_attempts",
+        "model",
+        "input_text",
+        "system_instruction",
+        "temperature",
+        "max_output_tokens",
+        "tier_requested",
+        "fallback_standard",
+    )
+    claims: list[Claim] = []
+    attempts: list[Attempt] = []
+    route = settings.GEMINI_API
+    for job in jobs:
+        tier = backoff.tier_for_attempt(
+            requested=job.tier_requested,
+            fallback_standard=job.fallback_standard,
+            attempt_number=job.budgeted_attempts,
+            max_attempts=job.max_attempts,
+        )
+        attempts.append(
+            Attempt(
+                job_id=job.pk,
+                number=job.attempts,
+                dispatcher=owner,
+                route=route,
+                started_at=now,
+                tier_requested=tier,
+            )
+        )
+        claims.append(
+            Claim(
+                job_id=job.pk,
+                attempt_id=0,
+                attempt_number=job.attempts,
+                model=job.model,
+                input_text=job.input_text,
+                system_instruction=job.system_instruction,
+                temperature=job.temperature,
+                max_output_tokens=job.max_output_tokens,
+                tier=tier,
+            )
+        )
+    Attempt.objects.bulk_create(attempts)
+    ids = dict(
+        Attempt.objects.filter(
+            job_id__in=job_ids, outcome=Outcome.IN_FLIGHT, dispatcher=owner
+        ).values_list("job_id", "id")
+    )
+    return [Claim(**{**claim.__dict__, "attempt_id": ids[claim.job_id]}) for claim in claims]
+
+
+def seconds_until_next_due() -> float | None:
+    now = timezone.now()
+    soonest = Job.objects.filter(state__in=WAITING_STATES).aggregate(at=Min("next_attempt_at"))[
+        "at"
+    ]
+    lease = Job.objects.filter(state=State.RUNNING).aggregate(at=Min("lease_expires_at"))["at"]
+    times = [t for t in (soonest, lease) if t is not None]
+    if not times:
+        return None
+    return max(0.0, (min(times) - now).total_seconds())
+
+
+# --- Recording what happened ------------------------------------------------------
+def attempt_succeeded(*, claim: Claim, owner: str, result: GeminiResult, latency: float) -> bool:
+    """Store the answer. False when the job was no longer ours (cancelled by a
+    person, or reclaimed after our lease lapsed): the attempt says so."""
+    now = timezone.now()
+    tier = result.tier_served or claim.tier
+    cost, standard = pricing.job_costs(
+        model=claim.model,
+        tier=tier,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens + result.thought_tokens,
+    )
+    with transaction.atomic():
+        won = Job.objects.filter(pk=claim.job_id, state=State.RUNNING, lease_owner=owner).update(
+            state=State.SUCCEEDED,
+            result_text=result.text,
+            response_id=result.response_id,
+            tier_served=tier,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            thought_tokens=result.thought_tokens,
+            cost_usd=cost,
+            standard_cost_usd=standard,
+            last_error="",
+            finished_at=now,
+            lease_owner="",
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        Attempt.objects.filter(pk=claim.attempt_id).update(
+            finished_at=now,
+            latency_seconds=latency,
+            http_status=result.http_status,
+            tier_served=result.tier_served,
+            outcome=Outcome.SUCCEEDED if won else Outcome.DISCARDED,
+        )
+    return bool(won)
+
+
+_COUNTER_FOR_KIND = {
+    ErrorKind.CAPACITY: "http_503",
+    ErrorKind.RATE_LIMIT: "http_429",
+}
+
+
+def attempt_failed(*, claim: Claim, owner: str, error: GeminiError, latency: float) -> str:
+    """Count the failure and move the job on: retrying (with its next time),
+    failed, or back to queued with dispatch paused. Returns the decision."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = (
+            Job.objects.filter(pk=claim.job_id)
+            .only("attempts", "refunded_attempts", "max_attempts", "state", "lease_owner")
+            .first()
+        )
+        ours = job is not None and job.state == State.RUNNING and job.lease_owner == owner
+        decision = backoff.decide(
+            error.kind,
+            attempts_used=job.budgeted_attempts if job else 0,
+            policy=backoff.Policy(
+                base=settings.FLEX_BACKOFF_BASE,
+                cap=settings.FLEX_BACKOFF_CAP,
+                max_attempts=job.max_attempts if job else 1,
+            ),
+            retry_after=error.retry_after,
+        )
+        outcome = {"retry": Outcome.WILL_RETRY, "fail": Outcome.FAILED, "pause": Outcome.PAUSED}[
+            decision.action
+        ]
+        Attempt.objects.filter(pk=claim.attempt_id).update(
+            finished_at=now,
+            latency_seconds=latency,
+            http_status=error.http_status,
+            google_status=error.google_status[:64],
+            retry_after_seconds=error.retry_after,
+            tier_served=error.tier_served,
+            error_kind=error.kind,
+            error_message=error.message,
+            outcome=outcome if ours else Outcome.DISCARDED,
+        )
+        if not ours:
+            return "discarded"
+        counter = _COUNTER_FOR_KIND.get(error.kind, "other_errors")
+        changes: dict = {
+            counter: F(counter) + 1,
+            "last_error": _describe(error),
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        if decision.action == "retry":
+            changes.update(
+                state=State.RETRYING, next_attempt_at=now + timedelta(seconds=decision.delay)
+            )
+        elif decision.action == "pause":
+            changes.update(
+                state=State.QUEUED,
+                next_attempt_at=now,
+                refunded_attempts=F("refunded_attempts") + 1,
+            )
+        else:
+            changes.update(state=State.FAILED, finished_at=now, next_attempt_at=None)
+        Job.objects.filter(pk=claim.job_id, state=State.RUNNING, lease_owner=owner).update(
+            **changes
+        )
+        if decision.action == "pause":
+            dispatch_pause(
+                reason=f"Gemini refused the API key ({_describe(error)}). Fix GEMINI_API_KEY, "
+                "then resume dispatch."
+            )
+            logger.error("Dispatch paused: %s", _describe(error))
+    return decision.action
+
+
+def _describe(error: GeminiError) -> str:
+    status = f"HTTP {error.http_status}" if error.http_status else error.kind
+    google = f" {error.google_status}" if error.google_status else ""
+    return f"{status}{google}: {error.message}"[:2000]
