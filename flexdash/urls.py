@@ -3,5 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("account/", include("jobs.account_urls")),
+    path("api/", include("jobs.api_urls")),
     path("", include("jobs.urls")),
 ]

@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from jobs import services
+from jobs.models import Attempt, DispatchControl, DispatcherSlot, Job, ModelPrice
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    extra = 0
+    can_delete = False
+    fields = (
+        "number",
+        "started_at",
+        "latency_seconds",
+        "tier_requested",
+        "tier_served",
+        "http_status",
+        "google_status",
+        "retry_after_seconds",
+        "error_kind",
+        "outcome",
+        "error_message",
+    )
+    readonly_fields = fields
+    ordering = ("number",)
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "state",
+        "model",
+        "tier_requested",
+        "tier_served",
+        "attempts",
+        "http_503",
+        "http_429",
+        "other_errors",
+        "next_attempt_at",
+        "cost_usd",
+        "owner",
+        "submitted_at",
+    )
+    list_filter = ("state", "model", "tier_requested", "tier_served", "owner")
+    search_fields = ("=id", "input_text", "response_id")
+    date_hierarchy = "submitted_at"
+    list_select_related = ("owner",)
+    show_full_result_count = False
+    inlines = (AttemptInline,)
+    actions = ("retry_now", "cancel", "pause_dispatch", "resume_dispatch")
+    readonly_fields = (
+        "state",
+        "attempts",
+        "refunded_attempts",
+        "next_attempt_at",
+        "lease_owner",
+        "lease_expires_at",
+        "http_503",
+        "http_429",
+        "other_errors",
+        "result_text",
+        "response_id",
+        "tier_served",
+        "input_tokens",
+        "output_tokens",
+        "thought_tokens",
+        "cost_usd",
+        "standard_cost_usd",
+        "last_error",
+        "submitted_at",
+        "first_started_at",
+        "finished_at",
+    )
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "owner",
+                    "model",
+                    "tier_requested",
+                    "fallback_standard",
+                    "max_attempts",
+                    "input_text",
+                    "system_instruction",
+                    "temperature",
+                    "max_output_tokens",
+                )
+            },
+        ),
+        (
+            "Progress",
+            {
+                "fields": (
+                    "state",
+                    "attempts",
+                    "refunded_attempts",
+                    "next_attempt_at",
+                    "http_503",
+                    "http_429",
+                    "other_errors",
+                    "last_error",
+                    "lease_owner",
+                    "lease_expires_at",
+                )
+            },
+        ),
+        (
+            "Result",
+            {
+                "fields": (
+                    "result_text",
+                    "response_id",
+                    "tier_served",
+                    "input_tokens",
+                    "output_tokens",
+                    "thought_tokens",
+                    "cost_usd",
+                    "standard_cost_usd",
+                )
+            },
+        ),
+        ("Times", {"fields": ("submitted_at", "first_started_at", "finished_at")}),
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Jobs are submitted through the dashboard, the API or `manage.py
+        # submit`, which validate and wake the dispatcher.
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        control = services.dispatch_control()
+        if control.paused:
+            self.message_user(
+                request,
+                f"Dispatch is paused since {control.paused_at:%Y-%m-%d %H:%M}: {control.reason}",
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Retry selected jobs now")
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        done = sum(services.job_retry_now(job=job) for job in queryset)
+        self.message_user(request, f"{done} of {queryset.count()} jobs will run again now.")
+
+    @admin.action(description="Cancel selected jobs (queued or waiting to retry)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        done = sum(services.job_cancel(job=job) for job in queryset)
+        self.message_user(request, f"{done} of {queryset.count()} jobs cancelled.")
+
+    @admin.action(description="Pause dispatch (all jobs)")
+    def pause_dispatch(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        services.dispatch_pause(reason=f"Paused by {request.user} from the admin.")
+        self.message_user(request, "Dispatch paused: no new requests will be sent.")
+
+    @admin.action(description="Resume dispatch (all jobs)")
+    def resume_dispatch(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        services.dispatch_resume()
+        self.message_user(request, "Dispatch resumed.")
+
+
+@admin.register(Attempt)
+class AttemptAdmin(admin.ModelAdmin):
+    list_display = (
+        "job",
+        "number",
+        "started_at",
+        "latency_seconds",
+        "tier_requested",
+        "tier_served",
+        "http_status",
+        "google_status",
+        "retry_after_seconds",
+        "outcome",
+    )
+    list_filter = ("outcome", "http_status", "error_kind", "tier_served", "route")
+    search_fields = ("=job__id", "error_message")
+    list_select_related = ("job",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(DispatchControl)
+class DispatchControlAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "paused", "reason", "paused_at")
+    actions = ("resume",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Resume dispatch")
+    def resume(self, request: HttpRequest, queryset: QuerySet[DispatchControl]) -> None:
+        services.dispatch_resume()
+        self.message_user(request, "Dispatch resumed.")
+
+
+@admin.register(DispatcherSlot)
+class DispatcherSlotAdmin(admin.ModelAdmin):
+    list_display = ("number", "owner", "in_flight", "heartbeat_at", "expires_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "model",
+        "input_per_million",
+        "output_per_million",
+        "long_input_per_million",
+        "long_output_per_million",
+        "updated_at",
+    )
+    list_editable = ("input_per_million", "output_per_million")
