@@ -81,6 +81,9 @@ def _database(url: str) -> dict:
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
         }
+        # A file, not memory: tests start real qcluster and simulator
+        # processes that must see the same test database.
+        config["TEST"] = {"NAME": str(VAR_DIR / "test-flexdash.sqlite3")}
     return config
 
 
