@@ -1,0 +1,164 @@
+"""End to end through a real django-q2 cluster, the real SDK and the simulator:
+what a researcher submits ends in a terminal state with every try recorded."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from jobs import services
+from jobs.models import FINISHED_STATES, Attempt, Job, Outcome, State
+from tests.support import engine_env, qcluster, start_process, stop_process, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROUTES = ["interactions", "generate_content"]
+
+
+@pytest.fixture
+def researcher():
+    return get_user_model().objects.create_user("ada", password="pw")
+
+
+def submit(owner, *prompts: str, **spec) -> list[Job]:
+    spec.setdefault("model", "gemini-2.5-flash")
+    return services.jobs_submit(owner=owner, prompts=list(prompts), spec=services.JobSpec(**spec))
+
+
+def finished(jobs: list[Job]):
+    ids = [job.pk for job in jobs]
+    return lambda: not Job.objects.filter(pk__in=ids).exclude(state__in=FINISHED_STATES).exists()
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_planted_503s_and_429s_are_retried_to_success(simulator, researcher, tmp_path, route):
+    t = tag()
+    jobs = submit(
+        researcher,
+        f"plain {t}",
+        f"shed twice {t} [sim:503x2]",
+        f"rate limited {t} [sim:429x1][sim:503x1]",
+        f"bad {t} [sim:400]",
+    )
+    with qcluster(engine_env(simulator.url, GEMINI_API=route), tmp_path / "q.log"):
+        wait_for(finished(jobs), timeout=60, what="all jobs finished")
+    plain, shed, limited, bad = (Job.objects.get(pk=j.pk) for j in jobs)
+
+    assert (plain.state, plain.attempts, plain.http_503, plain.http_429) == ("succeeded", 1, 0, 0)
+    assert (shed.state, shed.attempts, shed.http_503) == ("succeeded", 3, 2)
+    assert (limited.state, limited.attempts, limited.http_503, limited.http_429) == (
+        "succeeded",
+        3,
+        1,
+        1,
+    )
+    assert shed.result_text.startswith(f"Simulated answer to: shed twice {t}")
+    assert shed.tier_served == "flex" and shed.input_tokens > 0 and shed.cost_usd > 0
+    assert shed.cost_usd * 2 == shed.standard_cost_usd
+
+    statuses = list(shed.attempt_log.values_list("http_status", "google_status", "outcome"))
+    assert statuses == [
+        (503, "UNAVAILABLE", Outcome.WILL_RETRY),
+        (503, "UNAVAILABLE", Outcome.WILL_RETRY),
+        (200, "", Outcome.SUCCEEDED),
+    ]
+    assert set(Attempt.objects.filter(job=shed).values_list("route", flat=True)) == {route}
+
+    assert (bad.state, bad.attempts, bad.other_errors) == ("failed", 1, 1)
+    assert "INVALID_ARGUMENT" in bad.last_error
+
+
+def test_retry_after_is_never_undercut(simulator, researcher, tmp_path):
+    job = submit(researcher, f"wait for it {tag()} [sim:429x1:retry-after=3]")[0]
+    with qcluster(engine_env(simulator.url), tmp_path / "q.log"):
+        wait_for(finished([job]), timeout=60, what="job finished")
+    first, second = Attempt.objects.filter(job=job).order_by("number")
+    assert first.retry_after_seconds == 3.0
+    assert (second.started_at - first.finished_at).total_seconds() >= 3.0
+    assert Job.objects.get(pk=job.pk).state == State.SUCCEEDED
+
+
+def test_attempts_run_out_after_max_attempts(simulator, researcher, tmp_path):
+    job = submit(researcher, f"always shed {tag()} [sim:503x9]", max_attempts=3)[0]
+    with qcluster(engine_env(simulator.url), tmp_path / "q.log"):
+        wait_for(finished([job]), timeout=60, what="job finished")
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.http_503) == ("failed", 3, 3)
+    assert "503" in job.last_error
+
+
+def test_fallback_runs_the_last_attempt_on_standard(simulator, researcher, tmp_path):
+    job = submit(
+        researcher, f"fallback {tag()} [sim:503x2]", max_attempts=3, fallback_standard=True
+    )[0]
+    with qcluster(engine_env(simulator.url), tmp_path / "q.log"):
+        wait_for(finished([job]), timeout=60, what="job finished")
+    job.refresh_from_db()
+    assert job.state == State.SUCCEEDED and job.tier_served == "standard"
+    assert list(job.attempt_log.values_list("tier_requested", flat=True)) == [
+        "flex",
+        "flex",
+        "standard",
+    ]
+    assert job.cost_usd == job.standard_cost_usd
+
+
+def test_bad_credentials_pause_dispatch_without_burning_attempts(simulator, researcher, tmp_path):
+    jobs = submit(researcher, *(f"key check {tag()} {n}" for n in range(3)), max_attempts=2)
+    env = engine_env(simulator.url, GEMINI_API_KEY="a-wrong-key")
+    with qcluster(env, tmp_path / "q.log"):
+        wait_for(services.dispatch_is_paused, timeout=30, what="dispatch paused")
+        wait_for(
+            lambda: not Job.objects.filter(state=State.RUNNING).exists(),
+            timeout=30,
+            what="in-flight requests settled",
+        )
+    control = services.dispatch_control()
+    assert "API key" in control.reason and "403" in control.reason
+    for job in Job.objects.filter(pk__in=[j.pk for j in jobs]):
+        assert job.state == State.QUEUED
+        assert job.budgeted_attempts == 0
+
+    services.dispatch_resume()
+    with qcluster(engine_env(simulator.url), tmp_path / "q2.log"):
+        wait_for(finished(jobs), timeout=60, what="jobs finished after resume")
+    assert set(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("state", flat=True)) == {
+        State.SUCCEEDED
+    }
+
+
+def test_a_killed_cluster_loses_nothing(simulator, researcher, tmp_path):
+    t = tag()
+    jobs = submit(researcher, *(f"slow {t} {n} [sim:sleep=6]" for n in range(5)))
+    jobs += submit(researcher, *(f"quick {t} {n}" for n in range(5)))
+    env = engine_env(simulator.url, FLEX_LEASE_SECONDS=5)
+    first = start_process(["qcluster"], env, tmp_path / "q1.log")
+    try:
+        wait_for(
+            lambda: (
+                Attempt.objects.filter(job__in=jobs[:5], outcome=Outcome.IN_FLIGHT).count() == 5
+            ),
+            timeout=30,
+            what="slow requests in flight",
+        )
+    finally:
+        stop_process(first, signal.SIGKILL)
+    assert Job.objects.filter(pk__in=[j.pk for j in jobs[:5]], state=State.RUNNING).count() == 5
+
+    with qcluster(env, tmp_path / "q2.log"):
+        wait_for(finished(jobs), timeout=120, what="every job finished after the crash")
+
+    for job in Job.objects.filter(pk__in=[j.pk for j in jobs]):
+        assert job.state == State.SUCCEEDED, job
+    for job in jobs[:5]:
+        outcomes = list(Attempt.objects.filter(job=job).values_list("outcome", flat=True))
+        assert outcomes == [Outcome.LOST, Outcome.SUCCEEDED]
+        job.refresh_from_db()
+        assert job.attempts == 2 and job.budgeted_attempts == 1

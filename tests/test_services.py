@@ -1,0 +1,207 @@
+"""State changes owned by jobs/services.py, checked on the stored rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.test import override_settings
+from django.utils import timezone
+
+from jobs import services
+from jobs.gemini import GeminiError, GeminiResult
+from jobs.models import Attempt, Job, Outcome, State
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner():
+    return get_user_model().objects.create_user("grace", password="pw")
+
+
+def submit(owner, *prompts, **spec):
+    spec.setdefault("model", "gemini-2.5-flash")
+    return services.jobs_submit(owner=owner, prompts=list(prompts), spec=services.JobSpec(**spec))
+
+
+def test_submit_creates_queued_jobs_due_now(owner):
+    jobs = submit(owner, "one", "two", max_attempts=4)
+    assert [j.state for j in jobs] == [State.QUEUED, State.QUEUED]
+    assert all(j.next_attempt_at <= timezone.now() and j.max_attempts == 4 for j in jobs)
+
+
+@pytest.mark.parametrize(
+    ("prompts", "spec", "field"),
+    [
+        ([""], {}, "prompt"),
+        (["   "], {}, "prompt"),
+        ([], {}, "prompt"),
+        (["ok"], {"model": "gpt-4o"}, "model"),
+        (["ok"], {"tier": "turbo"}, "tier"),
+        (["ok"], {"max_attempts": 0}, "max_attempts"),
+        (["ok"], {"temperature": 3.0}, "temperature"),
+        (["ok"], {"max_output_tokens": 0}, "max_output_tokens"),
+    ],
+)
+def test_bad_input_names_the_field_and_creates_nothing(owner, prompts, spec, field):
+    with pytest.raises(ValidationError) as caught:
+        submit(owner, *prompts, **spec)
+    assert field in caught.value.message_dict
+    assert not Job.objects.exists()
+
+
+def test_one_bad_prompt_among_many_creates_nothing_and_says_which(owner):
+    with pytest.raises(ValidationError) as caught:
+        submit(owner, "fine", "", "also fine")
+    assert "Prompt 2" in caught.value.message_dict["prompt"][0]
+    assert not Job.objects.exists()
+
+
+@override_settings(FLEX_MAX_PROMPT_CHARS=10)
+def test_prompt_size_limit_has_a_clear_message(owner):
+    with pytest.raises(ValidationError) as caught:
+        submit(owner, "x" * 11)
+    assert "limit is 10" in caught.value.message_dict["prompt"][0]
+
+
+def test_claim_takes_due_jobs_once(owner):
+    jobs = submit(owner, "a", "b", "c")
+    first = services.jobs_claim(owner="d1", limit=2, lease_seconds=60)
+    second = services.jobs_claim(owner="d2", limit=10, lease_seconds=60)
+    assert len(first) == 2 and len(second) == 1
+    assert {c.job_id for c in first}.isdisjoint({c.job_id for c in second})
+    assert services.jobs_claim(owner="d3", limit=10, lease_seconds=60) == []
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.state == State.RUNNING and job.attempts == 1
+        assert Attempt.objects.get(job=job).outcome == Outcome.IN_FLIGHT
+
+
+def test_jobs_waiting_for_a_later_retry_are_not_claimed(owner):
+    job = submit(owner, "later")[0]
+    Job.objects.filter(pk=job.pk).update(
+        state=State.RETRYING, next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+    assert services.jobs_claim(owner="d1", limit=10, lease_seconds=60) == []
+
+
+def test_an_expired_lease_is_reclaimed_and_the_lost_try_recorded(owner):
+    job = submit(owner, "crash me")[0]
+    services.jobs_claim(owner="dead", limit=1, lease_seconds=60)
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    claims = services.jobs_claim(owner="alive", limit=1, lease_seconds=60)
+    assert [c.attempt_number for c in claims] == [2]
+    job.refresh_from_db()
+    assert (job.lease_owner, job.attempts, job.budgeted_attempts) == ("alive", 2, 1)
+    assert list(job.attempt_log.values_list("outcome", flat=True)) == [
+        Outcome.LOST,
+        Outcome.IN_FLIGHT,
+    ]
+
+
+def test_a_paused_queue_claims_nothing(owner):
+    submit(owner, "x")
+    services.dispatch_pause(reason="maintenance")
+    assert services.jobs_claim(owner="d1", limit=10, lease_seconds=60) == []
+    services.dispatch_resume()
+    assert len(services.jobs_claim(owner="d1", limit=10, lease_seconds=60)) == 1
+
+
+def _result(text="answer"):
+    return GeminiResult(
+        text=text,
+        response_id="r1",
+        input_tokens=10,
+        output_tokens=20,
+        thought_tokens=5,
+        tier_served="flex",
+    )
+
+
+def test_success_stores_answer_usage_and_cost(owner):
+    job = submit(owner, "q")[0]
+    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    assert services.attempt_succeeded(claim=claim, owner="d1", result=_result(), latency=1.5)
+    job.refresh_from_db()
+    assert (job.state, job.result_text, job.tier_served) == (State.SUCCEEDED, "answer", "flex")
+    assert (job.input_tokens, job.output_tokens, job.thought_tokens) == (10, 20, 5)
+    assert job.cost_usd is not None and job.cost_usd * 2 == job.standard_cost_usd
+    assert job.lease_owner == "" and job.finished_at is not None
+    attempt = job.attempt_log.get()
+    assert (attempt.outcome, attempt.http_status, attempt.latency_seconds) == (
+        Outcome.SUCCEEDED,
+        200,
+        1.5,
+    )
+
+
+def test_a_result_for_a_job_no_longer_ours_is_discarded(owner):
+    job = submit(owner, "q")[0]
+    (claim,) = services.jobs_claim(owner="slow", limit=1, lease_seconds=60)
+    Job.objects.filter(pk=job.pk).update(lease_owner="someone-else")
+    assert not services.attempt_succeeded(claim=claim, owner="slow", result=_result(), latency=1)
+    job.refresh_from_db()
+    assert job.state == State.RUNNING
+    assert job.attempt_log.get().outcome == Outcome.DISCARDED
+
+
+def test_a_503_schedules_a_retry_and_counts_it(owner):
+    job = submit(owner, "q")[0]
+    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    error = GeminiError("capacity", "overloaded", http_status=503, google_status="UNAVAILABLE")
+    assert services.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "retry"
+    job.refresh_from_db()
+    assert (job.state, job.http_503, job.http_429) == (State.RETRYING, 1, 0)
+    assert job.next_attempt_at is not None and "UNAVAILABLE" in job.last_error
+
+
+def test_a_429_waits_at_least_retry_after(owner):
+    job = submit(owner, "q")[0]
+    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    before = timezone.now()
+    error = GeminiError("rate_limit", "slow down", http_status=429, retry_after=42)
+    services.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1)
+    job.refresh_from_db()
+    assert job.http_429 == 1
+    assert job.next_attempt_at >= before + timedelta(seconds=42)
+    assert job.attempt_log.get().retry_after_seconds == 42
+
+
+def test_auth_failure_pauses_dispatch_and_refunds_the_attempt(owner):
+    job = submit(owner, "q")[0]
+    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    error = GeminiError("auth", "API key not valid", http_status=403)
+    assert services.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "pause"
+    job.refresh_from_db()
+    assert (job.state, job.budgeted_attempts) == (State.QUEUED, 0)
+    assert services.dispatch_is_paused()
+    assert "GEMINI_API_KEY" in services.dispatch_control().reason
+
+
+def test_cancel_only_waiting_jobs(owner):
+    queued, running = submit(owner, "a", "b")
+    Job.objects.filter(pk=running.pk).update(state=State.RUNNING)
+    assert services.job_cancel(job=queued) and queued.state == State.CANCELLED
+    assert not services.job_cancel(job=running) and running.state == State.RUNNING
+
+
+def test_retry_now_gives_a_failed_job_one_more_attempt(owner):
+    job = submit(owner, "a", max_attempts=1)[0]
+    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    error = GeminiError("capacity", "overloaded", http_status=503)
+    assert services.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "fail"
+    assert services.job_retry_now(job=job)
+    assert (job.state, job.max_attempts) == (State.QUEUED, 2)
+    assert len(services.jobs_claim(owner="d1", limit=1, lease_seconds=60)) == 1
+
+
+def test_retry_now_brings_a_waiting_retry_forward(owner):
+    job = submit(owner, "a")[0]
+    later = timezone.now() + timedelta(hours=1)
+    Job.objects.filter(pk=job.pk).update(state=State.RETRYING, next_attempt_at=later)
+    assert services.job_retry_now(job=job)
+    assert job.next_attempt_at <= timezone.now()
+    assert not services.job_retry_now(job=submit(owner, "fresh")[0])
