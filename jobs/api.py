@@ -1,0 +1,385 @@
+"""The JSON API for scripts: token auth, jobs in and out.
+
+Each endpoint checks access, validates, calls one service and serialises;
+the rules live in jobs/services.py. Every error answers `{"detail": "..."}`;
+bad input (422) adds `"errors": {field: [messages]}`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import wraps
+from typing import Annotated
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse
+from ninja import Field, NinjaAPI, Path, Query, Schema, Status
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import HttpBearer
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from jobs import services, tokens
+from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
+from jobs.models import Attempt, Job, State, Tier
+
+MAX_PROMPTS_PER_REQUEST = 1000
+MAX_PAGE_SIZE = 100
+MAX_ID = 2**63 - 1
+NO_TOKEN = "Send an API token: 'Authorization: Bearer <token>' (create one on /account/)."
+
+
+class BearerToken(HttpBearer):
+    def __call__(self, request: HttpRequest):
+        # Parsed here rather than by HttpBearer, which logs a malformed
+        # header (and so the token in it) when DEBUG is on.
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError(message=NO_TOKEN)
+        return self.authenticate(request, token.strip())
+
+    def authenticate(self, request: HttpRequest, token: str):
+        try:
+            return tokens.api_token_user(token)
+        except tokens.TokenRefused as refused:
+            raise AuthenticationError(message=str(refused)) from None
+
+
+def _signed_in_or_token(view):
+    """The OpenAPI document, like every page, is for signed-in people and
+    token holders only."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            try:
+                BearerToken()(request)
+            except AuthenticationError as refused:
+                return _unauthorised(request, refused)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+api = NinjaAPI(
+    title="FlexDash API",
+    version="1",
+    description="Submit prompts to run on Gemini's flex tier and follow them. "
+    "Authenticate with 'Authorization: Bearer <token>'; tokens are made on /account/.",
+    urls_namespace="api",
+    auth=BearerToken(),
+    # Ninja's docs page loads Swagger UI from a CDN unless ninja is an
+    # installed app; the dashboard must work offline, so only the document.
+    docs_url=None,
+    docs_decorator=_signed_in_or_token,
+)
+
+
+# --- Errors --------------------------------------------------------------------
+def _unprocessable(request: HttpRequest, errors: dict[str, list[str]]) -> HttpResponse:
+    summary = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
+    return api.create_response(request, {"detail": summary, "errors": errors}, status=422)
+
+
+@api.exception_handler(NinjaValidationError)
+def _invalid_input(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors:
+        # loc is (where, [parameter name,] field, index...): keep the field.
+        where, *rest = error.get("loc") or ("body",)
+        if where == "body":
+            rest = rest[1:]
+        field = ".".join(str(part) for part in rest) or where
+        message = error.get("msg", "Invalid value.").removeprefix("Value error, ")
+        errors.setdefault(field, []).append(message)
+    return _unprocessable(request, errors)
+
+
+@api.exception_handler(DjangoValidationError)
+def _refused_by_service(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    return _unprocessable(request, exc.message_dict)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthorised(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = api.create_response(request, {"detail": exc.message}, status=401)
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    detail = f"The request body is larger than {limit:,} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)."
+    return api.create_response(request, {"detail": detail}, status=413)
+
+
+# --- Schemas -------------------------------------------------------------------
+def _storable(text: str) -> str:
+    # Neither database stores NUL characters or unpaired surrogates.
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+
+
+class JobIn(BaseModel):
+    """The ranges shown are checked by jobs/services.py, which names the field."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"prompt": "Name three uses of a flex tier."}]},
+    )
+
+    prompt: Text | None = Field(
+        None, description="One prompt; or send `prompts`.", json_schema_extra={"minLength": 1}
+    )
+    prompts: list[Text] | None = Field(
+        None,
+        max_length=MAX_PROMPTS_PER_REQUEST,
+        description="Several prompts sharing the other settings; all or none are created.",
+    )
+    model: str = Field(DEFAULT_MODEL, json_schema_extra={"enum": list(FLEX_MODELS)})
+    tier: str = Field(Tier.FLEX.value, json_schema_extra={"enum": list(Tier.values)})
+    max_attempts: int | None = Field(
+        None,
+        description="The server's default (FLEX_MAX_ATTEMPTS) when absent.",
+        json_schema_extra={"minimum": 1, "maximum": services.MAX_ATTEMPTS_LIMIT},
+    )
+    fallback_standard: bool = Field(
+        False, description="Run the last allowed attempt on the standard tier (full price)."
+    )
+    system_instruction: Text = ""
+    temperature: float | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 2})
+    max_output_tokens: int | None = Field(
+        None, json_schema_extra={"minimum": 1, "maximum": 1_000_000}
+    )
+
+
+def _redacted(text: str) -> str:
+    # Text that came back from outside; should it ever quote the key, the key stays here.
+    key = settings.GEMINI_API_KEY
+    return text.replace(key, "[redacted]") if key else text
+
+
+def _decimal_text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+class JobOut(Schema):
+    id: int
+    owner: str
+    status: State
+    model: str
+    tier_requested: Tier
+    tier_served: str
+    attempts: int
+    max_attempts: int
+    http_503: int
+    http_429: int
+    other_errors: int
+    next_attempt_at: datetime | None
+    submitted_at: datetime
+    first_started_at: datetime | None
+    finished_at: datetime | None
+    prompt: str
+    system_instruction: str
+    output_text: str
+    input_tokens: int
+    output_tokens: int
+    thought_tokens: int
+    cost_usd: str | None = Field(description="USD as a decimal string")
+    standard_cost_usd: str | None = Field(description="what the standard tier would have cost")
+    error: str
+
+    @staticmethod
+    def resolve_owner(job: Job) -> str:
+        return job.owner.get_username()
+
+    @staticmethod
+    def resolve_status(job: Job) -> str:
+        return job.state
+
+    @staticmethod
+    def resolve_prompt(job: Job) -> str:
+        return job.input_text
+
+    @staticmethod
+    def resolve_output_text(job: Job) -> str:
+        return _redacted(job.result_text)
+
+    @staticmethod
+    def resolve_cost_usd(job: Job) -> str | None:
+        return _decimal_text(job.cost_usd)
+
+    @staticmethod
+    def resolve_standard_cost_usd(job: Job) -> str | None:
+        return _decimal_text(job.standard_cost_usd)
+
+    @staticmethod
+    def resolve_error(job: Job) -> str:
+        return _redacted(job.last_error)
+
+
+class AttemptOut(Schema):
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    latency_seconds: float | None
+    tier_requested: str
+    tier_served: str
+    http_status: int | None
+    google_status: str
+    retry_after_seconds: float | None
+    error_kind: str
+    error_message: str
+    outcome: str
+
+    @staticmethod
+    def resolve_error_message(attempt: Attempt) -> str:
+        return _redacted(attempt.error_message)
+
+
+class JobDetailOut(JobOut):
+    # `attempts` is already the count (as in `manage.py jobs --json`).
+    attempt_log: list[AttemptOut]
+
+    @staticmethod
+    def resolve_attempt_log(job: Job) -> list[Attempt]:
+        return list(job.attempt_log.all())
+
+
+class CreatedOut(Schema):
+    jobs: list[JobOut]
+
+
+class JobPage(Schema):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Message(Schema):
+    detail: str
+
+
+class Invalid(Schema):
+    detail: str
+    errors: dict[str, list[str]]
+
+
+class JobFilters(Schema):
+    state: State | None = None
+    model: Text | None = None
+    q: Text | None = Field(None, description="Text the prompt contains (case-insensitive).")
+    user: Text | None = Field(None, description="Owner's username (staff see everyone's jobs).")
+    limit: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
+    offset: int = Field(0, ge=0, le=MAX_ID // 2)
+
+
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ERRORS = {401: Message, 404: Message, 422: Invalid}
+
+
+# --- Endpoints -----------------------------------------------------------------
+def _visible_jobs(request: HttpRequest):
+    jobs = Job.objects.select_related("owner")
+    return jobs if request.auth.is_staff else jobs.filter(owner=request.auth)
+
+
+def _job_for(request: HttpRequest, job_id: int) -> Job:
+    """The job if this user may see it: 404 alike for another's job and a missing one."""
+    job = _visible_jobs(request).filter(pk=job_id).first()
+    if job is None:
+        raise HttpError(404, f"No job {job_id}.")
+    return job
+
+
+@api.post(
+    "/jobs", response={201: CreatedOut, 413: Message, **ERRORS}, tags=["jobs"], url_name="jobs"
+)
+def create_jobs(request: HttpRequest, payload: JobIn):
+    """Queue one job per prompt."""
+    if payload.prompt is not None and payload.prompts is not None:
+        raise DjangoValidationError({"prompt": "Send prompt or prompts, not both."})
+    prompts = [payload.prompt] if payload.prompt is not None else payload.prompts
+    if prompts is None:
+        raise DjangoValidationError({"prompt": "Send a prompt (or a list in prompts)."})
+    spec = services.JobSpec(
+        model=payload.model,
+        tier=payload.tier,
+        max_attempts=payload.max_attempts,
+        fallback_standard=payload.fallback_standard,
+        system_instruction=payload.system_instruction,
+        temperature=payload.temperature,
+        max_output_tokens=payload.max_output_tokens,
+    )
+    created = services.jobs_submit(owner=request.auth, prompts=prompts, spec=spec)
+    return Status(201, {"jobs": created})
+
+
+@api.get("/jobs", response={200: JobPage, **ERRORS}, tags=["jobs"], url_name="jobs")
+def list_jobs(request: HttpRequest, filters: Query[JobFilters]):
+    """Jobs newest first, filtered like the jobs page."""
+    jobs = _visible_jobs(request).order_by("-submitted_at", "-id")
+    if filters.state:
+        jobs = jobs.filter(state=filters.state)
+    if filters.model:
+        jobs = jobs.filter(model=filters.model)
+    if filters.q:
+        jobs = jobs.filter(input_text__icontains=filters.q)
+    if filters.user:
+        jobs = jobs.filter(owner__username=filters.user)
+    return {
+        "items": jobs[filters.offset : filters.offset + filters.limit],
+        "total": jobs.count(),
+        "limit": filters.limit,
+        "offset": filters.offset,
+    }
+
+
+@api.get("/jobs/{job_id}", response={200: JobDetailOut, **ERRORS}, tags=["jobs"], url_name="job")
+def get_job(request: HttpRequest, job_id: JobId):
+    """One job with every attempt."""
+    return _job_for(request, job_id)
+
+
+@api.post(
+    "/jobs/{job_id}/cancel",
+    response={200: JobOut, 409: Message, **ERRORS},
+    tags=["jobs"],
+    url_name="job_cancel",
+)
+def cancel_job(request: HttpRequest, job_id: JobId):
+    """Cancel a job that is queued or waiting to retry."""
+    job = _job_for(request, job_id)
+    if not services.job_cancel(job=job):
+        raise HttpError(
+            409, f"Job {job.pk} is {job.state}; only queued or retrying jobs can be cancelled."
+        )
+    return job
+
+
+@api.post(
+    "/jobs/{job_id}/retry",
+    response={200: JobOut, 409: Message, **ERRORS},
+    tags=["jobs"],
+    url_name="job_retry",
+)
+def retry_job(request: HttpRequest, job_id: JobId):
+    """Run a failed or waiting job again now."""
+    job = _job_for(request, job_id)
+    if not services.job_retry_now(job=job):
+        raise HttpError(
+            409, f"Job {job.pk} is {job.state}; only failed or retrying jobs can be retried."
+        )
+    return job
