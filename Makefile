@@ -68,13 +68,13 @@ run: install ## Migrate, reset the demo login and start simulator + qcluster + w
 # non-zero status is passed through untouched.
 test: install deps ## Run the whole test suite (tests/) with pytest; PYTEST_ARGS="..." adds options
 	@mkdir -p "$${FLEXDASH_VAR_DIR:-var}"
-	@echo "Database: $${DATABASE_URL:-SQLite (default)}"
+	@echo "Database: $$(printf '%s' "$${DATABASE_URL:-SQLite (default)}" | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')"
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then \
 		if [ "$${CI:-}" = true ]; then \
-			echo "error: pytest collected no tests; CI refuses an empty run" >&2; exit 5; \
+			echo "error: pytest ran no tests (exit 5); CI refuses an empty run" >&2; exit 5; \
 		fi; \
-		echo "warning: pytest collected no tests (exit 5); nothing was tested" >&2; exit 0; \
+		echo "warning: pytest ran no tests (exit 5); nothing was tested" >&2; exit 0; \
 	fi; \
 	exit $$status
 
