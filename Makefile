@@ -13,6 +13,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.flexdash-installed
 PYTEST_ARGS ?=
 BENCH ?=
+BENCH_ARGS ?=
 
 .PHONY: help venv install deps run test lint format bench clean
 
@@ -89,21 +90,22 @@ format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Each bench/*.py (except _helpers.py and conftest.py) runs as a script from the
-# project root; BENCH=bench/name.py runs just one.
+# Each bench/*.py runs as a script from the project root, except helper modules:
+# bench/common.py, bench/conftest.py and bench/_*.py. BENCH=bench/name.py runs
+# just one; BENCH_ARGS="..." is passed to each.
 bench: install ## Run the benchmarks in bench/ (BENCH=bench/x.py for one)
 	@mkdir -p "$${FLEXDASH_VAR_DIR:-var}"
 	@shopt -s nullglob; \
 	if [ -n "$(BENCH)" ]; then files=($(BENCH)); else \
 		files=(); for f in bench/*.py; do \
-			case "$$(basename "$$f")" in _*|conftest.py) ;; *) files+=("$$f");; esac; \
+			case "$$(basename "$$f")" in _*|common.py|conftest.py) ;; *) files+=("$$f");; esac; \
 		done; \
 	fi; \
 	if [ $${#files[@]} -eq 0 ]; then echo "No benchmarks in bench/ yet (bench/*.py)."; exit 0; fi; \
 	failed=(); \
 	for f in "$${files[@]}"; do \
 		echo; echo "=== $$f ==="; \
-		PYTHONPATH=. DJANGO_SETTINGS_MODULE=flexdash.settings $(PY) "$$f" || failed+=("$$f"); \
+		PYTHONPATH=. DJANGO_SETTINGS_MODULE=flexdash.settings $(PY) "$$f" $(BENCH_ARGS) || failed+=("$$f"); \
 	done; \
 	if [ $${#failed[@]} -gt 0 ]; then echo "error: benchmark(s) failed: $${failed[*]}" >&2; exit 1; fi
 
