@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from jobs.catalog import LONG_PROMPT_THRESHOLD_TOKENS
+from jobs.catalog import LONG_PROMPT_THRESHOLD_TOKENS, PUBLISHED_PRICES
 from jobs.models import ModelPrice
 
 # Multipliers of the standard price. Flex bills 50% (seed/flex-inference.md);
@@ -33,12 +33,27 @@ def tier_cost(standard: Decimal, tier: str) -> Decimal:
     return (standard * multiplier).quantize(_QUANTUM, rounding=ROUND_HALF_UP)
 
 
+def published_price(model: str) -> ModelPrice | None:
+    """The published price, for a model missing from the (editable) table."""
+    published = PUBLISHED_PRICES.get(model)
+    if published is None:
+        return None
+    inp, out, long_in, long_out = (Decimal(v) if v else None for v in published)
+    return ModelPrice(
+        model=model,
+        input_per_million=inp,
+        output_per_million=out,
+        long_input_per_million=long_in,
+        long_output_per_million=long_out,
+    )
+
+
 def job_costs(
     *, model: str, tier: str, input_tokens: int, output_tokens: int
 ) -> tuple[Decimal | None, Decimal | None]:
     """(cost on the tier served, cost of the same tokens on standard), or
     (None, None) when the model has no price in the table."""
-    price = ModelPrice.objects.filter(model=model).first()
+    price = ModelPrice.objects.filter(model=model).first() or published_price(model)
     if price is None:
         return None, None
     standard = standard_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)

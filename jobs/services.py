@@ -195,7 +195,26 @@ def wake_dispatcher() -> None:
         return
     from django_q.tasks import async_task
 
-    async_task("jobs.tasks.dispatch", task_name="flexdash-dispatch")
+    async_task("jobs.tasks.dispatch", task_name=DISPATCH_SCHEDULE_NAME)
+
+
+DISPATCH_SCHEDULE_NAME = "flexdash-dispatch"
+
+
+def dispatch_schedule_ensure() -> None:
+    """The every-minute run that picks up retries coming due and jobs whose
+    dispatcher died, even when nothing new is submitted."""
+    from django_q.models import Schedule
+
+    Schedule.objects.get_or_create(
+        name=DISPATCH_SCHEDULE_NAME,
+        defaults={
+            "func": "jobs.tasks.dispatch",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
 
 
 def dispatcher_slot_acquire(*, owner: str, ttl_seconds: int) -> int | None:

@@ -162,3 +162,19 @@ def test_a_killed_cluster_loses_nothing(simulator, researcher, tmp_path):
         assert outcomes == [Outcome.LOST, Outcome.SUCCEEDED]
         job.refresh_from_db()
         assert job.attempts == 2 and job.budgeted_attempts == 1
+
+
+def test_two_clusters_never_run_a_job_twice(simulator, researcher, tmp_path):
+    simulator.reset()
+    t = tag()
+    jobs = submit(researcher, *(f"shared {t} {n} [sim:sleep=0.5]" for n in range(120)))
+    env = engine_env(simulator.url, FLEX_DISPATCHERS=2, FLEX_MAX_IN_FLIGHT=40)
+    with qcluster(env, tmp_path / "a.log"), qcluster(env, tmp_path / "b.log"):
+        wait_for(finished(jobs), timeout=90, what="all jobs finished")
+
+    attempts = Attempt.objects.filter(job__in=jobs)
+    assert attempts.count() == len(jobs)
+    assert set(attempts.values_list("outcome", flat=True)) == {Outcome.SUCCEEDED}
+    assert simulator.stats()["requests"] == len(jobs)
+    dispatchers = set(attempts.values_list("dispatcher", flat=True))
+    assert len(dispatchers) >= 2, "both dispatchers should have taken part"

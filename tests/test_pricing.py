@@ -47,6 +47,14 @@ def test_priority_is_charged_at_its_upper_bound():
     assert tier_cost(Decimal("0.01"), "priority") == Decimal("0.02000000")
 
 
+def test_a_model_missing_from_the_table_uses_the_published_price():
+    ModelPrice.objects.filter(model="gemini-2.5-flash").delete()
+    cost, standard = job_costs(
+        model="gemini-2.5-flash", tier="flex", input_tokens=1000, output_tokens=2000
+    )
+    assert (cost, standard) == (Decimal("0.00265000"), Decimal("0.00530000"))
+
+
 def test_unknown_model_has_no_cost_rather_than_a_wrong_one():
     assert job_costs(model="nope", tier="flex", input_tokens=1, output_tokens=1) == (None, None)
 
