@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import subprocess
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import start_process, stop_process, wait_for
+
+SIMULATOR_DEFAULTS: dict[str, Any] = {"latency": "0:0", "api_key": "test-key"}
+
+
+@dataclass(frozen=True)
+class RunningSimulator:
+    """A `manage.py flexsim` subprocess on loopback."""
+
+    url: str
+    api_key: str | None
+    process: subprocess.Popen
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/_sim/stats", timeout=10) as response:
+            return json.load(response)
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/_sim/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+
+@contextlib.contextmanager
+def running_simulator(log: Path, **options: Any) -> Iterator[RunningSimulator]:
+    """Start flexsim with `options` (named like its flags: latency="1:2", p503=0.5, rpm=3,
+    api_key=None for any key) over SIMULATOR_DEFAULTS, and stop it on exit."""
+    options = {**SIMULATOR_DEFAULTS, **options}
+    args = ["flexsim", "--port", "0"]
+    for name, value in options.items():
+        if value is not None:
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    process = start_process(args, dict(os.environ), log)
+    try:
+        url = wait_for(lambda: _listening_url(process, log), timeout=60, what="flexsim to listen")
+        yield RunningSimulator(str(url), options["api_key"], process)
+    finally:
+        stop_process(process)
+
+
+def _listening_url(process: subprocess.Popen, log: Path) -> str | None:
+    output = log.read_text()
+    if match := re.search(r"listening on (http://\S+)", output):
+        return match[1]
+    if process.poll() is not None:
+        raise RuntimeError(f"flexsim exited with {process.returncode}:\n{output}")
+    return None
+
+
+@pytest.fixture(scope="session")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSimulator]:
+    """The shared simulator: no latency, no random errors, api key "test-key". Tests share
+    it, so each uses prompts of its own (planted directives are counted per prompt)."""
+    with running_simulator(tmp_path_factory.mktemp("flexsim") / "flexsim.log") as running:
+        yield running
+
+
+@pytest.fixture
+def start_simulator(tmp_path: Path) -> Iterator[Callable[..., RunningSimulator]]:
+    """A factory for simulators with other options; each is stopped after the test."""
+    numbers = itertools.count(1)
+    with contextlib.ExitStack() as stack:
+
+        def start(**options: Any) -> RunningSimulator:
+            log = tmp_path / f"flexsim-{next(numbers)}.log"
+            return stack.enter_context(running_simulator(log, **options))
+
+        yield start
