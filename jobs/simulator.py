@@ -20,7 +20,8 @@ directives, counted per distinct prompt and applied in order of appearance:
 
 Once a prompt's counted faults are used up, the last of 400/failed/hang decides its fate; without
 one it is answered, "Simulated answer to: " + the prompt without directives (first 500 chars,
-HTML kept verbatim). An unknown directive is a 400, so a typo cannot pass silently.
+HTML kept verbatim). An unknown directive is a 400, so a typo cannot pass silently. Both routes
+share a prompt's count; a request refused by the RPM limit does not advance it.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ class Command(BaseCommand):
         host = options["host"]
         if not options["allow_remote"] and not _is_loopback(host):
             raise CommandError(
-                f"--host {host} is not a loopback address; the simulator accepts any key, "
-                "so pass --allow-remote to serve it beyond this machine."
+                f"--host {host} is not a loopback address; the simulator is meant for this "
+                "machine only, so pass --allow-remote to serve it beyond."
             )
         try:
             config = SimConfig(
