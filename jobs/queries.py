@@ -1,0 +1,347 @@
+"""Read-side aggregates for the pages: what the dashboard counts and charts.
+
+Nothing here changes a row (that is `jobs/services.py`); views call these so
+they stay thin, and every query is limited to a `Scope` so a researcher only
+ever counts their own jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
+
+from jobs import pricing, services
+from jobs.catalog import FLEX_MODELS
+from jobs.models import (
+    ACTIVE_STATES,
+    FINISHED_STATES,
+    WAITING_STATES,
+    Attempt,
+    DispatcherSlot,
+    Job,
+    ModelPrice,
+    Outcome,
+    State,
+    Tier,
+)
+
+PROMPT_EXCERPT_CHARS = 140
+# Attempts per job are shown as a histogram with this last, open bucket.
+ATTEMPT_BUCKETS = 5
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose jobs a page shows: one owner's, or everyone's (staff only)."""
+
+    owner_id: int | None
+
+    def jobs(self) -> QuerySet[Job]:
+        jobs = Job.objects.all()
+        return jobs if self.owner_id is None else jobs.filter(owner_id=self.owner_id)
+
+    def attempts(self) -> QuerySet[Attempt]:
+        attempts = Attempt.objects.all()
+        return attempts if self.owner_id is None else attempts.filter(job__owner_id=self.owner_id)
+
+
+# --- Counts by state ---------------------------------------------------------------
+@dataclass(frozen=True)
+class StateCount:
+    state: str
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    by_state: dict[str, int]
+    soonest_retry_at: datetime | None
+
+    @property
+    def active(self) -> int:
+        return sum(self.by_state.get(state, 0) for state in ACTIVE_STATES)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_state.values())
+
+    @property
+    def rows(self) -> list[StateCount]:
+        return [
+            StateCount(state, label, self.by_state.get(state, 0)) for state, label in State.choices
+        ]
+
+
+def state_counts(scope: Scope) -> StateCounts:
+    rows = scope.jobs().order_by().values_list("state").annotate(n=Count("id"))
+    soonest = scope.jobs().filter(state=State.RETRYING).aggregate(at=Min("next_attempt_at"))["at"]
+    return StateCounts(by_state=dict(rows), soonest_retry_at=soonest)
+
+
+# --- 503s and 429s ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ErrorTotals:
+    http_503: int
+    http_429: int
+    http_503_last_hour: int
+    http_429_last_hour: int
+
+
+def error_totals(scope: Scope, *, now: datetime) -> ErrorTotals:
+    totals = scope.jobs().aggregate(
+        http_503=Coalesce(Sum("http_503"), 0), http_429=Coalesce(Sum("http_429"), 0)
+    )
+    # Per attempt for the last hour: the jobs' counters have no time.
+    recent = scope.attempts().filter(started_at__gte=now - timedelta(hours=1))
+    last_hour = recent.aggregate(
+        http_503=Count("id", filter=Q(http_status=503)),
+        http_429=Count("id", filter=Q(http_status=429)),
+    )
+    return ErrorTotals(
+        http_503=totals["http_503"],
+        http_429=totals["http_429"],
+        http_503_last_hour=last_hour["http_503"],
+        http_429_last_hour=last_hour["http_429"],
+    )
+
+
+# --- Attempts per job -----------------------------------------------------------------
+@dataclass(frozen=True)
+class AttemptBucket:
+    label: str
+    jobs: int
+
+
+@dataclass(frozen=True)
+class AttemptStats:
+    jobs: int
+    attempts: int
+    most: int
+    buckets: list[AttemptBucket]
+
+    @property
+    def average(self) -> float | None:
+        return self.attempts / self.jobs if self.jobs else None
+
+
+def attempt_stats(scope: Scope) -> AttemptStats:
+    """Attempts per job, over jobs that have been tried at least once."""
+    counts = {f"n{n}": Count("id", filter=Q(attempts=n)) for n in range(1, ATTEMPT_BUCKETS)} | {
+        f"n{ATTEMPT_BUCKETS}": Count("id", filter=Q(attempts__gte=ATTEMPT_BUCKETS))
+    }
+    row = (
+        scope.jobs()
+        .filter(attempts__gt=0)
+        .aggregate(
+            tried=Count("id"),
+            total=Coalesce(Sum("attempts"), 0),
+            most=Coalesce(Max("attempts"), 0),
+            **counts,
+        )
+    )
+    buckets = [AttemptBucket(str(n), row[f"n{n}"]) for n in range(1, ATTEMPT_BUCKETS)]
+    buckets.append(AttemptBucket(f"{ATTEMPT_BUCKETS}+", row[f"n{ATTEMPT_BUCKETS}"]))
+    return AttemptStats(jobs=row["tried"], attempts=row["total"], most=row["most"], buckets=buckets)
+
+
+# --- Outcomes per minute (the chart) --------------------------------------------------
+@dataclass(frozen=True)
+class MinuteOutcomes:
+    minute: datetime
+    succeeded: int
+    http_503: int
+    http_429: int
+
+
+def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[MinuteOutcomes]:
+    """One entry per minute, oldest first, ending with the current minute;
+    an attempt counts in the minute it finished (when its outcome was known)."""
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - timedelta(minutes=minutes)
+    # No attempt finishes later than its request timeout after it started, so
+    # bounding started_at too lets the database use the attempt_started index.
+    earliest_start = start - timedelta(seconds=settings.FLEX_REQUEST_TIMEOUT + 60)
+    rows = (
+        scope.attempts()
+        .filter(started_at__gte=earliest_start, finished_at__gte=start, finished_at__lt=end)
+        .annotate(minute=TruncMinute("finished_at"))
+        .values("minute")
+        .annotate(
+            succeeded=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
+            http_503=Count("id", filter=Q(http_status=503)),
+            http_429=Count("id", filter=Q(http_status=429)),
+        )
+        .order_by("minute")
+    )
+    found = {row["minute"]: row for row in rows}
+    series = []
+    for offset in range(minutes):
+        minute = start + timedelta(minutes=offset)
+        row = found.get(minute, {})
+        series.append(
+            MinuteOutcomes(
+                minute=minute,
+                succeeded=row.get("succeeded", 0),
+                http_503=row.get("http_503", 0),
+                http_429=row.get("http_429", 0),
+            )
+        )
+    return series
+
+
+# --- The engine ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class EngineStatus:
+    paused: bool
+    paused_reason: str
+    paused_at: datetime | None
+    dispatchers: int
+    in_flight: int
+    heartbeat_at: datetime | None
+
+
+def engine_status(*, now: datetime) -> EngineStatus:
+    control = services.dispatch_control()
+    live = DispatcherSlot.objects.filter(expires_at__gt=now).aggregate(
+        dispatchers=Count("number"),
+        in_flight=Coalesce(Sum("in_flight"), 0),
+        heartbeat_at=Max("heartbeat_at"),
+    )
+    return EngineStatus(
+        paused=control.paused,
+        paused_reason=control.reason,
+        paused_at=control.paused_at,
+        dispatchers=live["dispatchers"],
+        in_flight=live["in_flight"],
+        heartbeat_at=live["heartbeat_at"],
+    )
+
+
+@dataclass(frozen=True)
+class Overview:
+    counts: StateCounts
+    errors: ErrorTotals
+    attempts: AttemptStats
+    outcomes: list[MinuteOutcomes]
+    engine: EngineStatus
+
+    @property
+    def active(self) -> bool:
+        return self.counts.active > 0
+
+
+def overview(scope: Scope, *, now: datetime, hours: int) -> Overview:
+    return Overview(
+        counts=state_counts(scope),
+        errors=error_totals(scope, now=now),
+        attempts=attempt_stats(scope),
+        outcomes=outcomes_per_minute(scope, now=now, minutes=hours * 60),
+        engine=engine_status(now=now),
+    )
+
+
+# --- The jobs list ------------------------------------------------------------------
+def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = "") -> QuerySet[Job]:
+    """Newest first, with the latency of each job's latest finished attempt.
+
+    Prompts and results can be megabytes: rows carry an excerpt only."""
+    jobs = scope.jobs()
+    if state == "active":
+        jobs = jobs.filter(state__in=ACTIVE_STATES)
+    elif state == "finished":
+        jobs = jobs.filter(state__in=FINISHED_STATES)
+    elif state:
+        jobs = jobs.filter(state=state)
+    if model:
+        jobs = jobs.filter(model=model)
+    if search:
+        jobs = jobs.filter(input_text__icontains=search)
+    latest_latency = (
+        Attempt.objects.filter(job=OuterRef("pk"), latency_seconds__isnull=False)
+        .order_by("-number")
+        .values("latency_seconds")[:1]
+    )
+    return (
+        jobs.select_related("owner")
+        .defer("input_text", "result_text", "system_instruction", "last_error")
+        .annotate(
+            prompt_excerpt=Substr("input_text", 1, PROMPT_EXCERPT_CHARS),
+            prompt_chars=Length("input_text"),
+            latency=Subquery(latest_latency),
+        )
+        .order_by("-submitted_at", "-id")
+    )
+
+
+# --- One job ------------------------------------------------------------------------
+# The states services.job_cancel and services.job_retry_now act on, to offer
+# only the buttons that can work.
+CANCELLABLE_STATES = WAITING_STATES
+RETRYABLE_STATES = (State.FAILED, State.RETRYING)
+
+
+@dataclass(frozen=True)
+class JobTimes:
+    queued: timedelta
+    in_flight: timedelta
+    backing_off: timedelta
+
+
+def job_times(job: Job, attempts: list[Attempt], *, now: datetime) -> JobTimes:
+    """Where a job's time went: waiting for its first try, with a request in
+    flight, and between one attempt's end and the next one's start (backoff,
+    or a pause) — up to now, or to when the job finished."""
+    end = job.finished_at or now
+    queued = (job.first_started_at or end) - job.submitted_at
+    in_flight = timedelta()
+    backing_off = timedelta()
+    previous_end: datetime | None = None
+    for attempt in attempts:
+        if previous_end is not None:
+            backing_off += max(attempt.started_at - previous_end, timedelta())
+        finished = attempt.finished_at or now
+        in_flight += max(finished - attempt.started_at, timedelta())
+        previous_end = attempt.finished_at
+    if previous_end is not None and job.state != State.RUNNING:
+        backing_off += max(end - previous_end, timedelta())
+    return JobTimes(queued=max(queued, timedelta()), in_flight=in_flight, backing_off=backing_off)
+
+
+# --- Prices -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TierPrice:
+    tier: str
+    input_per_million: Decimal
+    output_per_million: Decimal
+
+
+@dataclass(frozen=True)
+class PriceRow:
+    model: str
+    tiers: list[TierPrice]
+
+
+def price_table() -> list[PriceRow]:
+    """USD per million tokens on every tier, for the models flex runs."""
+    prices = {price.model: price for price in ModelPrice.objects.filter(model__in=FLEX_MODELS)}
+    rows = []
+    for model in FLEX_MODELS:
+        price = prices.get(model)
+        if price is None:
+            continue
+        tiers = [
+            TierPrice(
+                tier=tier,
+                input_per_million=pricing.tier_cost(price.input_per_million, tier),
+                output_per_million=pricing.tier_cost(price.output_per_million, tier),
+            )
+            for tier in Tier.values
+        ]
+        rows.append(PriceRow(model=model, tiers=tiers))
+    return rows

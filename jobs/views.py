@@ -1,0 +1,151 @@
+"""The researcher's pages. Each GET page answers an htmx request with its live
+fragment (`page.html#fragment`), which is how the pages poll themselves."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.vary import vary_on_headers
+
+from jobs import queries, services
+from jobs.forms import JobFilterForm, JobSubmitForm, OverviewFilterForm
+from jobs.models import Job
+
+JOBS_PER_PAGE = 25
+# Tells other tabs (static/js/flexdash.js) to refresh fragments that stopped polling.
+CHANGED = "jobs-changed"
+
+
+def _get_job_for_user(request: HttpRequest, job_id: int) -> Job:
+    """The job, if this user may see it; 404 otherwise, so ids reveal nothing."""
+    jobs = Job.objects.all() if request.user.is_staff else Job.objects.filter(owner=request.user)
+    return get_object_or_404(jobs, pk=job_id)
+
+
+def _page_or_fragment(request: HttpRequest, template: str, fragment: str, context: dict):
+    name = f"{template}#{fragment}" if request.htmx else template
+    return render(request, name, context)
+
+
+@require_safe
+@login_required
+@vary_on_headers("HX-Request")
+def overview(request: HttpRequest) -> HttpResponse:
+    filters = OverviewFilterForm(request.GET, viewer=request.user)
+    summary = queries.overview(filters.scope(), now=timezone.now(), hours=filters.chart_hours())
+    context = {"filters": filters, "summary": summary}
+    return _page_or_fragment(request, "jobs/overview.html", "overview-live", context)
+
+
+@require_safe
+@login_required
+@vary_on_headers("HX-Request")
+def job_list(request: HttpRequest) -> HttpResponse:
+    filters = JobFilterForm(request.GET, viewer=request.user)
+    scope = filters.scope()
+    jobs = queries.job_list(scope, **filters.filters())
+    page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "filters": filters,
+        "page": page,
+        "counts": queries.state_counts(scope),
+        "live": any(job.is_active for job in page),
+    }
+    return _page_or_fragment(request, "jobs/job_list.html", "job-table", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def job_submit(request: HttpRequest) -> HttpResponse:
+    form = JobSubmitForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            (job,) = services.jobs_submit(
+                owner=request.user, prompts=[form.cleaned_data["prompt"]], spec=form.spec()
+            )
+        except ValidationError as error:
+            form.add_service_errors(error)
+        else:
+            messages.success(request, f"Job {job.pk} submitted: it is queued.", extra_tags=CHANGED)
+            return redirect("jobs:job_list")
+    return render(request, "jobs/job_submit.html", {"form": form, "prices": queries.price_table()})
+
+
+@require_safe
+@login_required
+@vary_on_headers("HX-Request")
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _get_job_for_user(request, job_id)
+    attempts = list(job.attempt_log.order_by("number"))
+    context = {
+        "job": job,
+        "attempts": attempts,
+        "times": queries.job_times(job, attempts, now=timezone.now()),
+        "can_cancel": job.state in queries.CANCELLABLE_STATES,
+        "can_retry": job.state in queries.RETRYABLE_STATES,
+    }
+    return _page_or_fragment(request, "jobs/job_detail.html", "job-live", context)
+
+
+@require_POST
+@login_required
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _get_job_for_user(request, job_id)
+    if services.job_cancel(job=job):
+        messages.success(request, f"Job {job.pk} cancelled.")
+    else:
+        messages.error(
+            request,
+            f"Job {job.pk} is {job.get_state_display().lower()}: only a queued job or one "
+            "waiting to retry can be cancelled.",
+        )
+    return redirect("jobs:job_detail", job_id=job.pk)
+
+
+@require_POST
+@login_required
+def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _get_job_for_user(request, job_id)
+    if services.job_retry_now(job=job):
+        messages.success(request, f"Job {job.pk} will be tried again now.", extra_tags=CHANGED)
+    else:
+        messages.error(
+            request,
+            f"Job {job.pk} is {job.get_state_display().lower()}: only a failed job or one "
+            "waiting to retry can be retried now.",
+        )
+    return redirect("jobs:job_detail", job_id=job.pk)
+
+
+@require_POST
+@login_required
+def job_run_again(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _get_job_for_user(request, job_id)
+    spec = services.JobSpec(
+        model=job.model,
+        tier=job.tier_requested,
+        # "Retry now" extends a failed job's budget one attempt at a time.
+        max_attempts=min(job.max_attempts, services.MAX_ATTEMPTS_LIMIT),
+        fallback_standard=job.fallback_standard,
+        system_instruction=job.system_instruction,
+        temperature=job.temperature,
+        max_output_tokens=job.max_output_tokens,
+    )
+    try:
+        (new_job,) = services.jobs_submit(owner=request.user, prompts=[job.input_text], spec=spec)
+    except ValidationError as error:
+        problems = "; ".join(
+            message for messages_ in error.message_dict.values() for message in messages_
+        )
+        messages.error(request, f"Job {job.pk} could not be run again: {problems}")
+        return redirect("jobs:job_detail", job_id=job.pk)
+    messages.success(
+        request, f"Job {new_job.pk} submitted: a new run of job {job.pk}.", extra_tags=CHANGED
+    )
+    return redirect("jobs:job_detail", job_id=new_job.pk)

@@ -1,0 +1,79 @@
+"""Logging in and out; nothing is shown to someone who is not logged in."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from jobs.models import Job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def researcher(django_user_model):
+    return django_user_model.objects.create_user("ada", password="correct horse")
+
+
+@pytest.fixture
+def job(researcher):
+    return Job.objects.create(owner=researcher, input_text="hello")
+
+
+def test_it_shows_the_styled_login_page(client):
+    response = client.get("/accounts/login/")
+    assert response.status_code == 200
+    assert b"Log in to FlexDash" in response.content
+    assert b"css/flexdash.css" in response.content
+
+
+def test_it_logs_in_and_lands_on_the_overview(client, researcher):
+    response = client.post(
+        "/accounts/login/", {"username": "ada", "password": "correct horse"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == "/"
+    assert b"<h1>Overview</h1>" in response.content
+
+
+def test_it_says_when_the_password_is_wrong(client, researcher):
+    response = client.post("/accounts/login/", {"username": "ada", "password": "nope"})
+    assert response.status_code == 200
+    assert b"Please enter a correct username and password" in response.content
+    assert b'value="ada"' in response.content
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/jobs/", "/jobs/new/", "/jobs/{id}/"],
+)
+@pytest.mark.parametrize("htmx", [False, True])
+def test_every_page_and_fragment_requires_login(client, job, path, htmx):
+    headers = {"HX-Request": "true"} if htmx else {}
+    response = client.get(path.format(id=job.pk), headers=headers)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+@pytest.mark.parametrize("action", ["cancel", "retry", "run-again"])
+def test_actions_require_login(client, job, action):
+    response = client.post(f"/jobs/{job.pk}/{action}/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    job.refresh_from_db()
+    assert job.state == "queued"
+    assert Job.objects.count() == 1
+
+
+def test_logout_is_a_post_form_with_csrf(researcher):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(researcher)
+    page = client.get("/")
+    assert b'<form class="logout" method="post" action="/accounts/logout/">' in page.content
+
+    assert client.post("/accounts/logout/").status_code == 403
+    assert client.get("/").status_code == 200
+
+    token = page.context["csrf_token"]
+    response = client.post("/accounts/logout/", {"csrfmiddlewaretoken": str(token)})
+    assert response.status_code == 302
+    assert client.get("/").status_code == 302
