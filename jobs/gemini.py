@@ -126,6 +126,11 @@ class GeminiError(Exception):
         return f"GeminiError{fields!r}"
 
 
+# Google answers a bad or expired key with 400 INVALID_ARGUMENT and an
+# ErrorInfo reason, not 401/403: it is still a credentials problem.
+_KEY_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"})
+
+
 def kind_for_status(status: int) -> str:
     if status == 503:
         return "capacity"
@@ -140,9 +145,13 @@ def kind_for_status(status: int) -> str:
     return "bad_request"
 
 
-def _error_from_response(status: int, body: Any, headers: Any) -> GeminiError:
-    """Build our error from an HTTP status, Google's error body and headers."""
+def error_from_response(status: int, body: Any, headers: Any) -> GeminiError:
+    """Build our error from an HTTP status, Google's error body and headers.
+
+    Public so its parsing of Google's documented error shapes can be tested on
+    bodies the simulator does not produce."""
     error = body.get("error") if isinstance(body, dict) else None
+    key_refused = False
     google_status = ""
     message = ""
     retry_after = parse_retry_after(headers.get("retry-after") if headers is not None else None)
@@ -150,10 +159,15 @@ def _error_from_response(status: int, body: Any, headers: Any) -> GeminiError:
         google_status = str(error.get("status") or "")
         message = str(error.get("message") or "")
         for detail in error.get("details") or []:
-            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            if not isinstance(detail, dict):
+                continue
+            detail_type = str(detail.get("@type", ""))
+            if detail_type.endswith("RetryInfo"):
                 hinted = parse_retry_delay(detail.get("retryDelay"))
                 if hinted is not None:
                     retry_after = max(retry_after or 0.0, hinted)
+            elif detail_type.endswith("ErrorInfo") and detail.get("reason") in _KEY_REASONS:
+                key_refused = True
     elif isinstance(body, dict) and body.get("message"):
         message = str(body["message"])
     elif body:
@@ -161,7 +175,7 @@ def _error_from_response(status: int, body: Any, headers: Any) -> GeminiError:
     message = message or f"HTTP {status}"
     tier = headers.get(TIER_HEADER, "") if headers is not None else ""
     return GeminiError(
-        kind_for_status(status),
+        "auth" if key_refused else kind_for_status(status),
         message[:_MESSAGE_LIMIT],
         http_status=status,
         google_status=google_status,
@@ -245,7 +259,7 @@ class GeminiGateway:
             raw = await client.aio.interactions.with_raw_response.create(**kwargs)
             interaction = await raw.parse()
         except ix.APIStatusError as exc:
-            return _raise(_error_from_response(exc.status_code, exc.body, exc.response.headers))
+            return _raise(error_from_response(exc.status_code, exc.body, exc.response.headers))
         except (ix.APIConnectionError, httpx2.TransportError, TimeoutError) as exc:
             return _raise(_transport_error(exc))
         tier = raw.headers.get(TIER_HEADER, "")
@@ -282,7 +296,7 @@ class GeminiGateway:
             )
         except genai_errors.APIError as exc:
             headers = exc.response.headers if exc.response is not None else {}
-            return _raise(_error_from_response(exc.code, exc.details, headers))
+            return _raise(error_from_response(exc.code, exc.details, headers))
         # This route does not wrap transport failures: they arrive as httpx2's own.
         except (httpx2.TransportError, TimeoutError) as exc:
             return _raise(_transport_error(exc))

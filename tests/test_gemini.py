@@ -156,3 +156,38 @@ def test_sdk_model_class_cache_is_applied():
 def test_gateway_refuses_an_unknown_route():
     with pytest.raises(ValueError, match="unknown Gemini route"):
         GeminiGateway(api_key="k", route="carrier-pigeon")
+
+
+def test_googles_400_for_an_invalid_key_is_an_auth_error():
+    body = {
+        "error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                }
+            ],
+        }
+    }
+    error = gemini.error_from_response(400, body, {})
+    assert (error.kind, error.http_status, error.google_status) == (
+        "auth",
+        400,
+        "INVALID_ARGUMENT",
+    )
+
+
+def test_retry_after_header_and_retry_info_take_the_longer_wait():
+    body = {
+        "error": {
+            "code": 429,
+            "status": "RESOURCE_EXHAUSTED",
+            "message": "quota",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}],
+        }
+    }
+    assert gemini.error_from_response(429, body, {"retry-after": "5"}).retry_after == 20.0
