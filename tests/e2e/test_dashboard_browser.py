@@ -1,0 +1,171 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright,
+against a live server, a real django-q2 cluster and the Flex simulator (the
+shared `simulator` fixture), all sharing the test database. Screenshots go to test-results/e2e/."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from jobs import services
+from tests.support import ROOT, engine_env, start_process, stop_process
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / "test-results" / "e2e"
+PASSWORD = "flex-e2e-password"
+XSS = '<script>window.__xss=1</script> <img src=x onerror="window.__xss=2">'
+
+
+@pytest.fixture
+def engine(simulator, tmp_path: Path) -> Iterator[None]:
+    """A real qcluster, started paused: it boots while the browser logs in,
+    and the test resumes dispatch once it has seen the job queued."""
+    services.dispatch_pause(reason="Held by the browser test until it has seen the job queued.")
+    env = engine_env(simulator.url, FLEX_BACKOFF_BASE=0.5, FLEX_BACKOFF_CAP=2)
+    process = start_process(["qcluster"], env, tmp_path / "qcluster.log")
+    try:
+        yield
+    finally:
+        # Everything the test checks is already stored; a graceful stop would
+        # wait out the dispatcher's idle horizon for nothing.
+        stop_process(process, signal.SIGKILL)
+
+
+@pytest.fixture
+def browser(monkeypatch) -> Iterator[Browser]:
+    # Playwright's sync API runs an event loop in this thread; the test's own
+    # ORM calls are still plain synchronous ones.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def researcher(django_user_model):
+    return django_user_model.objects.create_user("ada", password=PASSWORD)
+
+
+def log_in(page: Page, base_url: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_reload(
+    live_server, engine, browser, researcher
+):
+    started = time.monotonic()
+    base = live_server.url
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    jobs_page = context.new_page()
+    log_in(jobs_page, base)
+
+    # An overview opened while nothing is active does not poll ...
+    overview = context.new_page()
+    overview.goto(f"{base}/")
+    expect(overview.locator("#overview-live")).to_contain_text("Nothing is active")
+    expect(overview.locator(".banner")).to_contain_text("Dispatch is paused")
+    assert "every 2s" not in overview.locator("#overview-live").get_attribute("hx-trigger")
+
+    # ... submit a prompt that is shed once (Retry-After 3 s) and whose answer
+    # echoes HTML; dispatch is paused, so the job stays queued.
+    prompt = f"e2e {uuid.uuid4().hex[:8]} [sim:503x1:retry-after=3] {XSS}"
+    jobs_page.goto(f"{base}/jobs/new/")
+    jobs_page.get_by_label("Prompt").fill(prompt)
+    jobs_page.get_by_text("System instruction, temperature and output length").click()
+    jobs_page.get_by_label("Temperature").fill("5")
+    jobs_page.get_by_role("button", name="Submit").click()
+    expect(jobs_page.locator(".field-error")).to_have_text("Temperature must be between 0 and 2.")
+    expect(jobs_page.get_by_label("Prompt")).to_have_value(prompt)
+    jobs_page.screenshot(path=SCREENSHOTS / "submit-error.png", full_page=True)
+    jobs_page.get_by_label("Temperature").fill("")
+    jobs_page.get_by_role("button", name="Submit").click()
+    expect(jobs_page).to_have_url(f"{base}/jobs/")
+    row = jobs_page.locator("tbody tr").first
+    state = row.locator(".state-cell")
+    expect(state).to_have_text("◷ Queued")
+    job_id = row.get_attribute("id").removeprefix("job-")
+    jobs_page.evaluate("window.__sameDocument = true")
+
+    # ... and the idle overview in the other tab starts polling by itself.
+    expect(overview.locator("#overview-live")).to_contain_text("Live: 1 active job", timeout=5000)
+    expect(overview.locator(".card-queued .card-count")).to_have_text("1")
+
+    detail = context.new_page()
+    detail.goto(f"{base}/jobs/{job_id}/")
+    expect(detail.locator("#job-live")).to_contain_text("Not tried yet")
+
+    services.dispatch_resume()
+    expect(state).to_have_text("↻ Waiting to retry", timeout=15_000)
+    expect(row.locator("[data-countdown]")).to_have_text(re.compile(r"in [1-3] s|due now"))
+    expect(row.locator('td[data-label="503s"]')).to_have_text("1")
+    jobs_page.screenshot(path=SCREENSHOTS / "jobs-retrying.png")
+    expect(state).to_have_text("✓ Succeeded", timeout=15_000)
+    assert jobs_page.evaluate("window.__sameDocument") is True
+    expect(row.locator('td[data-label="Attempts"]')).to_have_text("2 / 8")
+    expect(row.locator('td[data-label="Tier served"]')).to_have_text("flex")
+
+    # The detail page that was open all along got the result by polling (an
+    # htmx swap), stopped polling, and its script did not run.
+    expect(detail.locator(".result")).to_contain_text("Simulated answer to: e2e")
+    assert detail.evaluate("typeof window.__xss") == "undefined"
+    assert detail.locator("#job-live").get_attribute("hx-trigger") is None
+
+    # A fresh load of the detail page: both attempts, the result as inert text.
+    jobs_page.get_by_role("link", name=f"#{job_id}").click()
+    expect(jobs_page.get_by_role("heading", name=f"Job {job_id}")).to_be_visible()
+    first, second = jobs_page.locator("#attempt-1"), jobs_page.locator("#attempt-2")
+    expect(first).to_contain_text("503")
+    expect(first).to_contain_text("UNAVAILABLE")
+    expect(first).to_contain_text("Will retry")
+    expect(first.locator('td[data-label="Retry-After"]')).to_have_text("3.0 s")
+    expect(second).to_contain_text("200")
+    expect(second).to_contain_text("Succeeded")
+    result = jobs_page.locator(".result")
+    expect(result).to_contain_text("<script>window.__xss=1</script>")
+    expect(result).to_contain_text('onerror="window.__xss=2"')
+    assert result.locator("script, img").count() == 0
+    assert jobs_page.evaluate("typeof window.__xss") == "undefined"
+    jobs_page.screenshot(path=SCREENSHOTS / "job-detail.png", full_page=True)
+
+    overview.reload()
+    expect(overview.locator(".card-succeeded .card-count")).to_have_text("1")
+    expect(overview.locator(".banner")).to_have_count(0)
+    expect(overview.locator("#overview-live")).to_contain_text("Nothing is active")
+    overview.screenshot(path=SCREENSHOTS / "overview.png", full_page=True)
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone_page = phone.new_page()
+    log_in(phone_page, base)
+    phone_page.goto(f"{base}/jobs/")
+    expect(phone_page.locator(f"#job-{job_id}")).to_contain_text("Succeeded")
+    phone_page.screenshot(path=SCREENSHOTS / "jobs-phone.png", full_page=True)
+    phone.close()
+    context.close()
+
+    assert time.monotonic() - started < 60
