@@ -125,6 +125,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
+        # Django's own console handler is replaced so lines are not printed twice.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "jobs": {"level": env_str("FLEX_LOG_LEVEL", "INFO")},
         "django_q": {"level": "WARNING"},
     },
