@@ -1,1 +1,10 @@
-urlpatterns: list = []
+from django.urls import path
+
+from jobs import account
+
+app_name = "account"
+urlpatterns = [
+    path("", account.index, name="index"),
+    path("tokens/", account.token_create, name="token_create"),
+    path("tokens/<int:token_id>/revoke/", account.token_revoke, name="token_revoke"),
+]
