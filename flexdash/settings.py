@@ -153,6 +153,9 @@ FLEX_LAUNCH_RATE = env_float("FLEX_LAUNCH_RATE", 50.0, minimum=1.0)
 FLEX_DISPATCHERS = env_int("FLEX_DISPATCHERS", 1, minimum=1)
 FLEX_CLIENTS = env_int("FLEX_CLIENTS", 10, minimum=1)
 FLEX_MAX_PROMPT_CHARS = env_int("FLEX_MAX_PROMPT_CHARS", 1_000_000, minimum=1)
+# Room for the longest prompt plus its system instruction, JSON-escaped (up to
+# 6 bytes a character), so the limit a person meets is ours, with our message.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, 12 * FLEX_MAX_PROMPT_CHARS + 65_536)
 
 # How long one dispatcher run keeps claiming new work before it hands its slot
 # to a fresh run and only drains what it has in flight.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -137,6 +138,7 @@ class JobAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra_context = {**(extra_context or {}), "title": f"Jobs (route: {settings.GEMINI_API})"}
         control = services.dispatch_control()
         if control.paused:
             self.message_user(
@@ -198,7 +200,16 @@ class AttemptAdmin(admin.ModelAdmin):
 
 @admin.register(DispatchControl)
 class DispatchControlAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "paused", "reason", "paused_at")
+    list_display = ("__str__", "paused", "reason", "paused_at", "gemini_route", "gemini_endpoint")
+
+    @admin.display(description="Gemini API route (GEMINI_API)")
+    def gemini_route(self, obj: DispatchControl) -> str:
+        return settings.GEMINI_API
+
+    @admin.display(description="Endpoint (GEMINI_BASE_URL)")
+    def gemini_endpoint(self, obj: DispatchControl) -> str:
+        return settings.GEMINI_BASE_URL or "Google (generativelanguage.googleapis.com)"
+
     actions = ("resume",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

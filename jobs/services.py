@@ -70,7 +70,20 @@ def job_spec_errors(spec: JobSpec) -> dict[str, str]:
         errors["system_instruction"] = (
             f"The system instruction is longer than {settings.FLEX_MAX_PROMPT_CHARS:,} characters."
         )
+    elif problem := _storable_text_error(spec.system_instruction):
+        errors["system_instruction"] = f"The system instruction {problem}."
     return errors
+
+
+def _storable_text_error(text: str) -> str | None:
+    # Neither database stores a NUL, and a lone surrogate cannot be encoded.
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains text that is not valid Unicode"
+    return None
 
 
 def prompt_error(prompt: str) -> str | None:
@@ -81,8 +94,8 @@ def prompt_error(prompt: str) -> str | None:
             f"The prompt is {len(prompt):,} characters; the limit is "
             f"{settings.FLEX_MAX_PROMPT_CHARS:,} (FLEX_MAX_PROMPT_CHARS)."
         )
-    if "\x00" in prompt:
-        return "The prompt contains a NUL character."
+    if problem := _storable_text_error(prompt):
+        return f"The prompt {problem}."
     return None
 
 

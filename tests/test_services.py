@@ -44,6 +44,9 @@ def test_submit_creates_queued_jobs_due_now(owner):
         (["ok"], {"max_attempts": 0}, "max_attempts"),
         (["ok"], {"temperature": 3.0}, "temperature"),
         (["ok"], {"max_output_tokens": 0}, "max_output_tokens"),
+        (["a\x00b"], {}, "prompt"),
+        (["ok"], {"system_instruction": "a\x00b"}, "system_instruction"),
+        (["\ud800"], {}, "prompt"),
     ],
 )
 def test_bad_input_names_the_field_and_creates_nothing(owner, prompts, spec, field):
