@@ -77,3 +77,16 @@ def test_logout_is_a_post_form_with_csrf(researcher):
     response = client.post("/accounts/logout/", {"csrfmiddlewaretoken": str(token)})
     assert response.status_code == 302
     assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("path", "current"),
+    [("/", "/"), ("/jobs/", "/jobs/"), ("/jobs/new/", "/jobs/new/"), ("/account/", "/account/")],
+)
+def test_the_navigation_marks_the_current_page(client, researcher, path, current):
+    client.force_login(researcher)
+    page = client.get(path).content.decode()
+    for link in ("/", "/jobs/", "/jobs/new/", "/account/"):
+        assert f'<a href="{link}"' in page
+    assert f'<a href="{current}" aria-current="page">' in page
+    assert "/admin/" not in page
