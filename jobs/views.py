@@ -140,10 +140,7 @@ def job_run_again(request: HttpRequest, job_id: int) -> HttpResponse:
     try:
         (new_job,) = services.jobs_submit(owner=request.user, prompts=[job.input_text], spec=spec)
     except ValidationError as error:
-        problems = "; ".join(
-            message for messages_ in error.message_dict.values() for message in messages_
-        )
-        messages.error(request, f"Job {job.pk} could not be run again: {problems}")
+        messages.error(request, f"Job {job.pk} could not be run again: {' '.join(error.messages)}")
         return redirect("jobs:job_detail", job_id=job.pk)
     messages.success(
         request, f"Job {new_job.pk} submitted: a new run of job {job.pk}.", extra_tags=CHANGED

@@ -118,6 +118,17 @@ def test_run_again_keeps_max_attempts_within_the_limit(client, ada):
     assert Job.objects.exclude(pk=job.pk).get().max_attempts == 50
 
 
+def test_run_again_says_why_a_job_cannot_be_repeated(client, ada):
+    job = make_job(ada, State.SUCCEEDED)
+    Job.objects.filter(pk=job.pk).update(model="gemini-1.0-retired")
+    response = as_user(client, ada).post(f"/jobs/{job.pk}/run-again/", follow=True)
+    assert response.redirect_chain == [(f"/jobs/{job.pk}/", 302)]
+    assert "could not be run again: Unknown model &#x27;gemini-1.0-retired&#x27;" in (
+        response.content.decode()
+    )
+    assert Job.objects.count() == 1
+
+
 @pytest.mark.parametrize("action", ACTIONS)
 def test_actions_on_another_users_job_are_not_found(client, bob, ada, action):
     job = make_job(ada, State.RETRYING, next_attempt_at=timezone.now() + timedelta(hours=1))
