@@ -67,6 +67,7 @@ class Dispatcher:
         self.max_in_flight = max_in_flight
         self.lease_seconds = lease_seconds
         self.per_tick = max(1, round(launch_rate * TICK_SECONDS))
+        self.launch_rate = launch_rate
         self.run_seconds = run_seconds
         self.in_flight: dict[int, asyncio.Task] = {}
         self.stats = RunStats()
@@ -78,8 +79,14 @@ class Dispatcher:
         next_pause_check = started
         paused = False
         claiming = True
+        # Token bucket: launches accrue at launch_rate whatever the claim and
+        # the loop cost, so the time they take is not lost from the rate.
+        budget = float(self.per_tick)
+        refilled = started
         while True:
             now = time.monotonic()
+            budget = min(budget + (now - refilled) * self.launch_rate, 2.0 * self.per_tick)
+            refilled = now
             if claiming and now - started >= self.run_seconds:
                 claiming = False
                 await self._hand_over_slot()
@@ -88,12 +95,10 @@ class Dispatcher:
                 next_pause_check = now + 1.0
             claims = []
             room = self.max_in_flight - len(self.in_flight)
-            if claiming and not paused and room > 0:
-                claims = await _db(services.jobs_claim)(
-                    owner=self.owner,
-                    limit=min(room, self.per_tick),
-                    lease_seconds=self.lease_seconds,
-                )
+            asked = min(room, int(budget)) if claiming and not paused else 0
+            if asked > 0:
+                claims = await self._claim(asked)
+                budget -= len(claims)
                 for claim in claims:
                     self._launch(claim)
             if now >= next_renewal:
@@ -108,14 +113,25 @@ class Dispatcher:
                 await asyncio.sleep(min(max(wait, TICK_SECONDS), 1.0))
                 continue
             self._finished.clear()
-            if len(claims) < self.per_tick:
+            if room <= 0 or len(claims) < asked:
                 # Nothing more is due right now, or we are full: wait for a
                 # request to finish (freeing room) or for the next tick.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._finished.wait(), timeout=TICK_SECONDS * 5)
             else:
-                await asyncio.sleep(TICK_SECONDS)
+                await asyncio.sleep(max(0.0, now + TICK_SECONDS - time.monotonic()))
         return self.stats
+
+    async def _claim(self, limit: int) -> list[services.Claim]:
+        # A failed claim rolled back whole; the requests in flight must not
+        # die with it, so log and try again on the next tick.
+        try:
+            return await _db(services.jobs_claim)(
+                owner=self.owner, limit=limit, lease_seconds=self.lease_seconds
+            )
+        except Exception:
+            logger.exception("Claiming jobs failed; will try again")
+            return []
 
     def _launch(self, claim: services.Claim) -> None:
         task = asyncio.create_task(self._attempt(claim), name=f"job-{claim.job_id}")
@@ -165,13 +181,17 @@ class Dispatcher:
 
     async def _renew(self) -> None:
         job_ids = list(self.in_flight)
-        for start in range(0, max(len(job_ids), 1), _RENEW_CHUNK):
-            await _db(services.dispatcher_heartbeat)(
-                owner=self.owner,
-                job_ids=job_ids[start : start + _RENEW_CHUNK],
-                ttl_seconds=self.lease_seconds,
-                in_flight=len(job_ids),
-            )
+        try:
+            for start in range(0, max(len(job_ids), 1), _RENEW_CHUNK):
+                await _db(services.dispatcher_heartbeat)(
+                    owner=self.owner,
+                    job_ids=job_ids[start : start + _RENEW_CHUNK],
+                    ttl_seconds=self.lease_seconds,
+                    in_flight=len(job_ids),
+                )
+        except Exception:
+            # Renewal runs three times per lease: one miss does not lose a lease.
+            logger.exception("Renewing leases failed; will try again")
 
     async def _hand_over_slot(self) -> None:
         # A fresh run takes the slot and keeps claiming while this one drains.

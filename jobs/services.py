@@ -293,17 +293,23 @@ def _due_filters(now: datetime) -> list[Q]:
     ]
 
 
+class ClaimConflict(Exception):
+    """A claim's UPDATE changed fewer rows than the locked SELECT found."""
+
+
 def jobs_claim(*, owner: str, limit: int, lease_seconds: int) -> list[Claim]:
     """Atomically take up to `limit` due jobs for this dispatcher.
 
-    Row locks with SKIP LOCKED where the database has them (PostgreSQL);
-    elsewhere (SQLite) the conditional UPDATE's row count decides, inside a
-    transaction that already holds the write lock."""
+    The candidates are locked while we update them: row locks with SKIP
+    LOCKED where the database has them (PostgreSQL), the database write lock
+    taken at BEGIN elsewhere (SQLite, transaction_mode IMMEDIATE). The UPDATE
+    repeats the "due" condition and its row count must match, so a claim is
+    all or nothing and two dispatchers can never both win a job."""
     if limit <= 0 or dispatch_is_paused():
         return []
     now = timezone.now()
-    lease_until = now + timedelta(seconds=lease_seconds)
-    claimed: list[tuple[int, State]] = []
+    claimed: list[int] = []
+    reclaimed: list[int] = []
     with transaction.atomic():
         for due in _due_filters(now):
             room = limit - len(claimed)
@@ -312,22 +318,27 @@ def jobs_claim(*, owner: str, limit: int, lease_seconds: int) -> list[Claim]:
             candidates = Job.objects.filter(due).order_by("next_attempt_at", "id")
             if connection.features.has_select_for_update_skip_locked:
                 candidates = candidates.select_for_update(skip_locked=True)
-            for job_id, state in candidates.values_list("id", "state")[:room]:
-                won = Job.objects.filter(due, pk=job_id).update(
-                    state=State.RUNNING,
-                    lease_owner=owner,
-                    lease_expires_at=lease_until,
-                    attempts=F("attempts") + 1,
-                    next_attempt_at=None,
-                    first_started_at=Coalesce(F("first_started_at"), now),
-                    updated_at=now,
-                )
-                if won:
-                    claimed.append((job_id, state))
+            rows = list(candidates.values_list("id", "state")[:room])
+            if not rows:
+                continue
+            ids = [job_id for job_id, _ in rows]
+            won = Job.objects.filter(due, pk__in=ids).update(
+                state=State.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=F("attempts") + 1,
+                next_attempt_at=None,
+                first_started_at=Coalesce(F("first_started_at"), now),
+                updated_at=now,
+            )
+            if won != len(ids):
+                raise ClaimConflict(f"claimed {won} of {len(ids)} locked jobs; rolled back")
+            claimed += ids
+            reclaimed += [job_id for job_id, state in rows if state == State.RUNNING]
         if not claimed:
             return []
-        _mark_lost_attempts([job_id for job_id, state in claimed if state == State.RUNNING], now)
-        return _open_attempts([job_id for job_id, _ in claimed], owner, now)
+        _mark_lost_attempts(reclaimed, now)
+        return _open_attempts(claimed, owner, now)
 
 
 def _mark_lost_attempts(job_ids: list[int], now: datetime) -> None:

@@ -63,16 +63,22 @@ def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess
 
 
 def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 15) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=wait)
-    except subprocess.TimeoutExpired:
+    """Signal the main process (SIGKILL: the whole group, like a crash).
+
+    A graceful signal goes to the main process only: qcluster stops its own
+    workers, and signalling them all at once leaves it waiting for them.
+    Whatever is left of the group afterwards is killed."""
+    if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=wait)
+            if sig == signal.SIGKILL:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=wait)
 
 
 @contextlib.contextmanager
