@@ -204,6 +204,8 @@ class EngineStatus:
     dispatchers: int
     in_flight: int
     heartbeat_at: datetime | None
+    route: str
+    backend: str
 
 
 def engine_status(*, now: datetime) -> EngineStatus:
@@ -220,6 +222,8 @@ def engine_status(*, now: datetime) -> EngineStatus:
         dispatchers=live["dispatchers"],
         in_flight=live["in_flight"],
         heartbeat_at=live["heartbeat_at"],
+        route=settings.GEMINI_API,
+        backend=settings.GEMINI_BASE_URL or "Google",
     )
 
 

@@ -177,3 +177,14 @@ def test_no_page_or_fragment_shows_the_gemini_key(client, ada, staff):
                 response = client.get(path, headers=headers)
                 assert response.status_code == 200
                 assert b"very-secret" not in response.content
+
+
+@pytest.mark.parametrize(
+    ("route", "shown"),
+    [("interactions", "Interactions (beta)"), ("generate_content", "generateContent (stable)")],
+)
+def test_it_names_the_gemini_route_in_use(client, ada, route, shown):
+    with override_settings(GEMINI_API=route, GEMINI_BASE_URL="http://127.0.0.1:8089"):
+        page = as_user(client, ada).get("/").content.decode()
+    assert shown in page
+    assert "via http://127.0.0.1:8089" in page
