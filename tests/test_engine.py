@@ -3,6 +3,7 @@ what a researcher submits ends in a terminal state with every try recorded."""
 
 from __future__ import annotations
 
+import json
 import signal
 import uuid
 
@@ -16,6 +17,20 @@ from tests.support import engine_env, qcluster, start_process, stop_process, wai
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROUTES = ["interactions", "generate_content"]
+
+
+@pytest.fixture(params=ROUTES)
+def route(request) -> str:
+    """Every engine test runs on both Gemini routes."""
+    return request.param
+
+
+@pytest.fixture
+def env(simulator, route):
+    def make(**overrides):
+        return engine_env(simulator.url, GEMINI_API=route, **overrides)
+
+    return make
 
 
 @pytest.fixture
@@ -37,8 +52,7 @@ def tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-@pytest.mark.parametrize("route", ROUTES)
-def test_planted_503s_and_429s_are_retried_to_success(simulator, researcher, tmp_path, route):
+def test_planted_503s_and_429s_are_retried_to_success(env, route, researcher, tmp_path):
     t = tag()
     jobs = submit(
         researcher,
@@ -47,7 +61,7 @@ def test_planted_503s_and_429s_are_retried_to_success(simulator, researcher, tmp
         f"rate limited {t} [sim:429x1][sim:503x1]",
         f"bad {t} [sim:400]",
     )
-    with qcluster(engine_env(simulator.url, GEMINI_API=route), tmp_path / "q.log"):
+    with qcluster(env(), tmp_path / "q.log"):
         wait_for(finished(jobs), timeout=60, what="all jobs finished")
     plain, shed, limited, bad = (Job.objects.get(pk=j.pk) for j in jobs)
 
@@ -75,9 +89,9 @@ def test_planted_503s_and_429s_are_retried_to_success(simulator, researcher, tmp
     assert "INVALID_ARGUMENT" in bad.last_error
 
 
-def test_retry_after_is_never_undercut(simulator, researcher, tmp_path):
+def test_retry_after_is_never_undercut(env, researcher, tmp_path):
     job = submit(researcher, f"wait for it {tag()} [sim:429x1:retry-after=3]")[0]
-    with qcluster(engine_env(simulator.url), tmp_path / "q.log"):
+    with qcluster(env(), tmp_path / "q.log"):
         wait_for(finished([job]), timeout=60, what="job finished")
     first, second = Attempt.objects.filter(job=job).order_by("number")
     assert first.retry_after_seconds == 3.0
@@ -85,20 +99,20 @@ def test_retry_after_is_never_undercut(simulator, researcher, tmp_path):
     assert Job.objects.get(pk=job.pk).state == State.SUCCEEDED
 
 
-def test_attempts_run_out_after_max_attempts(simulator, researcher, tmp_path):
+def test_attempts_run_out_after_max_attempts(env, researcher, tmp_path):
     job = submit(researcher, f"always shed {tag()} [sim:503x9]", max_attempts=3)[0]
-    with qcluster(engine_env(simulator.url), tmp_path / "q.log"):
+    with qcluster(env(), tmp_path / "q.log"):
         wait_for(finished([job]), timeout=60, what="job finished")
     job.refresh_from_db()
     assert (job.state, job.attempts, job.http_503) == ("failed", 3, 3)
     assert "503" in job.last_error
 
 
-def test_fallback_runs_the_last_attempt_on_standard(simulator, researcher, tmp_path):
+def test_fallback_runs_the_last_attempt_on_standard(env, researcher, tmp_path):
     job = submit(
         researcher, f"fallback {tag()} [sim:503x2]", max_attempts=3, fallback_standard=True
     )[0]
-    with qcluster(engine_env(simulator.url), tmp_path / "q.log"):
+    with qcluster(env(), tmp_path / "q.log"):
         wait_for(finished([job]), timeout=60, what="job finished")
     job.refresh_from_db()
     assert job.state == State.SUCCEEDED and job.tier_served == "standard"
@@ -110,10 +124,10 @@ def test_fallback_runs_the_last_attempt_on_standard(simulator, researcher, tmp_p
     assert job.cost_usd == job.standard_cost_usd
 
 
-def test_bad_credentials_pause_dispatch_without_burning_attempts(simulator, researcher, tmp_path):
+def test_bad_credentials_pause_dispatch_without_burning_attempts(env, researcher, tmp_path):
     jobs = submit(researcher, *(f"key check {tag()} {n}" for n in range(3)), max_attempts=2)
-    env = engine_env(simulator.url, GEMINI_API_KEY="a-wrong-key")
-    with qcluster(env, tmp_path / "q.log"):
+    wrong_key = env(GEMINI_API_KEY="a-wrong-key")
+    with qcluster(wrong_key, tmp_path / "q.log"):
         wait_for(services.dispatch_is_paused, timeout=30, what="dispatch paused")
         wait_for(
             lambda: not Job.objects.filter(state=State.RUNNING).exists(),
@@ -127,19 +141,19 @@ def test_bad_credentials_pause_dispatch_without_burning_attempts(simulator, rese
         assert job.budgeted_attempts == 0
 
     services.dispatch_resume()
-    with qcluster(engine_env(simulator.url), tmp_path / "q2.log"):
+    with qcluster(env(), tmp_path / "q2.log"):
         wait_for(finished(jobs), timeout=60, what="jobs finished after resume")
     assert set(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("state", flat=True)) == {
         State.SUCCEEDED
     }
 
 
-def test_a_killed_cluster_loses_nothing(simulator, researcher, tmp_path):
+def test_a_killed_cluster_loses_nothing(env, researcher, tmp_path):
     t = tag()
     jobs = submit(researcher, *(f"slow {t} {n} [sim:sleep=6]" for n in range(5)))
     jobs += submit(researcher, *(f"quick {t} {n}" for n in range(5)))
-    env = engine_env(simulator.url, FLEX_LEASE_SECONDS=5)
-    first = start_process(["qcluster"], env, tmp_path / "q1.log")
+    short_lease = env(FLEX_LEASE_SECONDS=5)
+    first = start_process(["qcluster"], short_lease, tmp_path / "q1.log")
     try:
         wait_for(
             lambda: (
@@ -152,7 +166,7 @@ def test_a_killed_cluster_loses_nothing(simulator, researcher, tmp_path):
         stop_process(first, signal.SIGKILL)
     assert Job.objects.filter(pk__in=[j.pk for j in jobs[:5]], state=State.RUNNING).count() == 5
 
-    with qcluster(env, tmp_path / "q2.log"):
+    with qcluster(short_lease, tmp_path / "q2.log"):
         wait_for(finished(jobs), timeout=120, what="every job finished after the crash")
 
     for job in Job.objects.filter(pk__in=[j.pk for j in jobs]):
@@ -164,12 +178,12 @@ def test_a_killed_cluster_loses_nothing(simulator, researcher, tmp_path):
         assert job.attempts == 2 and job.budgeted_attempts == 1
 
 
-def test_two_clusters_never_run_a_job_twice(simulator, researcher, tmp_path):
+def test_two_clusters_never_run_a_job_twice(env, simulator, researcher, tmp_path):
     simulator.reset()
     t = tag()
     jobs = submit(researcher, *(f"shared {t} {n} [sim:sleep=0.5]" for n in range(120)))
-    env = engine_env(simulator.url, FLEX_DISPATCHERS=2, FLEX_MAX_IN_FLIGHT=40)
-    with qcluster(env, tmp_path / "a.log"), qcluster(env, tmp_path / "b.log"):
+    two = env(FLEX_DISPATCHERS=2, FLEX_MAX_IN_FLIGHT=40)
+    with qcluster(two, tmp_path / "a.log"), qcluster(two, tmp_path / "b.log"):
         wait_for(finished(jobs), timeout=90, what="all jobs finished")
 
     attempts = Attempt.objects.filter(job__in=jobs)
@@ -178,3 +192,38 @@ def test_two_clusters_never_run_a_job_twice(simulator, researcher, tmp_path):
     assert simulator.stats()["requests"] == len(jobs)
     dispatchers = set(attempts.values_list("dispatcher", flat=True))
     assert len(dispatchers) >= 2, "both dispatchers should have taken part"
+
+
+def test_both_routes_record_a_job_the_same_way(simulator, researcher, tmp_path):
+    """The same prompt shapes run on each route give the same job records in
+    `manage.py jobs --json` (and so in the pages and API, which read the same
+    rows), apart from ids and the echoed prompt."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    records = {}
+    for route in ROUTES:
+        t = tag()
+        jobs = submit(researcher, f"same {t} [sim:503x1][sim:429x1:retry-after=1]")
+        jobs += submit(researcher, f"same {t} [sim:400]")
+        with qcluster(engine_env(simulator.url, GEMINI_API=route), tmp_path / f"{route}.log"):
+            wait_for(finished(jobs), timeout=60, what=f"jobs on {route} finished")
+        out = StringIO()
+        call_command("jobs", "--json", stdout=out)
+        by_id = {record["id"]: record for record in map(json.loads, out.getvalue().splitlines())}
+        records[route] = [
+            {k: v for k, v in by_id[job.pk].items() if k not in ("id", "output_text")}
+            for job in jobs
+        ]
+        records[route].append(
+            list(
+                Attempt.objects.filter(job__in=jobs)
+                .order_by("job_id", "number")
+                .values_list("number", "http_status", "google_status", "outcome", "tier_served")
+            )
+        )
+    assert records["interactions"] == records["generate_content"]
+    succeeded = records["interactions"][0]
+    assert (succeeded["status"], succeeded["attempts"]) == ("succeeded", 3)
+    assert (succeeded["http_503"], succeeded["http_429"]) == (1, 1)
