@@ -8,24 +8,26 @@ from django.http import HttpRequest
 from jobs import services
 from jobs.models import Attempt, DispatchControl, DispatcherSlot, Job, ModelPrice
 
+# What an operator reads about one try, in the job's inline and the list.
+ATTEMPT_COLUMNS = (
+    "number",
+    "started_at",
+    "latency_seconds",
+    "route",
+    "tier_requested",
+    "tier_served",
+    "http_status",
+    "google_status",
+    "retry_after_seconds",
+    "outcome",
+)
+
 
 class AttemptInline(admin.TabularInline):
     model = Attempt
     extra = 0
     can_delete = False
-    fields = (
-        "number",
-        "started_at",
-        "latency_seconds",
-        "tier_requested",
-        "tier_served",
-        "http_status",
-        "google_status",
-        "retry_after_seconds",
-        "error_kind",
-        "outcome",
-        "error_message",
-    )
+    fields = (*ATTEMPT_COLUMNS, "error_kind", "error_message")
     readonly_fields = fields
     ordering = ("number",)
 
@@ -171,18 +173,7 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(Attempt)
 class AttemptAdmin(admin.ModelAdmin):
-    list_display = (
-        "job",
-        "number",
-        "started_at",
-        "latency_seconds",
-        "tier_requested",
-        "tier_served",
-        "http_status",
-        "google_status",
-        "retry_after_seconds",
-        "outcome",
-    )
+    list_display = ("job", *ATTEMPT_COLUMNS)
     list_filter = ("outcome", "http_status", "error_kind", "tier_served", "route")
     search_fields = ("=job__id", "error_message")
     list_select_related = ("job",)
