@@ -81,3 +81,19 @@ def start_simulator(tmp_path: Path) -> Iterator[Callable[..., RunningSimulator]]
             return stack.enter_context(running_simulator(log, **options))
 
         yield start
+
+
+# People the view, query and admin tests act as: two researchers and an operator.
+@pytest.fixture
+def ada(django_user_model):
+    return django_user_model.objects.create_user("ada")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob")
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("root", is_staff=True)

@@ -101,3 +101,9 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def as_user(client, user):
+    """The test client, logged in as `user`."""
+    client.force_login(user)
+    return client

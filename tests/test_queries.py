@@ -15,16 +15,6 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 6, 1, 12, 30, 40, tzinfo=UTC)
 
 
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user("ada")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob")
-
-
 def make_job(owner, state=State.SUCCEEDED, **fields):
     return Job.objects.create(owner=owner, input_text="p", state=state, **fields)
 

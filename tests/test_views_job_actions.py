@@ -10,25 +10,11 @@ from django.test import Client
 from django.utils import timezone
 
 from jobs.models import Job, State
+from tests.support import as_user
 
 pytestmark = pytest.mark.django_db
 
 ACTIONS = ("cancel", "retry", "run-again")
-
-
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user("ada")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob")
-
-
-def as_user(client, user):
-    client.force_login(user)
-    return client
 
 
 def make_job(owner, state, **fields):

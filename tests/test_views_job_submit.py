@@ -22,11 +22,6 @@ FIELDS = {
 
 
 @pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user("ada")
-
-
-@pytest.fixture
 def signed_in(client, ada):
     client.force_login(ada)
     return client

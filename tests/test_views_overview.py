@@ -11,30 +11,11 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import Attempt, DispatcherSlot, Job, Outcome, State
+from tests.support import as_user
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user("ada")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob")
-
-
-@pytest.fixture
-def staff(django_user_model):
-    return django_user_model.objects.create_user("root", is_staff=True)
-
-
-def as_user(client, user):
-    client.force_login(user)
-    return client
 
 
 def make_job(owner, state=State.SUCCEEDED, **fields):
