@@ -68,3 +68,8 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """A comma-separated list; blanks around and between items are dropped."""
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
