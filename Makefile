@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 BENCH ?=
 BENCH_ARGS ?=
 
-.PHONY: help venv install deps run test lint format bench clean
+.PHONY: help venv install deps run serve test lint format bench clean
 
 help: ## List the targets
 	@echo "FlexDash make targets:"
@@ -63,6 +63,24 @@ run: install ## Migrate, reset the demo login and start simulator + qcluster + w
 	@$(PY) manage.py migrate --no-input -v 0
 	@$(PY) manage.py demouser
 	@exec $(PY) scripts/run.py
+
+# The web server alone, as in production (README, "Production"): DEBUG off, so
+# settings refuse to start without DJANGO_SECRET_KEY; loading them first makes
+# that refusal one line instead of a traceback. The cluster is a service of its
+# own (`manage.py qcluster`). The timeout leaves room for a large run file's
+# upload; --no-control-socket because gunicorn's default socket is one per
+# user, which a second gunicorn on the machine would fight over.
+serve: install ## Migrate, collectstatic, then gunicorn on 127.0.0.1:$PORT with DEBUG off (not the cluster)
+	@export DJANGO_DEBUG=false DJANGO_SETTINGS_MODULE=flexdash.settings; \
+	if ! problem=$$($(PY) -c 'import django; django.setup()' 2>&1); then \
+		echo "error: $$(printf '%s\n' "$$problem" | tail -n 1 | sed -E 's/^[A-Za-z_.]+: //')" >&2; \
+		exit 1; \
+	fi; \
+	$(PY) manage.py migrate --no-input -v 0; \
+	$(PY) manage.py collectstatic --no-input -v 0; \
+	exec $(VENV)/bin/gunicorn flexdash.wsgi --bind "127.0.0.1:$${PORT:-8000}" \
+		--workers "$${WEB_CONCURRENCY:-2}" --timeout 120 --graceful-timeout 30 \
+		--access-logfile - --no-control-socket
 
 # pytest exits 5 when it collected no test. In CI that is a failure (a run that
 # tests nothing must not pass); locally it is only a warning. Every other
