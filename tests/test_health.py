@@ -29,11 +29,6 @@ def no_cluster_statistics():
     cache.delete(Conf.Q_STAT)
 
 
-@pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user("ada")
-
-
 def live_dispatcher(number=1, in_flight=0):
     now = timezone.now()
     return DispatcherSlot.objects.create(
