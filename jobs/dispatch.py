@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from jobs import services
-from jobs.gemini import GeminiError, GeminiGateway, GeminiRequest
+from jobs.gemini import GeminiError, GeminiGateway, GeminiRequest, GeminiResult
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Dispatcher:
         self.run_seconds = run_seconds
         self.in_flight: dict[int, asyncio.Task] = {}
         self.stats = RunStats()
+        self._outcomes: list[services.AttemptOutcome] = []
         self._finished = asyncio.Event()
 
     async def run(self) -> RunStats:
@@ -93,6 +94,10 @@ class Dispatcher:
             if now >= next_pause_check:
                 paused = await _db(services.dispatch_is_paused)()
                 next_pause_check = now + 1.0
+            # Cleared before the write, so a request finishing from here on
+            # wakes the wait below.
+            self._finished.clear()
+            await self._record_outcomes()
             claims = []
             room = self.max_in_flight - len(self.in_flight)
             asked = min(room, int(budget)) if claiming and not paused else 0
@@ -112,7 +117,6 @@ class Dispatcher:
                     break
                 await asyncio.sleep(min(max(wait, TICK_SECONDS), 1.0))
                 continue
-            self._finished.clear()
             if room <= 0 or len(claims) < asked:
                 # Nothing more is due right now, or we are full: wait for a
                 # request to finish (freeing room) or for the next tick.
@@ -140,6 +144,8 @@ class Dispatcher:
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self.in_flight))
 
     async def _attempt(self, claim: services.Claim) -> None:
+        """Send one request; its outcome waits in `_outcomes` for the next
+        batched write (the job stays in flight, and leased, until then)."""
         request = GeminiRequest(
             model=claim.model,
             input_text=claim.input_text,
@@ -149,35 +155,38 @@ class Dispatcher:
             max_output_tokens=claim.max_output_tokens,
         )
         started = time.monotonic()
+        outcome: GeminiResult | GeminiError
         try:
-            try:
-                result = await self.gateway.generate(request)
-            except GeminiError as error:
-                outcome = await _db(services.attempt_failed)(
-                    claim=claim, owner=self.owner, error=error, latency=time.monotonic() - started
-                )
-                self.stats.failed_attempts += 1
-            except Exception as exc:  # an SDK surprise must not kill the other requests
-                logger.exception("Unexpected error on job %s", claim.job_id)
-                error = GeminiError("transient", f"Unexpected {type(exc).__name__}: {exc}")
-                outcome = await _db(services.attempt_failed)(
-                    claim=claim, owner=self.owner, error=error, latency=time.monotonic() - started
-                )
-                self.stats.failed_attempts += 1
-            else:
-                won = await _db(services.attempt_succeeded)(
-                    claim=claim, owner=self.owner, result=result, latency=time.monotonic() - started
-                )
-                outcome = "succeeded" if won else "discarded"
-                self.stats.succeeded += int(won)
-            self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
+            outcome = await self.gateway.generate(request)
+        except GeminiError as error:
+            outcome = error
+        except Exception as exc:  # an SDK surprise must not kill the other requests
+            logger.exception("Unexpected error on job %s", claim.job_id)
+            outcome = GeminiError("transient", f"Unexpected {type(exc).__name__}: {exc}")
+        self._outcomes.append(services.AttemptOutcome(claim, outcome, time.monotonic() - started))
+        self._finished.set()
+
+    async def _record_outcomes(self) -> None:
+        """Write every finished request's outcome in one batch: one trip to the
+        database thread, which claims share, instead of one per request."""
+        if not self._outcomes:
+            return
+        batch, self._outcomes = self._outcomes, []
+        try:
+            decisions = await _db(services.attempts_record)(owner=self.owner, outcomes=batch)
         except Exception:
-            # Recording failed (e.g. the database went away). The job keeps its
-            # lease until it lapses, then runs again; nothing is lost.
-            logger.exception("Could not record the outcome of job %s", claim.job_id)
-        finally:
-            self.in_flight.pop(claim.job_id, None)
-            self._finished.set()
+            # The database went away: these jobs keep their leases until they
+            # lapse, then run again; nothing is lost.
+            logger.exception("Could not record %d outcomes", len(batch))
+            decisions = []
+        for item, decision in zip(batch, decisions, strict=False):
+            self.stats.outcomes[decision] = self.stats.outcomes.get(decision, 0) + 1
+            if decision == "succeeded":
+                self.stats.succeeded += 1
+            elif isinstance(item.outcome, GeminiError):
+                self.stats.failed_attempts += 1
+        for item in batch:
+            self.in_flight.pop(item.claim.job_id, None)
 
     async def _renew(self) -> None:
         job_ids = list(self.in_flight)

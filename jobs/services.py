@@ -462,6 +462,42 @@ def attempt_succeeded(*, claim: Claim, owner: str, result: GeminiResult, latency
     return bool(won)
 
 
+@dataclass(frozen=True)
+class AttemptOutcome:
+    claim: Claim
+    outcome: GeminiResult | GeminiError
+    latency: float
+
+
+def attempts_record(*, owner: str, outcomes: Sequence[AttemptOutcome]) -> list[str]:
+    """Record a dispatcher's finished requests in one transaction; returns
+    each one's decision ("succeeded", "discarded", "retry", "fail", "pause").
+    Should the batch fail, each is recorded alone so one bad row cannot take
+    the others with it."""
+    try:
+        with transaction.atomic():
+            return [_record(owner, item) for item in outcomes]
+    except Exception:
+        logger.exception("Recording %d outcomes together failed; one by one", len(outcomes))
+    decisions = []
+    for item in outcomes:
+        try:
+            decisions.append(_record(owner, item))
+        except Exception:
+            logger.exception("Could not record the outcome of job %s", item.claim.job_id)
+            decisions.append("unrecorded")
+    return decisions
+
+
+def _record(owner: str, item: AttemptOutcome) -> str:
+    if isinstance(item.outcome, GeminiResult):
+        won = attempt_succeeded(
+            claim=item.claim, owner=owner, result=item.outcome, latency=item.latency
+        )
+        return "succeeded" if won else "discarded"
+    return attempt_failed(claim=item.claim, owner=owner, error=item.outcome, latency=item.latency)
+
+
 _COUNTER_FOR_KIND = {
     ErrorKind.CAPACITY: "http_503",
     ErrorKind.RATE_LIMIT: "http_429",
