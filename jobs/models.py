@@ -7,6 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from jobs.catalog import DEFAULT_MODEL
+from jobs.formats import FORMAT_LABELS
 
 
 class Tier(models.TextChoices):
@@ -56,6 +57,19 @@ class Job(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
     )
+    # No index of its own: job_run_state (run, state) starts with it.
+    run = models.ForeignKey(
+        "Run",
+        on_delete=models.CASCADE,
+        related_name="jobs",
+        null=True,
+        blank=True,
+        db_index=False,
+    )
+    # The line's own id in an uploaded file, echoed back by the downloads.
+    custom_id = models.TextField(blank=True)
+    # What the line asked for, in the file's terms, to write it out again (formats.request_fields).
+    request_fields = models.JSONField(default=dict, blank=True)
     model = models.CharField(max_length=64, default=DEFAULT_MODEL)
     input_text = models.TextField("prompt")
     system_instruction = models.TextField(blank=True)
@@ -108,6 +122,7 @@ class Job(models.Model):
             models.Index(fields=["state", "lease_expires_at"], name="job_lease"),
             models.Index(fields=["owner", "state"], name="job_owner_state"),
             models.Index(fields=["owner", "-submitted_at"], name="job_owner_recent"),
+            models.Index(fields=["run", "state"], name="job_run_state"),
         ]
 
     def __str__(self) -> str:
@@ -242,3 +257,49 @@ class ApiToken(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class Run(models.Model):
+    """A named group of jobs uploaded together from one file.
+
+    The defaults apply to every line that does not say otherwise; a line's
+    model that flex does not run is replaced by `model` (counted in
+    `replaced_models`)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs"
+    )
+    name = models.CharField(max_length=200)
+    source_name = models.CharField("file name", max_length=255, blank=True)
+    source_format = models.CharField("file format", max_length=32)
+    model = models.CharField(max_length=64, default=DEFAULT_MODEL)
+    tier = models.CharField(max_length=16, choices=Tier, default=Tier.FLEX)
+    max_attempts = models.PositiveSmallIntegerField(default=8)
+    fallback_standard = models.BooleanField(
+        "fall back to standard on the last attempt", default=False
+    )
+    replaced_models = models.PositiveIntegerField(
+        default=0, help_text="Lines whose model flex does not run; they use the run's model."
+    )
+    # The estimate shown before the run was created (jobs/runs.py, Estimate).
+    estimated_input_tokens = models.PositiveBigIntegerField(default=0)
+    estimated_output_tokens = models.PositiveBigIntegerField(default=0)
+    estimated_cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    estimated_standard_cost_usd = models.DecimalField(
+        "estimated cost on standard", max_digits=16, decimal_places=8, default=0
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last job finished; empty while any is active."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="run_owner_recent")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def format_label(self) -> str:
+        return FORMAT_LABELS.get(self.source_format, self.source_format)
