@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
+from django.utils import timezone
 
 from jobs import pricing, services
 from jobs.catalog import FLEX_MODELS
@@ -227,6 +228,45 @@ def engine_status(*, now: datetime) -> EngineStatus:
     )
 
 
+# --- Cost this month ----------------------------------------------------------------
+def money(value: Decimal | None) -> Decimal | None:
+    """A sum of costs at the stored precision (SQLite sums decimals as floats)."""
+    return None if value is None else Decimal(value).quantize(Decimal("0.00000001"))
+
+
+@dataclass(frozen=True)
+class MonthCost:
+    since: datetime
+    answers: int
+    cost_usd: Decimal
+    standard_cost_usd: Decimal
+
+    @property
+    def savings_usd(self) -> Decimal:
+        return self.standard_cost_usd - self.cost_usd
+
+
+def month_cost(scope: Scope, *, now: datetime) -> MonthCost:
+    """What the answers that arrived this calendar month (in TIME_ZONE) cost,
+    and what the same tokens would have cost on standard."""
+    since = timezone.localtime(now).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    row = (
+        scope.jobs()
+        .filter(finished_at__gte=since, cost_usd__isnull=False)
+        .aggregate(
+            answers=Count("id"),
+            cost=Coalesce(Sum("cost_usd"), Decimal(0)),
+            standard=Coalesce(Sum("standard_cost_usd"), Decimal(0)),
+        )
+    )
+    return MonthCost(
+        since=since,
+        answers=row["answers"],
+        cost_usd=money(row["cost"]),
+        standard_cost_usd=money(row["standard"]),
+    )
+
+
 @dataclass(frozen=True)
 class Overview:
     counts: StateCounts
@@ -234,6 +274,7 @@ class Overview:
     attempts: AttemptStats
     outcomes: list[MinuteOutcomes]
     engine: EngineStatus
+    month: MonthCost
 
     @property
     def active(self) -> bool:
@@ -247,6 +288,7 @@ def overview(scope: Scope, *, now: datetime, hours: int) -> Overview:
         attempts=attempt_stats(scope),
         outcomes=outcomes_per_minute(scope, now=now, minutes=hours * 60),
         engine=engine_status(now=now),
+        month=month_cost(scope, now=now),
     )
 
 

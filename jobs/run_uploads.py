@@ -1,0 +1,118 @@
+"""An uploaded run file, kept on disk between its preview and its confirmation.
+
+The upload page reads the file once to show what it holds (runs.run_preview);
+the person then confirms, and runs.run_create reads it again. Between the two
+requests the file waits in FLEXDASH_VAR_DIR/uploads/<user id>/ with what the
+preview found. Each user sees only their own folder; a staged file left
+unconfirmed is removed a day later (at that user's next upload) or when the
+person discards it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.utils.crypto import get_random_string
+
+from jobs import runs, services
+
+KEEP_SECONDS = 24 * 3600
+_TOKEN = re.compile(r"[a-z0-9]{32}")
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    token: str
+    path: Path
+    filename: str
+    name: str
+    spec: services.JobSpec
+    preview: runs.RunPreview
+
+
+def _folder(owner) -> Path:
+    return Path(settings.VAR_DIR) / "uploads" / str(owner.pk)
+
+
+def upload_save(*, owner, upload: UploadedFile) -> tuple[str, Path]:
+    """Copy the upload into the owner's folder, chunk by chunk (it may be
+    hundreds of megabytes); returns its token and path."""
+    folder = _folder(owner)
+    folder.mkdir(parents=True, exist_ok=True)
+    _sweep(folder)
+    token = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")
+    path = folder / f"{token}.upload"
+    with path.open("wb") as copy:
+        for chunk in upload.chunks():
+            copy.write(chunk)
+    return token, path
+
+
+def upload_stage(
+    *,
+    owner,
+    token: str,
+    filename: str,
+    name: str,
+    spec: services.JobSpec,
+    preview: runs.RunPreview,
+) -> None:
+    """Keep what the preview found next to the saved file, until confirmed."""
+    estimate = preview.estimate
+    record = {
+        "filename": filename,
+        "name": name,
+        "spec": asdict(spec),
+        "format": preview.format,
+        "estimate": {**asdict(estimate), "standard_usd": str(estimate.standard_usd)},
+    }
+    (_folder(owner) / f"{token}.json").write_text(json.dumps(record), encoding="utf-8")
+
+
+def staged_upload(*, owner, token: str) -> StagedUpload | None:
+    """The owner's staged upload with this token, or None."""
+    if not _TOKEN.fullmatch(token):
+        return None
+    folder = _folder(owner)
+    path, record_path = folder / f"{token}.upload", folder / f"{token}.json"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    if not path.exists():
+        return None
+    estimate = runs.Estimate(
+        **{**record["estimate"], "standard_usd": Decimal(record["estimate"]["standard_usd"])}
+    )
+    return StagedUpload(
+        token=token,
+        path=path,
+        filename=record["filename"],
+        name=record["name"],
+        spec=services.JobSpec(**record["spec"]),
+        preview=runs.RunPreview(format=record["format"], estimate=estimate),
+    )
+
+
+def upload_discard(*, owner, token: str) -> None:
+    if not _TOKEN.fullmatch(token):
+        return
+    for suffix in (".upload", ".json"):
+        (_folder(owner) / f"{token}{suffix}").unlink(missing_ok=True)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove staged files older than KEEP_SECONDS: previews never confirmed."""
+    cutoff = time.time() - KEEP_SECONDS
+    for path in folder.glob("*.*"):
+        with contextlib.suppress(FileNotFoundError):  # another request removed it first
+            if path.stat().st_mtime < cutoff:
+                path.unlink()

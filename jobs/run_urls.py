@@ -1,0 +1,20 @@
+"""The run pages, included by jobs/urls.py under runs/ (names in the jobs namespace)."""
+
+from django.urls import path
+
+from jobs import run_views
+
+urlpatterns = [
+    path("", run_views.run_list, name="run_list"),
+    path("new/", run_views.run_upload, name="run_upload"),
+    path("new/<str:token>/", run_views.run_preview, name="run_preview"),
+    path("new/<str:token>/discard/", run_views.run_discard, name="run_discard"),
+    path("<int:run_id>/", run_views.run_detail, name="run_detail"),
+    path("<int:run_id>/cancel/", run_views.run_cancel, name="run_cancel"),
+    path("<int:run_id>/retry/", run_views.run_retry, name="run_retry"),
+    path("<int:run_id>/standard/", run_views.run_standard, name="run_standard"),
+    path("<int:run_id>/delete/", run_views.run_delete, name="run_delete"),
+    path("<int:run_id>/results.jsonl", run_views.run_results, name="run_results"),
+    path("<int:run_id>/results.csv", run_views.run_results_csv, name="run_results_csv"),
+    path("<int:run_id>/unfinished/", run_views.run_unfinished, name="run_unfinished"),
+]

@@ -1,0 +1,270 @@
+"""The run pages: upload with a preview, the live run page, its actions and
+its downloads. Like jobs/views.py, each view checks access, calls one service
+(jobs/runs.py) or query (jobs/run_queries.py), and renders or redirects."""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.vary import vary_on_headers
+
+from jobs import formats, queries, run_queries, run_uploads, runs
+from jobs.models import Run
+from jobs.run_forms import RunJobFilterForm, RunUploadForm
+from jobs.views import CHANGED, JOBS_PER_PAGE
+
+RUNS_PER_PAGE = 25
+
+
+def _get_run_for_user(request: HttpRequest, run_id: int) -> Run:
+    """The run, if this user may see it; 404 otherwise, so ids reveal nothing."""
+    return get_object_or_404(run_queries.visible_runs(request.user), pk=run_id)
+
+
+@require_safe
+@login_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(run_queries.run_list(request.user), RUNS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "runs/run_list.html", {"page": page})
+
+
+# --- Upload, preview, confirm ------------------------------------------------------
+@require_http_methods(["GET", "POST"])
+@login_required
+def run_upload(request: HttpRequest) -> HttpResponse:
+    form = RunUploadForm(request.POST or None, request.FILES or None)
+    rejected: runs.RunRejected | None = None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        spec = form.spec()
+        try:
+            preview = runs.run_preview(
+                stream=upload, filename=upload.name, spec=spec, fmt=form.cleaned_data["format"]
+            )
+        except ValidationError as error:
+            form.add_service_errors(error)
+        except runs.RunRejected as error:
+            rejected = error
+        else:
+            token, _ = run_uploads.upload_save(owner=request.user, upload=upload)
+            run_uploads.upload_stage(
+                owner=request.user,
+                token=token,
+                filename=upload.name,
+                name=form.cleaned_data["name"],
+                spec=spec,
+                preview=preview,
+            )
+            return redirect("jobs:run_preview", token=token)
+    context = {"form": form, "rejected": rejected, "formats": formats.FORMAT_LABELS}
+    return render(request, "runs/run_upload.html", context)
+
+
+def _staged(request: HttpRequest, token: str) -> run_uploads.StagedUpload:
+    staged = run_uploads.staged_upload(owner=request.user, token=token)
+    if staged is None:
+        raise Http404("No such upload: it was confirmed, discarded or has expired.")
+    return staged
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def run_preview(request: HttpRequest, token: str) -> HttpResponse:
+    staged = _staged(request, token)
+    if request.method == "POST":
+        try:
+            with staged.path.open("rb") as stream:
+                run = runs.run_create(
+                    owner=request.user,
+                    stream=stream,
+                    filename=staged.filename,
+                    spec=staged.spec,
+                    name=staged.name,
+                    fmt=staged.preview.format,
+                )
+        except ValidationError as error:
+            # Only when the settings or limits changed since the preview.
+            return _not_created(request, token, " ".join(error.messages))
+        except runs.RunRejected as error:
+            return _not_created(request, token, error.summary())
+        run_uploads.upload_discard(owner=request.user, token=token)
+        count = run.jobs.count()
+        messages.success(
+            request, f"Run “{run.name}” created: {count:,} jobs queued.", extra_tags=CHANGED
+        )
+        return redirect("jobs:run_detail", run_id=run.pk)
+    return render(request, "runs/run_preview.html", {"staged": staged})
+
+
+def _not_created(request: HttpRequest, token: str, reason: str) -> HttpResponse:
+    run_uploads.upload_discard(owner=request.user, token=token)
+    messages.error(request, f"The run was not created: {reason}")
+    return redirect("jobs:run_upload")
+
+
+@require_POST
+@login_required
+def run_discard(request: HttpRequest, token: str) -> HttpResponse:
+    run_uploads.upload_discard(owner=request.user, token=token)
+    messages.success(request, "The upload was discarded; nothing was created.")
+    return redirect("jobs:run_upload")
+
+
+# --- The run page ------------------------------------------------------------------
+@require_safe
+@login_required
+@vary_on_headers("HX-Request", "HX-Target")
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The whole page, or for htmx the fragment that asked: the progress
+    (#run-live) or the jobs table (#job-table, the jobs list's own fragment)."""
+    run = _get_run_for_user(request, run_id)
+    scope = run_queries.run_scope(run)
+    filters = RunJobFilterForm(request.GET, viewer=request.user)
+    counts = queries.state_counts(scope)
+    context: dict = {"run": run, "filters": filters, "counts": counts}
+    wants = request.htmx.target if request.htmx else None
+    if wants != "run-live":
+        jobs = queries.job_list(scope, **filters.filters())
+        page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+        context.update(page=page, live=any(job.is_active for job in page))
+        if wants == "job-table":
+            return render(request, "jobs/job_list.html#job-table", context)
+    if not counts.active and run.finished_at is None:
+        runs.run_settle(run=run)
+    context["progress"] = run_queries.run_progress(run, counts, now=timezone.now())
+    if wants == "run-live":
+        return render(request, "runs/run_detail.html#run-live", context)
+    return render(request, "runs/run_detail.html", context)
+
+
+# --- Actions -----------------------------------------------------------------------
+@require_POST
+@login_required
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    cancelled = runs.run_cancel(run=run)
+    if cancelled:
+        messages.success(request, f"Cancelled {cancelled:,} waiting job{_s(cancelled)}.")
+    else:
+        messages.error(request, "No job of this run is waiting: there was nothing to cancel.")
+    return redirect("jobs:run_detail", run_id=run.pk)
+
+
+@require_POST
+@login_required
+def run_retry(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    retried = runs.run_retry_failed(run=run)
+    if retried:
+        messages.success(
+            request, f"{retried:,} failed job{_s(retried)} queued again.", extra_tags=CHANGED
+        )
+    else:
+        messages.error(request, "No job of this run has failed: there was nothing to retry.")
+    return redirect("jobs:run_detail", run_id=run.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def run_standard(request: HttpRequest, run_id: int) -> HttpResponse:
+    """GET shows what moving to standard would cost; POST moves."""
+    run = _get_run_for_user(request, run_id)
+    if request.method == "POST":
+        moved = runs.run_move_to_standard(run=run)
+        if moved:
+            messages.success(
+                request,
+                f"{moved:,} unfinished job{_s(moved)} moved to the standard tier.",
+                extra_tags=CHANGED,
+            )
+        else:
+            messages.error(request, "No unfinished flex job is left to move.")
+        return redirect("jobs:run_detail", run_id=run.pk)
+    quote = run_queries.standard_quote(run)
+    return render(request, "runs/run_standard.html", {"run": run, "quote": quote})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def run_delete(request: HttpRequest, run_id: int) -> HttpResponse:
+    """GET asks for confirmation; POST deletes."""
+    run = _get_run_for_user(request, run_id)
+    if request.method == "POST":
+        name = run.name
+        deleted = runs.run_delete(run=run)
+        messages.success(request, f"Run “{name}” deleted with its {deleted:,} job{_s(deleted)}.")
+        return redirect("jobs:run_list")
+    counts = queries.state_counts(run_queries.run_scope(run))
+    return render(request, "runs/run_delete.html", {"run": run, "counts": counts})
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+# --- Downloads ---------------------------------------------------------------------
+_CONTENT_TYPES = {
+    "jsonl": "application/jsonl; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+}
+
+
+def _download(lines, *, run: Run, what: str, extension: str) -> StreamingHttpResponse:
+    """Stream the lines as they are produced: a big run is never built in memory."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", run.name).strip("-.") or "run"
+    response = StreamingHttpResponse(
+        (line.encode() for line in lines), content_type=_CONTENT_TYPES[extension]
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="run-{run.pk}-{stem[:80]}-{what}.{extension}"'
+    )
+    return response
+
+
+def results_download(run: Run) -> StreamingHttpResponse:
+    """The finished lines in the uploaded format's result shape (always JSONL)."""
+    rows = run_queries.result_rows(run)
+    return _download(
+        formats.export_results(run.source_format, rows), run=run, what="results", extension="jsonl"
+    )
+
+
+def csv_download(run: Run) -> StreamingHttpResponse:
+    rows = run_queries.result_rows(run)
+    return _download(formats.export_csv(rows), run=run, what="results", extension="csv")
+
+
+def unfinished_download(run: Run) -> StreamingHttpResponse:
+    """The lines without an answer, in the uploaded format, to upload again."""
+    extension = {"text": "txt", "csv": "csv"}.get(run.source_format, "jsonl")
+    lines = formats.export_resubmit(run.source_format, run_queries.resubmit_lines(run))
+    return _download(lines, run=run, what="unfinished", extension=extension)
+
+
+@require_safe
+@login_required
+def run_results(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    return results_download(_get_run_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def run_results_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    return csv_download(_get_run_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def run_unfinished(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    return unfinished_download(_get_run_for_user(request, run_id))

@@ -1,0 +1,147 @@
+"""A run in a real browser: drop a Gemini Batch file on the upload page, read
+the preview, create the run, watch its progress bar reach 100% without a
+reload, and download the results. Debian's Chromium through Playwright,
+against a live server, a real qcluster and the shared simulator.
+Screenshots go to test-results/e2e/."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from jobs.models import Run
+from jobs.simulator import ANSWER_PREFIX
+from tests.run_files import prompt_file
+from tests.support import ROOT, engine_env, start_process, stop_process
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / "test-results" / "e2e"
+PASSWORD = "flex-e2e-password"
+
+DROP_FILE = """([name, text]) => {
+  const zone = document.querySelector("[data-dropzone]");
+  const files = new DataTransfer();
+  files.items.add(new File([text], name, {type: "application/jsonl"}));
+  zone.dispatchEvent(new DragEvent("drop", {dataTransfer: files, bubbles: true, cancelable: true}));
+}"""
+
+
+@pytest.fixture
+def engine(simulator, tmp_path: Path) -> Iterator[None]:
+    env = engine_env(simulator.url, FLEX_BACKOFF_BASE=0.5, FLEX_BACKOFF_CAP=2)
+    process = start_process(["qcluster"], env, tmp_path / "qcluster.log")
+    try:
+        yield
+    finally:
+        # Everything the test checks is stored; a graceful stop would only wait.
+        stop_process(process, signal.SIGKILL)
+
+
+@pytest.fixture
+def browser(monkeypatch) -> Iterator[Browser]:
+    # Playwright's sync API runs an event loop in this thread; the test's own
+    # ORM calls are still plain synchronous ones.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def researcher(django_user_model):
+    return django_user_model.objects.create_user("ada", password=PASSWORD)
+
+
+def log_in(page: Page, base_url: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def test_a_dropped_file_runs_to_100_percent_and_its_results_download(
+    live_server, engine, browser, researcher, tmp_path
+):
+    base = live_server.url
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    # Answers take a moment, and one is shed once, so the bar is seen moving.
+    lines = [
+        ("q-alpha", f"e2e run {tag}: alpha [sim:sleep=1.5]"),
+        ("q-beta", f"e2e run {tag}: beta [sim:503x1]"),
+        ("q-gamma", f"e2e run {tag}: gamma [sim:sleep=3]"),
+    ]
+    filename, content = prompt_file("gemini_batch", lines, model="gpt-4o")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    log_in(page, base)
+
+    page.get_by_role("link", name="Runs").click()
+    page.get_by_role("link", name="Upload a file", exact=True).click()
+    expect(page.get_by_role("heading", name="Upload a run")).to_be_visible()
+    page.wait_for_load_state("load")  # the drop zone's script has run
+    page.evaluate(DROP_FILE, [filename, content.decode()])
+    expect(page.locator("[data-dropzone-hint]")).to_have_text(f"Chosen: {filename}")
+    page.get_by_label("Run name").fill(f"E2E run {tag}")
+    page.get_by_role("button", name="Upload and preview").click()
+
+    expect(page.locator("#detected-format")).to_have_text("Gemini Batch API JSONL")
+    expect(page.locator("#prompt-count")).to_have_text("3")
+    expect(page.locator("#replaced-models")).to_contain_text("3 lines name models")
+    page.screenshot(path=SCREENSHOTS / "run-preview.png", full_page=True)
+    assert not Run.objects.exists()
+    page.get_by_role("button", name="Create the run: queue 3 jobs").click()
+
+    run = Run.objects.get()
+    expect(page).to_have_url(f"{base}/runs/{run.pk}/")
+    page.evaluate("window.__sameDocument = true")
+    expect(page.locator("#run-format")).to_have_text("Gemini Batch API JSONL")
+    expect(page.locator("#run-percent")).to_have_text("100%", timeout=30_000)
+    progress = page.locator("#run-progress-bar")
+    expect(progress).to_have_attribute("value", "3")
+    expect(progress).to_have_attribute("max", "3")
+    assert page.evaluate("window.__sameDocument") is True
+    expect(page.locator("#run-live")).to_contain_text("Every job of this run has finished, the last at")
+    expect(page.locator("#run-503")).to_have_text("1")
+    expect(page.locator("#state-counts")).to_contain_text("Succeeded 3")
+    # Finished: the progress stops polling, and so does the job table.
+    assert "every 2s" not in page.locator("#run-live").get_attribute("hx-trigger")
+    expect(page.locator("#job-table")).not_to_have_attribute(
+        "hx-trigger", "every 2s, jobs-changed from:body"
+    )
+    page.screenshot(path=SCREENSHOTS / "run-page.png", full_page=True)
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Results", exact=True).click()
+    download = download_info.value
+    assert download.suggested_filename.endswith("-results.jsonl")
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    got = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert [line["key"] for line in got] == ["q-alpha", "q-beta", "q-gamma"]
+    texts = [line["response"]["candidates"][0]["content"]["parts"][0]["text"] for line in got]
+    assert texts == [
+        ANSWER_PREFIX + f"e2e run {tag}: {word}" for word in ("alpha", "beta", "gamma")
+    ]
+    context.close()
