@@ -15,15 +15,16 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse
-from ninja import Field, NinjaAPI, Path, Query, Schema, Status
+from django.utils import timezone
+from ninja import Field, File, Form, NinjaAPI, Path, Query, Schema, Status, UploadedFile
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from jobs import services, tokens
+from jobs import formats, queries, run_queries, run_views, runs, services, tokens
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
-from jobs.models import Attempt, Job, State, Tier
+from jobs.models import Attempt, Job, Run, State, Tier
 
 MAX_PROMPTS_PER_REQUEST = 1000
 MAX_PAGE_SIZE = 100
@@ -383,3 +384,242 @@ def retry_job(request: HttpRequest, job_id: JobId):
             409, f"Job {job.pk} is {job.state}; only failed or retrying jobs can be retried."
         )
     return job
+
+
+# --- Batches (runs uploaded from a file) ---------------------------------------
+# A batch is a Run (jobs/runs.py): the same services, queries and downloads as
+# the run pages, answered as JSON.
+class BatchIn(Schema):
+    """The run's defaults; a line's own model, system instruction, temperature
+    or output length wins. A line's model flex does not run is replaced by `model`."""
+
+    name: Text = Field("", max_length=200, description="Empty: the file's name.")
+    format: str | None = Field(
+        None,
+        description="Empty: detected from the file.",
+        json_schema_extra={"enum": list(formats.FORMATS)},
+    )
+    model: str = Field(DEFAULT_MODEL, json_schema_extra={"enum": list(FLEX_MODELS)})
+    tier: str = Field(Tier.FLEX.value, json_schema_extra={"enum": list(Tier.values)})
+    max_attempts: int | None = Field(
+        None, json_schema_extra={"minimum": 1, "maximum": services.MAX_ATTEMPTS_LIMIT}
+    )
+    fallback_standard: bool = False
+    system_instruction: Text = ""
+    temperature: float | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 2})
+    max_output_tokens: int | None = Field(
+        None, json_schema_extra={"minimum": 1, "maximum": 1_000_000}
+    )
+
+
+class BatchOut(Schema):
+    id: int
+    name: str
+    owner: str
+    file_name: str
+    format: str
+    model: str
+    tier: str
+    max_attempts: int
+    fallback_standard: bool
+    replaced_models: int = Field(description="lines whose model flex does not run")
+    created_at: datetime
+    finished_at: datetime | None
+    jobs: int
+    finished: int
+    active: int
+    failed: int
+    cost_usd: str | None
+    standard_cost_usd: str | None
+    estimated_cost_usd: str
+    estimated_standard_cost_usd: str
+
+    @staticmethod
+    def resolve_owner(run: Run) -> str:
+        return run.owner.get_username()
+
+    @staticmethod
+    def resolve_file_name(run: Run) -> str:
+        return run.source_name
+
+    @staticmethod
+    def resolve_format(run: Run) -> str:
+        return run.source_format
+
+    @staticmethod
+    def resolve_jobs(run: Run) -> int:
+        return run.total
+
+    @staticmethod
+    def resolve_cost_usd(run: Run) -> str | None:
+        return _decimal_text(queries.money(run.cost))
+
+    @staticmethod
+    def resolve_standard_cost_usd(run: Run) -> str | None:
+        return _decimal_text(queries.money(run.standard_cost))
+
+    @staticmethod
+    def resolve_estimated_cost_usd(run: Run) -> str:
+        return str(run.estimated_cost_usd)
+
+    @staticmethod
+    def resolve_estimated_standard_cost_usd(run: Run) -> str:
+        return str(run.estimated_standard_cost_usd)
+
+
+class BatchProgressOut(Schema):
+    counts: dict[str, int]
+    percent: int
+    http_503: int
+    http_429: int
+    jobs_per_minute: float | None
+    eta_seconds: float | None
+    input_tokens: int
+    output_tokens: int
+    thought_tokens: int
+    savings_usd: str
+    projected_cost_usd: str
+    projected_standard_cost_usd: str
+
+
+class BatchDetailOut(BatchOut):
+    progress: BatchProgressOut
+
+
+class BatchPage(Schema):
+    items: list[BatchOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class BatchPaging(Schema):
+    limit: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
+    offset: int = Field(0, ge=0, le=MAX_ID // 2)
+
+
+BatchId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def _batch_for(request: HttpRequest, batch_id: int) -> Run:
+    """The run if this user may see it: 404 alike for another's and a missing one."""
+    run = run_queries.run_list(request.auth).filter(pk=batch_id).first()
+    if run is None:
+        raise HttpError(404, f"No batch {batch_id}.")
+    return run
+
+
+def _batch_detail(request: HttpRequest, run: Run) -> Run:
+    counts = queries.state_counts(run_queries.run_scope(run))
+    if not counts.active and run.finished_at is None:
+        runs.run_settle(run=run)
+    progress = run_queries.run_progress(run, counts, now=timezone.now())
+    run.progress = {
+        "counts": {state: counts.by_state.get(state, 0) for state in State.values},
+        "percent": progress.percent,
+        "http_503": progress.errors.http_503,
+        "http_429": progress.errors.http_429,
+        "jobs_per_minute": progress.rate_per_minute,
+        "eta_seconds": progress.eta.total_seconds() if progress.eta else None,
+        "input_tokens": progress.input_tokens,
+        "output_tokens": progress.output_tokens,
+        "thought_tokens": progress.thought_tokens,
+        "savings_usd": str(progress.savings_usd),
+        "projected_cost_usd": str(progress.projected_cost_usd),
+        "projected_standard_cost_usd": str(progress.projected_standard_cost_usd),
+    }
+    return run
+
+
+@api.post(
+    "/batches",
+    response={201: BatchDetailOut, **ERRORS},
+    tags=["batches"],
+    url_name="batches",
+)
+def create_batch(request: HttpRequest, file: File[UploadedFile], options: Form[BatchIn]):
+    """Upload a file of prompts (multipart `file`): plain text, JSONL, CSV, or a
+    Gemini, OpenAI or Anthropic batch file. All lines or none become jobs; a
+    refused file answers 422 listing the first bad lines by number."""
+    spec = services.JobSpec(
+        model=options.model,
+        tier=options.tier,
+        max_attempts=options.max_attempts,
+        fallback_standard=options.fallback_standard,
+        system_instruction=options.system_instruction,
+        temperature=options.temperature,
+        max_output_tokens=options.max_output_tokens,
+    )
+    if options.format and options.format not in formats.FORMATS:
+        raise DjangoValidationError({"format": f"Choose one of {', '.join(formats.FORMATS)}."})
+    try:
+        run = runs.run_create(
+            owner=request.auth,
+            stream=file,
+            filename=file.name or "",
+            spec=spec,
+            name=options.name,
+            fmt=options.format or None,
+        )
+    except runs.RunRejected as rejected:
+        detail = f"The file was refused; nothing was created: {rejected.summary()}"
+        return api.create_response(
+            request, {"detail": detail, "errors": {"file": rejected.messages()}}, status=422
+        )
+    return Status(201, _batch_detail(request, _batch_for(request, run.pk)))
+
+
+@api.get("/batches", response={200: BatchPage, **ERRORS}, tags=["batches"], url_name="batches")
+def list_batches(request: HttpRequest, paging: Query[BatchPaging]):
+    """Batches newest first (staff see everyone's), with counts and cost."""
+    batches = run_queries.run_list(request.auth)
+    return {
+        "items": batches[paging.offset : paging.offset + paging.limit],
+        "total": run_queries.visible_runs(request.auth).count(),
+        "limit": paging.limit,
+        "offset": paging.offset,
+    }
+
+
+@api.get(
+    "/batches/{batch_id}",
+    response={200: BatchDetailOut, **ERRORS},
+    tags=["batches"],
+    url_name="batch",
+)
+def get_batch(request: HttpRequest, batch_id: BatchId):
+    """One batch with its progress: counts by state, rate, ETA, tokens, cost."""
+    return _batch_detail(request, _batch_for(request, batch_id))
+
+
+@api.get(
+    "/batches/{batch_id}/results",
+    response={401: Message, 404: Message, 422: Invalid},
+    tags=["batches"],
+    url_name="batch_results",
+)
+def batch_results(request: HttpRequest, batch_id: BatchId):
+    """The finished lines as JSONL, in the uploaded format's result shape, keyed by its ids."""
+    return run_views.results_download(_batch_for(request, batch_id))
+
+
+@api.get(
+    "/batches/{batch_id}/results.csv",
+    response={401: Message, 404: Message, 422: Invalid},
+    tags=["batches"],
+    url_name="batch_results_csv",
+)
+def batch_results_csv(request: HttpRequest, batch_id: BatchId):
+    """Every line as CSV: id, state, attempts, 503s, 429s, tokens, cost, output."""
+    return run_views.csv_download(_batch_for(request, batch_id))
+
+
+@api.get(
+    "/batches/{batch_id}/unfinished",
+    response={401: Message, 404: Message, 422: Invalid},
+    tags=["batches"],
+    url_name="batch_unfinished",
+)
+def batch_unfinished(request: HttpRequest, batch_id: BatchId):
+    """The failed, cancelled and unfinished lines in the uploaded format, to upload again."""
+    return run_views.unfinished_download(_batch_for(request, batch_id))

@@ -129,6 +129,11 @@ def test_the_openapi_document_needs_a_login_or_a_token(alice, as_alice):
         "/api/jobs/{job_id}",
         "/api/jobs/{job_id}/cancel",
         "/api/jobs/{job_id}/retry",
+        "/api/batches",
+        "/api/batches/{batch_id}",
+        "/api/batches/{batch_id}/results",
+        "/api/batches/{batch_id}/results.csv",
+        "/api/batches/{batch_id}/unfinished",
     }
 
 
