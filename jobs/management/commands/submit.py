@@ -1,4 +1,8 @@
-"""python manage.py submit --user NAME --model M (--prompt TEXT | --file PATH)"""
+"""python manage.py submit --user NAME --model M (--prompt TEXT | --file PATH)
+
+A file becomes a run (jobs/runs.py) in any upload format: plain text, JSONL,
+CSV, or a Gemini, OpenAI or Anthropic batch file.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import services
+from jobs import formats, runs, services
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.models import Tier
 
@@ -66,14 +70,22 @@ class Command(BaseCommand):
         parser.add_argument("--max-output-tokens", type=int, default=None)
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--prompt", help="one prompt")
-        source.add_argument("--file", type=Path, help=".txt (one prompt per line) or .jsonl")
+        source.add_argument(
+            "--file",
+            type=Path,
+            help="a file of prompts, submitted as a run: .txt (one prompt per line), .jsonl, "
+            ".csv, or a Gemini, OpenAI or Anthropic batch file",
+        )
+        parser.add_argument("--name", default="", help="the run's name (default: the file's)")
+        parser.add_argument(
+            "--format", choices=formats.FORMATS, help="the file's format (default: detected)"
+        )
 
     def handle(self, *args, **options):
         try:
             owner = get_user_model().objects.get(username=options["user"])
         except get_user_model().DoesNotExist:
             raise CommandError(f"No user named {options['user']!r}") from None
-        prompts = read_prompts(options["file"]) if options["file"] else [options["prompt"]]
         spec = services.JobSpec(
             model=options["model"],
             tier=options["tier"],
@@ -84,9 +96,49 @@ class Command(BaseCommand):
             max_output_tokens=options["max_output_tokens"],
         )
         try:
-            jobs = services.jobs_submit(owner=owner, prompts=prompts, spec=spec)
+            if options["file"]:
+                printed = submit_file(owner, options["file"], spec, options)
+            else:
+                jobs = services.jobs_submit(owner=owner, prompts=[options["prompt"]], spec=spec)
+                printed = {"jobs": [job.pk for job in jobs]}
         except ValidationError as exc:
             raise CommandError(
                 "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
             ) from None
-        self.stdout.write(json.dumps({"jobs": [job.pk for job in jobs]}))
+        self.stdout.write(json.dumps(printed))
+
+
+def submit_file(owner, path: Path, spec: services.JobSpec, options: dict) -> dict:
+    """Create a run from the file, streamed; prints its job ids and the run's."""
+    try:
+        stream = path.open("rb")
+    except FileNotFoundError:
+        raise CommandError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot read it ({exc.strerror})") from None
+    with stream:
+        try:
+            run = runs.run_create(
+                owner=owner,
+                stream=stream,
+                filename=path.name,
+                spec=spec,
+                name=options["name"],
+                fmt=options["format"],
+            )
+        except runs.RunRejected as rejected:
+            stream.seek(0)
+            if options["format"] is None and _detected(stream, path) in ("text", "jsonl"):
+                # The words this command has always used for these two formats.
+                read_prompts(path)
+            lines = "\n".join(f"  {message}" for message in rejected.messages())
+            more = f"\n  and at least {rejected.more:,} more" if rejected.more else ""
+            raise CommandError(f"{path}: refused, nothing was created:\n{lines}{more}") from None
+    return {"run": run.pk, "jobs": list(run.jobs.order_by("id").values_list("id", flat=True))}
+
+
+def _detected(stream, path: Path) -> str | None:
+    try:
+        return formats.detect_format(stream.read(runs.DETECT_BYTES), path.name)
+    except formats.FileRejected:
+        return None
