@@ -25,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 from jobs import formats, queries, run_queries, run_views, runs, services, tokens
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.models import Attempt, Job, Run, State, Tier
+from jobs.run_reading import RunRejected
 
 MAX_PROMPTS_PER_REQUEST = 1000
 MAX_PAGE_SIZE = 100
@@ -561,7 +562,7 @@ def create_batch(request: HttpRequest, file: File[UploadedFile], options: Form[B
             name=options.name,
             fmt=options.format or None,
         )
-    except runs.RunRejected as rejected:
+    except RunRejected as rejected:
         detail = f"The file was refused; nothing was created: {rejected.summary()}"
         return api.create_response(
             request, {"detail": detail, "errors": {"file": rejected.messages()}}, status=422

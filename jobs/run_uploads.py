@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.crypto import get_random_string
 
-from jobs import runs, services
+from jobs import run_reading, runs, services
 
 KEEP_SECONDS = 24 * 3600
 _TOKEN = re.compile(r"[a-z0-9]{32}")
@@ -89,7 +89,7 @@ def staged_upload(*, owner, token: str) -> StagedUpload | None:
         return None
     if not path.exists():
         return None
-    estimate = runs.Estimate(
+    estimate = run_reading.Estimate(
         **{**record["estimate"], "standard_usd": Decimal(record["estimate"]["standard_usd"])}
     )
     return StagedUpload(

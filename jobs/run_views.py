@@ -19,6 +19,7 @@ from django.views.decorators.vary import vary_on_headers
 from jobs import formats, queries, run_queries, run_uploads, runs
 from jobs.models import Run
 from jobs.run_forms import RunJobFilterForm, RunUploadForm
+from jobs.run_reading import RunRejected
 from jobs.views import CHANGED, JOBS_PER_PAGE
 
 RUNS_PER_PAGE = 25
@@ -43,7 +44,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def run_upload(request: HttpRequest) -> HttpResponse:
     form = RunUploadForm(request.POST or None, request.FILES or None)
-    rejected: runs.RunRejected | None = None
+    rejected: RunRejected | None = None
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         spec = form.spec()
@@ -53,7 +54,7 @@ def run_upload(request: HttpRequest) -> HttpResponse:
             )
         except ValidationError as error:
             form.add_service_errors(error)
-        except runs.RunRejected as error:
+        except RunRejected as error:
             rejected = error
         else:
             token, _ = run_uploads.upload_save(owner=request.user, upload=upload)
@@ -95,7 +96,7 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
         except ValidationError as error:
             # Only when the settings or limits changed since the preview.
             return _not_created(request, token, " ".join(error.messages))
-        except runs.RunRejected as error:
+        except RunRejected as error:
             return _not_created(request, token, error.summary())
         run_uploads.upload_discard(owner=request.user, token=token)
         count = run.jobs.count()

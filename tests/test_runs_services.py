@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from jobs import runs, services
 from jobs.models import Attempt, Job, Run, State, Tier
+from jobs.run_reading import RunRejected
 from tests.run_files import prompt_file
 
 pytestmark = pytest.mark.django_db
@@ -36,8 +37,8 @@ def create(owner, content: bytes, filename: str = "prompts.jsonl", name="", **fi
     )
 
 
-def rejected(owner, content: bytes, filename: str = "prompts.jsonl") -> runs.RunRejected:
-    with pytest.raises(runs.RunRejected) as caught:
+def rejected(owner, content: bytes, filename: str = "prompts.jsonl") -> RunRejected:
+    with pytest.raises(RunRejected) as caught:
         create(owner, content, filename)
     assert not Run.objects.exists()
     assert not Job.objects.exists()

@@ -122,7 +122,9 @@ def test_a_dropped_file_runs_to_100_percent_and_its_results_download(
     expect(progress).to_have_attribute("value", "3")
     expect(progress).to_have_attribute("max", "3")
     assert page.evaluate("window.__sameDocument") is True
-    expect(page.locator("#run-live")).to_contain_text("Every job of this run has finished, the last at")
+    expect(page.locator("#run-live")).to_contain_text(
+        "Every job of this run has finished, the last at"
+    )
     expect(page.locator("#run-503")).to_have_text("1")
     expect(page.locator("#state-counts")).to_contain_text("Succeeded 3")
     # Finished: the progress stops polling, and so does the job table.

@@ -13,9 +13,10 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import formats, runs, services
+from jobs import formats, run_reading, runs, services
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.models import Tier
+from jobs.run_reading import RunRejected
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -126,7 +127,7 @@ def submit_file(owner, path: Path, spec: services.JobSpec, options: dict) -> dic
                 name=options["name"],
                 fmt=options["format"],
             )
-        except runs.RunRejected as rejected:
+        except RunRejected as rejected:
             stream.seek(0)
             if options["format"] is None and _detected(stream, path) in ("text", "jsonl"):
                 # The words this command has always used for these two formats.
@@ -139,6 +140,6 @@ def submit_file(owner, path: Path, spec: services.JobSpec, options: dict) -> dic
 
 def _detected(stream, path: Path) -> str | None:
     try:
-        return formats.detect_format(stream.read(runs.DETECT_BYTES), path.name)
+        return formats.detect_format(stream.read(run_reading.DETECT_BYTES), path.name)
     except formats.FileRejected:
         return None

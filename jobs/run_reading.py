@@ -1,0 +1,182 @@
+"""Reading an uploaded file into a run's lines: each line checked as the
+engine would check a job, over the run's defaults, and counted for the
+estimate shown before anything is created. jobs/runs.py inserts what this
+yields; nothing here writes a row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import BinaryIO
+
+from django.conf import settings
+
+from jobs import formats, pricing, services
+from jobs.catalog import FLEX_MODELS
+from jobs.models import ModelPrice, Tier
+
+# Bad lines listed back to the person; the rest are only counted.
+MAX_LISTED_ERRORS = 20
+# Enough of the file for formats.detect_format to tell the formats apart.
+DETECT_BYTES = 64 * 1024
+
+
+class RunRejected(Exception):
+    """The file is refused as a whole: nothing was created."""
+
+    def __init__(self, errors: list[tuple[int | None, str]], total: int) -> None:
+        self.errors = errors
+        self.total = max(total, len(errors))
+        super().__init__(self.summary())
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.errors)
+
+    def messages(self) -> list[str]:
+        return [f"line {line}: {text}" if line else text for line, text in self.errors]
+
+    def summary(self) -> str:
+        listed = "; ".join(self.messages())
+        return f"{listed} (and at least {self.more:,} more)" if self.more else listed
+
+
+# --- Reading a file -----------------------------------------------------------------
+@dataclass
+class Estimate:
+    """Tokens are characters / 4 (as Google counts English, roughly). Output is
+    unknown before the run: each answer is assumed as long as its prompt, or
+    its max output tokens when that is smaller."""
+
+    prompts: int = 0
+    replaced_models: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    standard_usd: Decimal = Decimal(0)
+    unpriced_prompts: int = 0
+    models: dict[str, int] = field(default_factory=dict)
+
+    def cost_on(self, tier: str) -> Decimal:
+        return pricing.tier_cost(self.standard_usd, tier)
+
+    @property
+    def flex_usd(self) -> Decimal:
+        return self.cost_on(Tier.FLEX)
+
+    @property
+    def priority_usd(self) -> Decimal:
+        return self.cost_on(Tier.PRIORITY)
+
+
+@dataclass(frozen=True)
+class RunLine:
+    """A line as it will be stored: the file's fields over the run's defaults."""
+
+    source: formats.PromptLine
+    spec: services.JobSpec
+
+    @property
+    def custom_id(self) -> str:
+        return self.source.custom_id or str(self.source.line)
+
+
+def estimate_tokens(*texts: str) -> int:
+    return math.ceil(sum(len(text) for text in texts) / 4)
+
+
+class LineReader:
+    """One pass over a file: yields its lines while none is bad, and keeps
+    reading after a bad one only to count and list the problems."""
+
+    def __init__(self, stream: BinaryIO, *, filename: str, spec: services.JobSpec, fmt: str | None):
+        self.stream = stream
+        self.filename = filename
+        self.spec = spec
+        self.format = fmt
+        self.estimate = Estimate()
+        self.errors: list[tuple[int | None, str]] = []
+        self.total_errors = 0
+        self._prices: dict[str, ModelPrice | None] = {}
+
+    def _error(self, line: int | None, message: str) -> None:
+        self.total_errors += 1
+        if len(self.errors) < MAX_LISTED_ERRORS:
+            self.errors.append((line, message))
+
+    def __iter__(self) -> Iterator[RunLine]:
+        head = self.stream.read(DETECT_BYTES)
+        self.stream.seek(0)
+        try:
+            self.format = self.format or formats.detect_format(head, self.filename)
+            for source in formats.parse(
+                self.stream,
+                self.format,
+                filename=self.filename,
+                max_bytes=settings.FLEX_RUN_MAX_BYTES,
+                max_lines=settings.FLEX_RUN_MAX_LINES,
+                max_prompt_chars=settings.FLEX_MAX_PROMPT_CHARS,
+            ):
+                line = self._checked(source)
+                if line is not None and not self.total_errors:
+                    yield line
+        except formats.FileRejected as rejected:
+            self.total_errors += max(rejected.total_errors, len(rejected.errors))
+            self.errors.extend(rejected.errors)
+
+    def _checked(self, source: formats.PromptLine) -> RunLine | None:
+        model = self.spec.model
+        if source.model and source.model in FLEX_MODELS:
+            model = source.model
+        elif source.model:
+            self.estimate.replaced_models += 1
+        spec = services.JobSpec(
+            model=model,
+            tier=self.spec.tier,
+            max_attempts=self.spec.max_attempts,
+            fallback_standard=self.spec.fallback_standard,
+            system_instruction=source.system_instruction or self.spec.system_instruction,
+            temperature=(
+                source.temperature if source.temperature is not None else self.spec.temperature
+            ),
+            max_output_tokens=source.max_output_tokens or self.spec.max_output_tokens,
+        )
+        problems = [services.prompt_error(source.prompt)]
+        if spec != self.spec:
+            # The run's own settings were checked once, before reading.
+            problems += services.job_spec_errors(spec).values()
+        problems = [problem for problem in problems if problem]
+        if problems:
+            self._error(source.line, " ".join(problems))
+            return None
+        self._count(source.prompt, spec)
+        return RunLine(source=source, spec=spec)
+
+    def _count(self, prompt: str, spec: services.JobSpec) -> None:
+        estimate = self.estimate
+        estimate.prompts += 1
+        estimate.models[spec.model] = estimate.models.get(spec.model, 0) + 1
+        input_tokens = estimate_tokens(prompt, spec.system_instruction)
+        output_tokens = min(input_tokens, spec.max_output_tokens or input_tokens)
+        estimate.input_tokens += input_tokens
+        estimate.output_tokens += output_tokens
+        if spec.model not in self._prices:
+            self._prices[spec.model] = ModelPrice.objects.filter(
+                model=spec.model
+            ).first() or pricing.published_price(spec.model)
+        price = self._prices[spec.model]
+        if price is None:
+            estimate.unpriced_prompts += 1
+            return
+        estimate.standard_usd += pricing.standard_cost(
+            price, input_tokens=input_tokens, output_tokens=output_tokens
+        )
+
+    def rejection(self) -> RunRejected | None:
+        if not self.total_errors:
+            return None
+        # Problems with the file as a whole first, then by line.
+        listed = sorted(self.errors, key=lambda error: (error[0] is not None, error[0] or 0))
+        return RunRejected(listed[:MAX_LISTED_ERRORS], self.total_errors)
