@@ -9,9 +9,10 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from jobs import services
-from jobs.models import FINISHED_STATES, Attempt, Job, Outcome, State
+from jobs.models import FINISHED_STATES, Attempt, DispatcherSlot, Job, Outcome, State
 from tests.support import engine_env, qcluster, start_process, stop_process, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -165,6 +166,14 @@ def test_a_killed_cluster_loses_nothing(env, researcher, tmp_path):
     finally:
         stop_process(first, signal.SIGKILL)
     assert Job.objects.filter(pk__in=[j.pk for j in jobs[:5]], state=State.RUNNING).count() == 5
+    # Restart once the dead dispatcher's slot lease has lapsed, so the new
+    # cluster's start-up wake-up runs a dispatcher at once (a restart within
+    # the lease is picked up by the minute Schedule instead, up to ~90 s).
+    wait_for(
+        lambda: not DispatcherSlot.objects.filter(expires_at__gt=timezone.now()).exists(),
+        timeout=30,
+        what="the dead dispatcher's slot lease to lapse",
+    )
 
     with qcluster(short_lease, tmp_path / "q2.log"):
         wait_for(finished(jobs), timeout=120, what="every job finished after the crash")
