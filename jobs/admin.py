@@ -5,8 +5,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from jobs import services
-from jobs.models import Attempt, DispatchControl, DispatcherSlot, Job, ModelPrice
+from jobs import runs, services
+from jobs.models import Attempt, DispatchControl, DispatcherSlot, Job, ModelPrice, Run
 
 # What an operator reads about one try, in the job's inline and the list.
 ATTEMPT_COLUMNS = (
@@ -231,3 +231,47 @@ class ModelPriceAdmin(admin.ModelAdmin):
         "updated_at",
     )
     list_editable = ("input_per_million", "output_per_million")
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "name",
+        "owner",
+        "source_format",
+        "model",
+        "tier",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("source_format", "model", "tier", "owner")
+    search_fields = ("=id", "name", "source_name")
+    list_select_related = ("owner",)
+    readonly_fields = (
+        "owner",
+        "source_name",
+        "source_format",
+        "replaced_models",
+        "estimated_input_tokens",
+        "estimated_output_tokens",
+        "estimated_cost_usd",
+        "estimated_standard_cost_usd",
+        "created_at",
+        "finished_at",
+    )
+    actions = ("cancel_unfinished", "retry_failed")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Runs come from an uploaded file (page, API or `manage.py submit --file`).
+        return False
+
+    @admin.action(description="Cancel the unfinished jobs of the selected runs")
+    def cancel_unfinished(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        done = sum(runs.run_cancel(run=run) for run in queryset)
+        self.message_user(request, f"{done} jobs cancelled.")
+
+    @admin.action(description="Retry the failed jobs of the selected runs")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        done = sum(runs.run_retry_failed(run=run) for run in queryset)
+        self.message_user(request, f"{done} failed jobs will run again.")

@@ -83,3 +83,38 @@ def test_attempts_are_read_only(operator, job):
 
 def test_django_q2_admin_stays_available(operator):
     assert operator.get("/admin/django_q/schedule/").status_code == 200
+
+
+@pytest.fixture
+def run(admin_user):
+    import io
+
+    from jobs import runs
+    from tests.run_files import prompt_file
+
+    name, content = prompt_file("jsonl", [("q1", "first"), ("q2", "second")])
+    return runs.run_create(
+        owner=admin_user,
+        stream=io.BytesIO(content),
+        filename=name,
+        spec=services.JobSpec(model="gemini-2.5-flash"),
+        name="eval",
+    )
+
+
+def test_runs_are_listed_and_their_actions_call_the_run_services(operator, run):
+    assert operator.get("/admin/jobs/run/").status_code == 200
+    first, second = run.jobs.order_by("id")
+    Job.objects.filter(pk=second.pk).update(state=State.FAILED)
+    operator.post("/admin/jobs/run/", {"action": "cancel_unfinished", "_selected_action": [run.pk]})
+    operator.post("/admin/jobs/run/", {"action": "retry_failed", "_selected_action": [run.pk]})
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.state, second.state) == (State.CANCELLED, State.QUEUED)
+
+
+def test_a_jobs_page_links_back_to_its_run(client, admin_user, run):
+    job = run.jobs.get(custom_id="q1")
+    client.force_login(admin_user)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'href="/runs/{run.pk}/"' in page and "q1" in page
