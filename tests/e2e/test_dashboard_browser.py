@@ -5,74 +5,29 @@ shared `simulator` fixture), all sharing the test database. Screenshots go to te
 from __future__ import annotations
 
 import re
-import signal
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 from jobs import services
-from tests.support import ROOT, engine_env, start_process, stop_process
+from tests.e2e.browsing import SCREENSHOTS, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = ROOT / "test-results" / "e2e"
-PASSWORD = "flex-e2e-password"
 XSS = '<script>window.__xss=1</script> <img src=x onerror="window.__xss=2">'
 
 
 @pytest.fixture
-def engine(simulator, tmp_path: Path) -> Iterator[None]:
-    """A real qcluster, started paused: it boots while the browser logs in,
-    and the test resumes dispatch once it has seen the job queued."""
+def held_dispatch(transactional_db) -> None:
     services.dispatch_pause(reason="Held by the browser test until it has seen the job queued.")
-    env = engine_env(simulator.url, FLEX_BACKOFF_BASE=0.5, FLEX_BACKOFF_CAP=2)
-    process = start_process(["qcluster"], env, tmp_path / "qcluster.log")
-    try:
-        yield
-    finally:
-        # Everything the test checks is already stored; a graceful stop would
-        # wait out the dispatcher's idle horizon for nothing.
-        stop_process(process, signal.SIGKILL)
 
 
 @pytest.fixture
-def browser(monkeypatch) -> Iterator[Browser]:
-    # Playwright's sync API runs an event loop in this thread; the test's own
-    # ORM calls are still plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def researcher(django_user_model):
-    return django_user_model.objects.create_user("ada", password=PASSWORD)
-
-
-def log_in(page: Page, base_url: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.get_by_label("Username").fill("ada")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+def engine(held_dispatch, cluster) -> None:
+    """The cluster, started paused: it boots while the browser logs in, and
+    the test resumes dispatch once it has seen the job queued."""
 
 
 def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_reload(

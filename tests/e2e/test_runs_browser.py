@@ -7,33 +7,18 @@ Screenshots go to test-results/e2e/."""
 from __future__ import annotations
 
 import json
-import signal
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 from jobs.models import Run
 from jobs.simulator import ANSWER_PREFIX
+from tests.e2e.browsing import SCREENSHOTS, log_in
 from tests.run_files import prompt_file
-from tests.support import ROOT, engine_env, start_process, stop_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = ROOT / "test-results" / "e2e"
-PASSWORD = "flex-e2e-password"
 
 DROP_FILE = """([name, text]) => {
   const zone = document.querySelector("[data-dropzone]");
@@ -43,45 +28,8 @@ DROP_FILE = """([name, text]) => {
 }"""
 
 
-@pytest.fixture
-def engine(simulator, tmp_path: Path) -> Iterator[None]:
-    env = engine_env(simulator.url, FLEX_BACKOFF_BASE=0.5, FLEX_BACKOFF_CAP=2)
-    process = start_process(["qcluster"], env, tmp_path / "qcluster.log")
-    try:
-        yield
-    finally:
-        # Everything the test checks is stored; a graceful stop would only wait.
-        stop_process(process, signal.SIGKILL)
-
-
-@pytest.fixture
-def browser(monkeypatch) -> Iterator[Browser]:
-    # Playwright's sync API runs an event loop in this thread; the test's own
-    # ORM calls are still plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def researcher(django_user_model):
-    return django_user_model.objects.create_user("ada", password=PASSWORD)
-
-
-def log_in(page: Page, base_url: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.get_by_label("Username").fill("ada")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
-
-
 def test_a_dropped_file_runs_to_100_percent_and_its_results_download(
-    live_server, engine, browser, researcher, tmp_path
+    live_server, cluster, browser, researcher, tmp_path
 ):
     base = live_server.url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
