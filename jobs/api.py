@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from jobs import formats, queries, run_queries, run_views, runs, services, tokens
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
+from jobs.gemini import redact_api_key
 from jobs.models import Attempt, Job, Run, State, Tier
 from jobs.run_reading import RunRejected
 
@@ -166,12 +167,6 @@ class JobIn(BaseModel):
     )
 
 
-def _redacted(text: str) -> str:
-    # Text that came back from outside; should it ever quote the key, the key stays here.
-    key = settings.GEMINI_API_KEY
-    return text.replace(key, "[redacted]") if key else text
-
-
 def _decimal_text(value) -> str | None:
     return None if value is None else str(value)
 
@@ -216,7 +211,7 @@ class JobOut(Schema):
 
     @staticmethod
     def resolve_output_text(job: Job) -> str:
-        return _redacted(job.result_text)
+        return redact_api_key(job.result_text)
 
     @staticmethod
     def resolve_cost_usd(job: Job) -> str | None:
@@ -228,7 +223,7 @@ class JobOut(Schema):
 
     @staticmethod
     def resolve_error(job: Job) -> str:
-        return _redacted(job.last_error)
+        return redact_api_key(job.last_error)
 
 
 class AttemptOut(Schema):
@@ -247,7 +242,7 @@ class AttemptOut(Schema):
 
     @staticmethod
     def resolve_error_message(attempt: Attempt) -> str:
-        return _redacted(attempt.error_message)
+        return redact_api_key(attempt.error_message)
 
 
 class JobDetailOut(JobOut):

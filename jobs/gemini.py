@@ -191,6 +191,15 @@ def _transport_error(exc: BaseException) -> GeminiError:
     return GeminiError(kind, f"{type(exc).__name__}: {text}"[:_MESSAGE_LIMIT])
 
 
+def redact_api_key(text: str, placeholder: str = "[redacted]") -> str:
+    """Text that came back from outside, with the Gemini key (should an answer
+    or error ever quote it) replaced, before it reaches a page or an API."""
+    from django.conf import settings
+
+    key = settings.GEMINI_API_KEY
+    return text.replace(key, placeholder) if key else text
+
+
 # --- The gateway ---------------------------------------------------------------
 class GeminiGateway:
     """Holds a few SDK clients for one event loop and sends requests through

@@ -12,7 +12,6 @@ import time
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Min
 from django.http import HttpRequest, JsonResponse
@@ -23,6 +22,7 @@ from django_q.conf import Conf
 from django_q.status import Stat
 
 from jobs import queries
+from jobs.gemini import redact_api_key
 from jobs.models import WAITING_STATES, Job, State
 
 logger = logging.getLogger(__name__)
@@ -134,5 +134,4 @@ def _oldest_due_wait(now: datetime) -> float | None:
 def _redacted(text: str) -> str:
     # A pause reason quotes Gemini's error; should an answer ever echo the key,
     # it must not reach this unauthenticated page.
-    key = settings.GEMINI_API_KEY
-    return text.replace(key, "[GEMINI_API_KEY]") if key else text
+    return redact_api_key(text, "[GEMINI_API_KEY]")

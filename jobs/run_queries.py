@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.db.models import Avg, Count, F, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Length
 
 from jobs import formats, pricing
+from jobs.gemini import redact_api_key
 from jobs.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -290,12 +290,6 @@ _ROW_FIELDS = (
 )
 
 
-def _redacted(text: str) -> str:
-    # Text that came back from outside; should it ever quote the key, the key stays here.
-    key = settings.GEMINI_API_KEY
-    return text.replace(key, "[redacted]") if key else text
-
-
 def _result_row(values: dict) -> formats.ResultRow:
     cost = values["cost_usd"]
     return formats.ResultRow(
@@ -308,8 +302,8 @@ def _result_row(values: dict) -> formats.ResultRow:
         output_tokens=values["output_tokens"],
         thought_tokens=values["thought_tokens"],
         cost_usd="" if cost is None else str(cost),
-        output_text=_redacted(values["result_text"]),
-        error=_redacted(values["last_error"]),
+        output_text=redact_api_key(values["result_text"]),
+        error=redact_api_key(values["last_error"]),
         model=values["model"],
         response_id=values["response_id"],
         finished=values["state"] in FINISHED_STATES,
