@@ -181,6 +181,11 @@ FLEX_LEASE_SECONDS = env_int("FLEX_LEASE_SECONDS", 60, minimum=5)
 # loop while every request is encoded (DESIGN.md); pacing keeps it responsive.
 FLEX_LAUNCH_RATE = env_float("FLEX_LAUNCH_RATE", 50.0, minimum=1.0)
 FLEX_DISPATCHERS = env_int("FLEX_DISPATCHERS", 1, minimum=1)
+# Each model's quota, unless its row in the admin (Model limits) says otherwise;
+# 0 = no limit. Flex counts against the project's normal limits.
+FLEX_RPM_LIMIT = env_int("FLEX_RPM_LIMIT", 0, minimum=0)
+FLEX_TPM_LIMIT = env_int("FLEX_TPM_LIMIT", 0, minimum=0)
+FLEX_RPD_LIMIT = env_int("FLEX_RPD_LIMIT", 0, minimum=0)
 FLEX_CLIENTS = env_int("FLEX_CLIENTS", 10, minimum=1)
 FLEX_MAX_PROMPT_CHARS = env_int("FLEX_MAX_PROMPT_CHARS", 1_000_000, minimum=1)
 # Room for the longest prompt plus its system instruction, JSON-escaped (up to

@@ -30,6 +30,14 @@ WAITING_STATES = (State.QUEUED, State.RETRYING)
 FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
 
 
+class DeadlinePolicy(models.TextChoices):
+    """What happens to a job still unfinished at its deadline (chosen up front)."""
+
+    KEEP = "keep", "Keep waiting"
+    CANCEL = "cancel", "Cancel it"
+    STANDARD = "standard", "Move it to the standard tier"
+
+
 class ErrorKind(models.TextChoices):
     CAPACITY = "capacity", "Capacity (503)"
     RATE_LIMIT = "rate_limit", "Rate limit (429)"
@@ -108,6 +116,11 @@ class Job(models.Model):
     )
     last_error = models.TextField(blank=True)
 
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    deadline_policy = models.CharField(
+        "at the deadline", max_length=16, choices=DeadlinePolicy, default=DeadlinePolicy.KEEP
+    )
+
     submitted_at = models.DateTimeField(default=timezone.now)
     first_started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -123,6 +136,12 @@ class Job(models.Model):
             models.Index(fields=["owner", "state"], name="job_owner_state"),
             models.Index(fields=["owner", "-submitted_at"], name="job_owner_recent"),
             models.Index(fields=["run", "state"], name="job_run_state"),
+            # Jobs whose deadline must be acted on; most jobs have none.
+            models.Index(
+                fields=["deadline_at"],
+                name="job_deadline",
+                condition=models.Q(deadline_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -231,6 +250,56 @@ class ModelPrice(models.Model):
         return self.model
 
 
+class ModelLimit(models.Model):
+    """One model's quota and what the dispatchers have learned about it.
+
+    Every dispatcher on every machine paces against this row (jobs/capacity.py),
+    so limits hold in sum. An empty limit means the environment's default
+    (FLEX_RPM_LIMIT, FLEX_TPM_LIMIT, FLEX_RPD_LIMIT); 0 means no limit."""
+
+    model = models.CharField(max_length=64, unique=True)
+    rpm_limit = models.PositiveIntegerField(
+        "requests per minute", null=True, blank=True, help_text="Empty: FLEX_RPM_LIMIT."
+    )
+    tpm_limit = models.PositiveIntegerField(
+        "input tokens per minute", null=True, blank=True, help_text="Empty: FLEX_TPM_LIMIT."
+    )
+    rpd_limit = models.PositiveIntegerField(
+        "requests per day",
+        null=True,
+        blank=True,
+        help_text="Empty: FLEX_RPD_LIMIT. The day resets at midnight Pacific, as Google's does.",
+    )
+
+    # Pacing (GCRA): the earliest time the next request, and the next token,
+    # may go out without exceeding the per-minute limits.
+    next_request_at = models.DateTimeField(null=True, blank=True)
+    next_token_at = models.DateTimeField(null=True, blank=True)
+    # Requests sent on the current Pacific day.
+    day = models.DateField(null=True, blank=True)
+    day_requests = models.PositiveIntegerField(default=0)
+
+    # 429s step the rate down (rate_factor < 1); it recovers slowly.
+    rate_factor = models.FloatField(default=1.0)
+    rate_factor_at = models.DateTimeField(null=True, blank=True)
+    # A 503 storm lowers concurrency and rate (storm_factor < 1); it recovers quickly.
+    storm_factor = models.FloatField(default=1.0)
+    storm_factor_at = models.DateTimeField(null=True, blank=True)
+    # Recent outcomes, decayed exponentially (jobs/pacing.py, Recent).
+    recent_at = models.DateTimeField(null=True, blank=True)
+    recent_calls = models.FloatField(default=0.0)
+    recent_503 = models.FloatField(default=0.0)
+    recent_429 = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+        verbose_name = "model limit"
+
+    def __str__(self) -> str:
+        return self.model
+
+
 class ApiToken(models.Model):
     """A script's key to the JSON API. Only a SHA-256 of the token is kept:
     the token itself is shown once, when it is created (jobs/tokens.py)."""
@@ -280,6 +349,10 @@ class Run(models.Model):
     )
     replaced_models = models.PositiveIntegerField(
         default=0, help_text="Lines whose model flex does not run; they use the run's model."
+    )
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    deadline_policy = models.CharField(
+        "at the deadline", max_length=16, choices=DeadlinePolicy, default=DeadlinePolicy.KEEP
     )
     # The estimate shown before the run was created (jobs/runs.py, Estimate).
     estimated_input_tokens = models.PositiveBigIntegerField(default=0)

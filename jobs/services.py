@@ -19,7 +19,7 @@ from django.db.models import F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs import backoff, pricing
+from jobs import backoff, capacity, pricing
 from jobs.catalog import FLEX_MODELS
 from jobs.gemini import GeminiError, GeminiResult
 from jobs.models import (
@@ -311,17 +311,27 @@ def jobs_claim(*, owner: str, limit: int, lease_seconds: int) -> list[Claim]:
     claimed: list[int] = []
     reclaimed: list[int] = []
     with transaction.atomic():
+        # Each model's quota, shared by every dispatcher: the rows stay locked
+        # until this claim commits, so two claims never spend the same budget.
+        plan = capacity.ClaimPlan(now)
+        blocked = plan.blocked_models()
         for due in _due_filters(now):
             room = limit - len(claimed)
             if room <= 0:
                 break
-            candidates = Job.objects.filter(due).order_by("next_attempt_at", "id")
+            candidates = Job.objects.filter(due).exclude(model__in=blocked)
+            candidates = candidates.order_by("next_attempt_at", "id")
             if connection.features.has_select_for_update_skip_locked:
                 candidates = candidates.select_for_update(skip_locked=True)
-            rows = list(candidates.values_list("id", "state")[:room])
+            rows = list(
+                candidates.annotate(chars=capacity.prompt_chars()).values_list(
+                    "id", "state", "model", "chars"
+                )[:room]
+            )
+            rows = [row for row in rows if plan.admit(row[2], row[3] or 0)]
             if not rows:
                 continue
-            ids = [job_id for job_id, _ in rows]
+            ids = [row[0] for row in rows]
             won = Job.objects.filter(due, pk__in=ids).update(
                 state=State.RUNNING,
                 lease_owner=owner,
@@ -334,7 +344,8 @@ def jobs_claim(*, owner: str, limit: int, lease_seconds: int) -> list[Claim]:
             if won != len(ids):
                 raise ClaimConflict(f"claimed {won} of {len(ids)} locked jobs; rolled back")
             claimed += ids
-            reclaimed += [job_id for job_id, state in rows if state == State.RUNNING]
+            reclaimed += [row[0] for row in rows if row[1] == State.RUNNING]
+        plan.save()
         if not claimed:
             return []
         _mark_lost_attempts(reclaimed, now)
@@ -413,9 +424,12 @@ def _open_attempts(job_ids: list[int], owner: str, now: datetime) -> list[Claim]
 
 def seconds_until_next_due() -> float | None:
     now = timezone.now()
-    soonest = Job.objects.filter(state__in=WAITING_STATES).aggregate(at=Min("next_attempt_at"))[
-        "at"
-    ]
+    # Work of a model whose daily cap is spent waits for midnight Pacific; the
+    # minute Schedule looks again, so no dispatcher stays up for it.
+    waiting = Job.objects.filter(state__in=WAITING_STATES).exclude(
+        model__in=capacity.day_capped_models(now)
+    )
+    soonest = waiting.aggregate(at=Min("next_attempt_at"))["at"]
     lease = Job.objects.filter(state=State.RUNNING).aggregate(at=Min("lease_expires_at"))["at"]
     times = [t for t in (soonest, lease) if t is not None]
     if not times:
@@ -474,6 +488,7 @@ def attempts_record(*, owner: str, outcomes: Sequence[AttemptOutcome]) -> list[s
     each one's decision ("succeeded", "discarded", "retry", "fail", "pause").
     Should the batch fail, each is recorded alone so one bad row cannot take
     the others with it."""
+    _tally_outcomes(outcomes)
     try:
         with transaction.atomic():
             return [_record(owner, item) for item in outcomes]
@@ -487,6 +502,22 @@ def attempts_record(*, owner: str, outcomes: Sequence[AttemptOutcome]) -> list[s
             logger.exception("Could not record the outcome of job %s", item.claim.job_id)
             decisions.append("unrecorded")
     return decisions
+
+
+def _tally_outcomes(outcomes: Sequence[AttemptOutcome]) -> None:
+    """What came back, per model, for the shared pacing state (503 storms,
+    429 step-downs). Pacing is advice: failing to record it loses no work."""
+    tallies: dict[str, capacity.Tally] = {}
+    for item in outcomes:
+        tally = tallies.setdefault(item.claim.model, capacity.Tally())
+        tally.calls += 1
+        if isinstance(item.outcome, GeminiError):
+            tally.n503 += item.outcome.kind == ErrorKind.CAPACITY
+            tally.n429 += item.outcome.kind == ErrorKind.RATE_LIMIT
+    try:
+        capacity.record_outcomes(tallies)
+    except Exception:
+        logger.exception("Could not record pacing state for %s", ", ".join(tallies))
 
 
 def _record(owner: str, item: AttemptOutcome) -> str:

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -235,6 +235,7 @@ class FlexSimulator:
         app.router.add_post(f"/{API_VERSION}/models/{{model}}:generateContent", self._generate)
         app.router.add_get("/_sim/stats", self._get_stats)
         app.router.add_post("/_sim/reset", self._reset)
+        app.router.add_post("/_sim/config", self._configure)
         return app
 
     def stats(self) -> dict[str, Any]:
@@ -261,6 +262,26 @@ class FlexSimulator:
     async def _reset(self, request: web.Request) -> web.Response:
         self.reset()
         return web.json_response(self.stats())
+
+    async def _configure(self, request: web.Request) -> web.Response:
+        """Change p503, p429, rpm or latency while running (a 503 storm starts
+        and ends): POST {"p503": 0.9}. Answers with the whole configuration."""
+        try:
+            changes = await request.json()
+            if not isinstance(changes, dict):
+                raise TypeError("expected a JSON object")
+            if "latency" in changes:
+                low, high = changes.pop("latency")
+                changes.update(latency_min=float(low), latency_max=float(high))
+            allowed = {"p503", "p429", "rpm", "latency_min", "latency_max"}
+            if unknown := set(changes) - allowed:
+                raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+            self.config = replace(self.config, **changes)
+        except (ValueError, TypeError) as error:
+            return web.json_response({"error": str(error)}, status=400)
+        settings = asdict(self.config)
+        settings.pop("api_key")
+        return web.json_response(settings)
 
     async def _interactions(self, request: web.Request) -> web.Response:
         return await self._serve(request, "interactions", _interaction_call, _interaction_body)

@@ -35,6 +35,17 @@ class RunningSimulator:
         request = urllib.request.Request(f"{self.url}/_sim/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
 
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change p503, p429, rpm or latency (a [low, high] pair) while it runs."""
+        request = urllib.request.Request(
+            f"{self.url}/_sim/config",
+            data=json.dumps(changes).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
 
 @contextlib.contextmanager
 def running_simulator(log: Path, **options: Any) -> Iterator[RunningSimulator]:

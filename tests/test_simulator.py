@@ -322,6 +322,23 @@ def test_p503_sheds_every_flex_request_and_any_key_is_accepted(start_simulator):
         assert ask(sim, route, unique("standard is not sheddable"), tier="standard").text
 
 
+def test_a_storm_starts_and_ends_while_it_runs(start_simulator):
+    sim = start_simulator()
+    prompt = unique("storm")
+    assert ask(sim, "interactions", prompt).text
+    settings = sim.configure(p503=1.0, latency=[0, 0.1])
+    assert (settings["p503"], settings["latency_max"]) == (1.0, 0.1)
+    assert "api_key" not in settings
+    assert fail(sim, "generateContent", unique("storm")).code == 503
+    sim.configure(p503=0.0)
+    assert ask(sim, "generateContent", unique("storm")).text
+    for bad in ({"p503": 2}, {"colour": "red"}, {"rpm": -1}):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            sim.configure(**bad)
+        assert refused.value.code == 400
+        assert json.load(refused.value)["error"]
+
+
 def test_the_seed_makes_random_shedding_reproducible():
     config = SimConfig(p503=0.5, p429=0.2, seed=7)
     prompts = [unique("dice") for _ in range(30)]
