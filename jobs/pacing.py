@@ -37,11 +37,12 @@ RATE_RECOVERY_PER_MINUTE = 0.05
 RATE_FACTOR_MIN = 0.1
 
 # Recent outcomes fade with this half-life.
-RECENT_HALF_LIFE_SECONDS = 20.0
+RECENT_HALF_LIFE_SECONDS = 10.0
 STORM_MIN_CALLS = 10.0
 STORM_ENTER_SHARE = 0.5
 STORM_LEAVE_SHARE = 0.3
-STORM_STEP_SECONDS = 5.0
+STORM_STEP_SECONDS = 2.0
+STORM_FORGET_SECONDS = 60.0
 STORM_FACTOR_MIN = 1 / 64
 # In a storm at least this many requests may be in flight, to probe for its end.
 STORM_MIN_IN_FLIGHT = 2
@@ -114,7 +115,7 @@ def observe(pace: Pace, now: datetime, *, calls: int = 0, n503: int = 0, n429: i
         pace = _step_rate_down(pace, now)
     elif pace.rate_factor < 1.0 and rate_factor_now(pace, now) >= 1.0:
         pace = replace(pace, rate_factor=1.0, rate_factor_at=None)
-    return _steer_storm(pace, now)
+    return _steer_storm(pace, now, calls=calls, n503=n503)
 
 
 def _step_rate_down(pace: Pace, now: datetime) -> Pace:
@@ -130,20 +131,34 @@ def in_storm(pace: Pace) -> bool:
     return pace.recent_calls >= STORM_MIN_CALLS and pace.share_503() >= STORM_ENTER_SHARE
 
 
-def _steer_storm(pace: Pace, now: datetime) -> Pace:
+def _steer_storm(pace: Pace, now: datetime, *, calls: int, n503: int) -> Pace:
+    """Halve on a storm, double back on calm; at most once per STORM_STEP_SECONDS.
+
+    Entering a storm takes the recent share (many calls, so a few unlucky
+    ones do not start it); leaving takes the newest calls, so the rate climbs
+    back as soon as answers return instead of waiting for the storm's 503s
+    to fade from the recent share."""
     since = (
         math.inf if pace.storm_factor_at is None else (now - pace.storm_factor_at).total_seconds()
     )
     if since < STORM_STEP_SECONDS:
         return pace
-    if in_storm(pace):
+    newest = n503 / calls if calls else None
+    if newest is not None and newest >= STORM_ENTER_SHARE and in_storm(pace):
         if pace.storm_factor <= STORM_FACTOR_MIN:
             return pace
         return replace(
             pace, storm_factor=max(STORM_FACTOR_MIN, pace.storm_factor / 2), storm_factor_at=now
         )
-    calm = pace.recent_calls < STORM_MIN_CALLS or pace.share_503() < STORM_LEAVE_SHARE
-    if calm and pace.storm_factor < 1.0:
+    if pace.storm_factor >= 1.0:
+        return pace
+    if since >= STORM_FORGET_SECONDS and not calls:
+        # Nothing sent for a while: the storm is old news.
+        return replace(pace, storm_factor=1.0, storm_factor_at=now)
+    calm = (newest is not None and newest < STORM_LEAVE_SHARE) or (
+        not calls and pace.recent_calls < STORM_MIN_CALLS
+    )
+    if calm:
         return replace(pace, storm_factor=min(1.0, pace.storm_factor * 2), storm_factor_at=now)
     return pace
 
