@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import wraps
-from typing import Annotated
+from typing import Annotated, Literal
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -22,7 +22,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from jobs import formats, queries, run_queries, run_views, runs, services, tokens
+from jobs import capacity, formats, queries, run_queries, run_views, runs, services, tokens
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.gemini import redact_api_key
 from jobs.models import Attempt, Job, Run, State, Tier
@@ -619,3 +619,46 @@ def batch_results_csv(request: HttpRequest, batch_id: BatchId):
 def batch_unfinished(request: HttpRequest, batch_id: BatchId):
     """The failed, cancelled and unfinished lines in the uploaded format, to upload again."""
     return run_views.unfinished_download(_batch_for(request, batch_id))
+
+
+# --- Capacity weather ----------------------------------------------------------
+class ModelWeatherOut(Schema):
+    """One model's quota and pacing, as the overview's capacity weather shows it.
+    A limit of 0 means no limit."""
+
+    model: str
+    state: Literal["normal", "throttled", "paused"]
+    reason: str = Field(description="Why, in plain words.")
+    rpm_limit: int = Field(description="Requests per minute allowed.")
+    rpm_pacing: float = Field(
+        description="Requests per minute it paces to now (lower after 429s or in a 503 storm)."
+    )
+    requests_last_minute: int
+    tpm_limit: int = Field(description="Input tokens per minute allowed.")
+    tokens_last_minute: int = Field(description="Input tokens sent in the last minute, estimated.")
+    rpd_limit: int = Field(description="Requests per day (Pacific) allowed.")
+    requests_today: int
+    resumes_at: datetime | None = Field(
+        description="When a model paused by its daily cap sends again (midnight Pacific)."
+    )
+    in_flight: int
+    concurrency_cap: int | None = Field(description="Most in flight at once during a 503 storm.")
+    share_503: float = Field(description="Share of recent calls answered 503, 0 to 1.")
+    share_429: float = Field(description="Share of recent calls answered 429, 0 to 1.")
+    recent_calls: float = Field(description="Recent calls the shares are of (decayed count).")
+
+
+class CapacityOut(Schema):
+    at: datetime
+    models: list[ModelWeatherOut] = Field(
+        description="Models with limits set, recent calls or lowered pacing; for all users."
+    )
+
+
+@api.get(
+    "/capacity", response={200: CapacityOut, 401: Message}, tags=["capacity"], url_name="capacity"
+)
+def get_capacity(request: HttpRequest):
+    """The capacity weather: each model's limits, usage and pacing state."""
+    now = timezone.now()
+    return {"at": now, "models": capacity.weather(now)}

@@ -131,6 +131,13 @@ class _ModelPlan:
 
     def save(self) -> None:
         row, now = self.row, self.now
+        stored = pace_of(row)
+        steered = (self.pace.rate_factor, self.pace.storm_factor) != (
+            stored.rate_factor,
+            stored.storm_factor,
+        )
+        if not (self.taken or steered):
+            return  # decay alone need not be written: it is recomputed from recent_at
         changed = list(PACE_FIELDS)
         _store_pace(row, self.pace)
         if self.taken:
@@ -248,6 +255,11 @@ class Weather:
     recent_calls: float
 
     @property
+    def rpm_lowered(self) -> bool:
+        """It paces below its RPM limit (or, with none, below what the dispatchers could send)."""
+        return bool(self.rpm_pacing) and (not self.rpm_limit or self.rpm_pacing < self.rpm_limit)
+
+    @property
     def rpm_use(self) -> float | None:
         return self.requests_last_minute / self.rpm_limit if self.rpm_limit else None
 
@@ -260,27 +272,27 @@ class Weather:
         return self.requests_today / self.rpd_limit if self.rpd_limit else None
 
 
-def weather(now: datetime | None = None) -> list[Weather]:
+def weather(now: datetime | None = None, models: Iterable[str] | None = None) -> list[Weather]:
     """Per model with anything to report (limits set, recent calls, work in
     flight or a lowered factor): limits, usage, in flight, 503/429 shares and
-    the pacing state with its reason."""
+    the pacing state with its reason. `models` narrows it (a job's page asks
+    about one)."""
     now = now or timezone.now()
-    minute = (
-        Attempt.objects.filter(started_at__gte=now - timedelta(seconds=60))
-        .values("job__model")
-        .annotate(
-            n=Count("id"), chars=Sum(Length("job__input_text") + Length("job__system_instruction"))
-        )
+    attempts = Attempt.objects.filter(started_at__gte=now - timedelta(seconds=60))
+    running = Job.objects.filter(state=State.RUNNING)
+    rows = ModelLimit.objects.order_by("model")
+    if models is not None:
+        models = list(models)
+        attempts = attempts.filter(job__model__in=models)
+        running = running.filter(model__in=models)
+        rows = rows.filter(model__in=models)
+    minute = attempts.values("job__model").annotate(
+        n=Count("id"), chars=Sum(Length("job__input_text") + Length("job__system_instruction"))
     )
     last_minute = {row["job__model"]: (row["n"], row["chars"] or 0) for row in minute}
-    flying = dict(
-        Job.objects.filter(state=State.RUNNING)
-        .values("model")
-        .annotate(n=Count("id"))
-        .values_list("model", "n")
-    )
+    flying = dict(running.values("model").annotate(n=Count("id")).values_list("model", "n"))
     report = []
-    for row in ModelLimit.objects.order_by("model"):
+    for row in rows:
         limits = limits_of(row)
         pace = pacing.observe(pace_of(row), now)
         used_today = pacing.day_used(row.day, row.day_requests, now)

@@ -16,7 +16,7 @@ from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, S
 from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
 from django.utils import timezone
 
-from jobs import pricing, services
+from jobs import capacity, pricing, services
 from jobs.catalog import FLEX_MODELS
 from jobs.models import (
     ACTIVE_STATES,
@@ -275,10 +275,17 @@ class Overview:
     outcomes: list[MinuteOutcomes]
     engine: EngineStatus
     month: MonthCost
+    # Per model, for everyone: the quota is the account's, not one researcher's.
+    weather: list[capacity.Weather]
 
     @property
     def active(self) -> bool:
         return self.counts.active > 0
+
+    @property
+    def weather_unsettled(self) -> bool:
+        """A model is throttled or paused: worth watching even with nothing of one's own active."""
+        return any(report.state != "normal" for report in self.weather)
 
 
 def overview(scope: Scope, *, now: datetime, hours: int) -> Overview:
@@ -289,6 +296,7 @@ def overview(scope: Scope, *, now: datetime, hours: int) -> Overview:
         outcomes=outcomes_per_minute(scope, now=now, minutes=hours * 60),
         engine=engine_status(now=now),
         month=month_cost(scope, now=now),
+        weather=capacity.weather(now),
     )
 
 
@@ -330,6 +338,15 @@ def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = ""
 # only the buttons that can work.
 CANCELLABLE_STATES = WAITING_STATES
 RETRYABLE_STATES = (State.FAILED, State.RETRYING)
+
+
+def capacity_hold(job: Job, *, now: datetime) -> capacity.Weather | None:
+    """The weather of a waiting job's model when it holds the job back (the
+    daily cap is spent, or the model is throttled); None otherwise."""
+    if job.state not in WAITING_STATES:
+        return None
+    reports = capacity.weather(now, models=[job.model])
+    return next((report for report in reports if report.state != "normal"), None)
 
 
 @dataclass(frozen=True)

@@ -83,10 +83,12 @@ def job_submit(request: HttpRequest) -> HttpResponse:
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
     attempts = list(job.attempt_log.order_by("number"))
+    now = timezone.now()
     context = {
         "job": job,
         "attempts": attempts,
-        "times": queries.job_times(job, attempts, now=timezone.now()),
+        "times": queries.job_times(job, attempts, now=now),
+        "capacity": queries.capacity_hold(job, now=now),
         "can_cancel": job.state in queries.CANCELLABLE_STATES,
         "can_retry": job.state in queries.RETRYABLE_STATES,
     }

@@ -134,6 +134,7 @@ def test_the_openapi_document_needs_a_login_or_a_token(alice, as_alice):
         "/api/batches/{batch_id}/results",
         "/api/batches/{batch_id}/results.csv",
         "/api/batches/{batch_id}/unfinished",
+        "/api/capacity",
     }
 
 

@@ -112,6 +112,9 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
     expect(overview.locator(".card-succeeded .card-count")).to_have_text("1")
     expect(overview.locator(".banner")).to_have_count(0)
     expect(overview.locator("#overview-live")).to_contain_text("Nothing is active")
+    # The capacity weather reports the model the job just used, and its pacing.
+    weather = overview.locator('#capacity-weather tr[data-model="gemini-2.5-flash"]')
+    expect(weather.locator(".pacing")).to_have_text("✓ Normal")
     overview.screenshot(path=SCREENSHOTS / "overview.png", full_page=True)
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
