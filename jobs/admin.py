@@ -93,6 +93,8 @@ class JobAdmin(admin.ModelAdmin):
         "submitted_at",
         "first_started_at",
         "finished_at",
+        "deadline_at",
+        "deadline_policy",
     )
     fieldsets = (
         (
@@ -144,6 +146,7 @@ class JobAdmin(admin.ModelAdmin):
             },
         ),
         ("Times", {"fields": ("submitted_at", "first_started_at", "finished_at")}),
+        ("Deadline", {"fields": ("deadline_at", "deadline_policy")}),
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -254,6 +257,8 @@ class RunAdmin(admin.ModelAdmin):
         "source_format",
         "model",
         "tier",
+        "deadline_at",
+        "deadline_policy",
         "created_at",
         "finished_at",
     )
@@ -269,6 +274,8 @@ class RunAdmin(admin.ModelAdmin):
         "estimated_output_tokens",
         "estimated_cost_usd",
         "estimated_standard_cost_usd",
+        "deadline_at",
+        "deadline_policy",
         "created_at",
         "finished_at",
     )

@@ -20,12 +20,12 @@ from ninja import Field, File, Form, NinjaAPI, Path, Query, Schema, Status, Uplo
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from jobs import capacity, formats, queries, run_queries, run_views, runs, services, tokens
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.gemini import redact_api_key
-from jobs.models import Attempt, Job, Run, State, Tier
+from jobs.models import Attempt, DeadlinePolicy, Job, Run, State, Tier
 from jobs.run_reading import RunRejected
 
 MAX_PROMPTS_PER_REQUEST = 1000
@@ -132,6 +132,16 @@ def _storable(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_storable)]
+# An empty form field is no deadline; a time without a zone is refused by the service.
+Deadline = Annotated[datetime | None, BeforeValidator(lambda value: value or None)]
+DEADLINE_DESCRIPTION = (
+    "ISO 8601 with a time zone, e.g. 2030-06-01T14:00:00+02:00. Work not finished by then "
+    "is handled as deadline_policy says."
+)
+POLICY_DESCRIPTION = (
+    "At the deadline: keep (keep waiting), cancel (cancel what has not finished, running "
+    "jobs too), or standard (move unfinished flex jobs to the standard tier, at its price)."
+)
 
 
 class JobIn(BaseModel):
@@ -165,6 +175,12 @@ class JobIn(BaseModel):
     max_output_tokens: int | None = Field(
         None, json_schema_extra={"minimum": 1, "maximum": 1_000_000}
     )
+    deadline_at: Deadline = Field(None, description=DEADLINE_DESCRIPTION)
+    deadline_policy: str = Field(
+        DeadlinePolicy.KEEP.value,
+        description=POLICY_DESCRIPTION,
+        json_schema_extra={"enum": list(DeadlinePolicy.values)},
+    )
 
 
 def _decimal_text(value) -> str | None:
@@ -196,6 +212,8 @@ class JobOut(Schema):
     cost_usd: str | None = Field(description="USD as a decimal string")
     standard_cost_usd: str | None = Field(description="what the standard tier would have cost")
     error: str
+    deadline_at: datetime | None
+    deadline_policy: DeadlinePolicy
 
     @staticmethod
     def resolve_owner(job: Job) -> str:
@@ -319,6 +337,8 @@ def create_jobs(request: HttpRequest, payload: JobIn):
         system_instruction=payload.system_instruction,
         temperature=payload.temperature,
         max_output_tokens=payload.max_output_tokens,
+        deadline_at=payload.deadline_at,
+        deadline_policy=payload.deadline_policy,
     )
     created = services.jobs_submit(owner=request.auth, prompts=prompts, spec=spec)
     return Status(201, {"jobs": created})
@@ -406,6 +426,12 @@ class BatchIn(Schema):
     max_output_tokens: int | None = Field(
         None, json_schema_extra={"minimum": 1, "maximum": 1_000_000}
     )
+    deadline_at: Deadline = Field(None, description=DEADLINE_DESCRIPTION)
+    deadline_policy: str = Field(
+        DeadlinePolicy.KEEP.value,
+        description=POLICY_DESCRIPTION,
+        json_schema_extra={"enum": list(DeadlinePolicy.values)},
+    )
 
 
 class BatchOut(Schema):
@@ -419,6 +445,8 @@ class BatchOut(Schema):
     max_attempts: int
     fallback_standard: bool
     replaced_models: int = Field(description="lines whose model flex does not run")
+    deadline_at: datetime | None
+    deadline_policy: DeadlinePolicy
     created_at: datetime
     finished_at: datetime | None
     jobs: int
@@ -545,6 +573,8 @@ def create_batch(request: HttpRequest, file: File[UploadedFile], options: Form[B
         system_instruction=options.system_instruction,
         temperature=options.temperature,
         max_output_tokens=options.max_output_tokens,
+        deadline_at=options.deadline_at,
+        deadline_policy=options.deadline_policy,
     )
     if options.format and options.format not in formats.FORMATS:
         raise DjangoValidationError({"format": f"Choose one of {', '.join(formats.FORMATS)}."})

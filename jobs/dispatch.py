@@ -35,6 +35,9 @@ RENEWALS_PER_LEASE = 3
 # With nothing in flight, stay alive this long for a retry that is about due
 # instead of exiting and waiting for the next minute's Schedule.
 IDLE_HORIZON_SECONDS = 30.0
+# How often a dispatcher applies passed deadlines (cancel, move to standard);
+# the minute Schedule applies them too, when no dispatcher is running.
+DEADLINE_CHECK_SECONDS = 5.0
 _RENEW_CHUNK = 500
 
 
@@ -78,6 +81,7 @@ class Dispatcher:
         started = time.monotonic()
         next_renewal = started + self.lease_seconds / RENEWALS_PER_LEASE
         next_pause_check = started
+        next_deadline_check = started
         paused = False
         claiming = True
         # Token bucket: launches accrue at launch_rate whatever the claim and
@@ -94,6 +98,9 @@ class Dispatcher:
             if now >= next_pause_check:
                 paused = await _db(services.dispatch_is_paused)()
                 next_pause_check = now + 1.0
+            if now >= next_deadline_check:
+                await self._apply_deadlines()
+                next_deadline_check = now + DEADLINE_CHECK_SECONDS
             # Cleared before the write, so a request finishing from here on
             # wakes the wait below.
             self._finished.clear()
@@ -136,6 +143,13 @@ class Dispatcher:
         except Exception:
             logger.exception("Claiming jobs failed; will try again")
             return []
+
+    async def _apply_deadlines(self) -> None:
+        # Never fatal: the next check, or the minute Schedule, applies them.
+        try:
+            await _db(services.jobs_apply_deadlines)()
+        except Exception:
+            logger.exception("Applying deadlines failed; will try again")
 
     def _launch(self, claim: services.Claim) -> None:
         task = asyncio.create_task(self._attempt(claim), name=f"job-{claim.job_id}")

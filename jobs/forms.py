@@ -3,14 +3,20 @@ submitted live in `services.jobs_submit`, whose errors are put back on the form.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
+
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
+from jobs import pricing
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
-from jobs.models import State, Tier
+from jobs.models import DeadlinePolicy, ModelPrice, State, Tier
 from jobs.queries import Scope
+from jobs.run_reading import estimate_tokens
 from jobs.services import JobSpec
 
 MODEL_CHOICES = [(model, model) for model in FLEX_MODELS]
@@ -94,7 +100,59 @@ class JobFilterForm(OwnerFilterForm):
         }
 
 
-class JobSubmitForm(forms.Form):
+DEADLINE_POLICY_CHOICES = [
+    (DeadlinePolicy.KEEP, "Keep waiting until it finishes"),
+    (DeadlinePolicy.CANCEL, "Cancel what has not finished"),
+    (DeadlinePolicy.STANDARD, "Move what has not finished to the standard tier"),
+]
+
+
+class DeadlineForm(forms.Form):
+    """A deadline and what happens then; the rules are in services.job_spec_errors."""
+
+    deadline_at = forms.DateTimeField(
+        label="Finish by",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        error_messages={"invalid": "Enter the deadline as a date and time, e.g. 2030-06-01 14:00."},
+    )
+    deadline_policy = forms.ChoiceField(
+        label="At the deadline",
+        choices=DEADLINE_POLICY_CHOICES,
+        initial=DeadlinePolicy.KEEP,
+        widget=forms.RadioSelect,
+        required=False,  # not sent (scripts, older pages): keep waiting
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A datetime-local input carries no zone: it is read in the site's.
+        zone = timezone.get_current_timezone_name()
+        self.fields["deadline_at"].help_text = f"Time zone: {zone}."
+
+    def deadline(self) -> dict:
+        return {
+            "deadline_at": self.cleaned_data["deadline_at"],
+            "deadline_policy": self.cleaned_data["deadline_policy"] or DeadlinePolicy.KEEP,
+        }
+
+    def add_service_errors(self, error: ValidationError) -> None:
+        for field, messages in error.message_dict.items():
+            self.add_error(field if field in self.fields else None, messages)
+
+
+@dataclass(frozen=True)
+class StandardMoveQuote:
+    """What moving unfinished work to standard at the deadline may add, shown
+    next to that choice. extra_usd None: no figure (no prompt, no price)."""
+
+    extra_usd: Decimal | None
+    tier: str = Tier.FLEX
+    run: bool = False
+    live: bool = False
+
+
+class JobSubmitForm(DeadlineForm):
     # Not required here: the service says what is wrong with an empty prompt,
     # in the same words the API and the command line use.
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), required=False, strip=False)
@@ -131,8 +189,25 @@ class JobSubmitForm(forms.Form):
             system_instruction=data["system_instruction"],
             temperature=data["temperature"],
             max_output_tokens=data["max_output_tokens"],
+            **self.deadline(),
         )
 
-    def add_service_errors(self, error: ValidationError) -> None:
-        for field, messages in error.message_dict.items():
-            self.add_error(field if field in self.fields else None, messages)
+    def standard_move_quote(self) -> StandardMoveQuote:
+        """From what is typed so far, valid or not: tokens estimated as a
+        run's are (characters / 4, the answer as long as the prompt or its
+        max output tokens), priced at standard minus flex."""
+        data = self.data
+        tier = data.get("tier") or Tier.FLEX
+        tokens = estimate_tokens(data.get("prompt", ""), data.get("system_instruction", ""))
+        model = data.get("model") or DEFAULT_MODEL
+        price = ModelPrice.objects.filter(model=model).first() or pricing.published_price(model)
+        if not tokens or price is None:
+            return StandardMoveQuote(extra_usd=None, tier=tier, live=True)
+        try:
+            limit = int(data.get("max_output_tokens") or 0)
+        except ValueError:
+            limit = 0
+        output = min(tokens, limit) if limit > 0 else tokens
+        standard = pricing.standard_cost(price, input_tokens=tokens, output_tokens=output)
+        extra = standard - pricing.tier_cost(standard, Tier.FLEX)
+        return StandardMoveQuote(extra_usd=extra, tier=tier, live=True)

@@ -4,9 +4,11 @@ run's jobs filter. What may be submitted is decided by jobs/runs.py."""
 from __future__ import annotations
 
 from django import forms
+from django.utils import timezone
 
-from jobs import formats
-from jobs.forms import JobFilterForm, JobSubmitForm
+from jobs import formats, services
+from jobs.forms import DeadlineForm, JobFilterForm, JobSubmitForm, StandardMoveQuote
+from jobs.models import Tier
 
 
 class RunUploadForm(JobSubmitForm):
@@ -29,6 +31,27 @@ class RunUploadForm(JobSubmitForm):
     )
 
     field_order = ["file", "name", "format", "model", "tier", "max_attempts"]
+
+    def standard_move_quote(self) -> StandardMoveQuote:
+        # The file is read only once it is uploaded: the preview has the figure.
+        return StandardMoveQuote(extra_usd=None, tier=self.data.get("tier") or Tier.FLEX, run=True)
+
+
+class RunDeadlineForm(DeadlineForm):
+    """The deadline again on the preview, where the cost of moving to
+    standard is known: what was chosen on the upload, to confirm or change."""
+
+    @classmethod
+    def for_staged(cls, spec: services.JobSpec, data=None) -> RunDeadlineForm:
+        """Bound to what was posted, or (a confirmation that posts none) to
+        what the upload chose."""
+        if data is None or "deadline_policy" not in data:
+            local = spec.deadline_at and timezone.localtime(spec.deadline_at)
+            data = {
+                "deadline_at": local.replace(tzinfo=None).isoformat() if local else "",
+                "deadline_policy": spec.deadline_policy,
+            }
+        return cls(data)
 
 
 class RunJobFilterForm(JobFilterForm):

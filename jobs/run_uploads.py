@@ -15,6 +15,7 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def upload_stage(
     record = {
         "filename": filename,
         "name": name,
-        "spec": asdict(spec),
+        "spec": {**asdict(spec), "deadline_at": _iso(spec.deadline_at)},
         "format": preview.format,
         "estimate": {**asdict(estimate), "standard_usd": str(estimate.standard_usd)},
     }
@@ -92,14 +93,21 @@ def staged_upload(*, owner, token: str) -> StagedUpload | None:
     estimate = run_reading.Estimate(
         **{**record["estimate"], "standard_usd": Decimal(record["estimate"]["standard_usd"])}
     )
+    spec = record["spec"]
+    if spec.get("deadline_at"):
+        spec["deadline_at"] = datetime.fromisoformat(spec["deadline_at"])
     return StagedUpload(
         token=token,
         path=path,
         filename=record["filename"],
         name=record["name"],
-        spec=services.JobSpec(**record["spec"]),
+        spec=services.JobSpec(**spec),
         preview=runs.RunPreview(format=record["format"], estimate=estimate),
     )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def upload_discard(*, owner, token: str) -> None:

@@ -5,6 +5,7 @@ its downloads. Like jobs/views.py, each view checks access, calls one service
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,9 +17,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
-from jobs import formats, queries, run_queries, run_uploads, runs
-from jobs.models import Run
-from jobs.run_forms import RunJobFilterForm, RunUploadForm
+from jobs import formats, queries, run_queries, run_uploads, runs, services
+from jobs.forms import StandardMoveQuote
+from jobs.models import DeadlinePolicy, Job, Run, State, Tier
+from jobs.run_forms import RunDeadlineForm, RunJobFilterForm, RunUploadForm
 from jobs.run_reading import RunRejected
 from jobs.views import CHANGED, JOBS_PER_PAGE
 
@@ -67,7 +69,12 @@ def run_upload(request: HttpRequest) -> HttpResponse:
                 preview=preview,
             )
             return redirect("jobs:run_preview", token=token)
-    context = {"form": form, "rejected": rejected, "formats": formats.FORMAT_LABELS}
+    context = {
+        "form": form,
+        "rejected": rejected,
+        "formats": formats.FORMAT_LABELS,
+        "quote": form.standard_move_quote(),
+    }
     return render(request, "runs/run_upload.html", context)
 
 
@@ -81,19 +88,28 @@ def _staged(request: HttpRequest, token: str) -> run_uploads.StagedUpload:
 @require_http_methods(["GET", "POST"])
 @login_required
 def run_preview(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows what the file holds and costs; POST creates the run with
+    the deadline confirmed (or changed) here, where its cost is shown."""
     staged = _staged(request, token)
-    if request.method == "POST":
+    deadline = RunDeadlineForm.for_staged(
+        staged.spec, request.POST if request.method == "POST" else None
+    )
+    if request.method == "POST" and deadline.is_valid():
         try:
             with staged.path.open("rb") as stream:
                 run = runs.run_create(
                     owner=request.user,
                     stream=stream,
                     filename=staged.filename,
-                    spec=staged.spec,
+                    spec=replace(staged.spec, **deadline.deadline()),
                     name=staged.name,
                     fmt=staged.preview.format,
                 )
         except ValidationError as error:
+            if any(field in deadline.fields for field in getattr(error, "error_dict", {})):
+                # A deadline that passed meanwhile, or a policy without one: choose again.
+                deadline.add_service_errors(error)
+                return _preview_page(request, staged, deadline)
             # Only when the settings or limits changed since the preview.
             return _not_created(request, token, " ".join(error.messages))
         except RunRejected as error:
@@ -104,7 +120,18 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
             request, f"Run “{run.name}” created: {count:,} jobs queued.", extra_tags=CHANGED
         )
         return redirect("jobs:run_detail", run_id=run.pk)
-    return render(request, "runs/run_preview.html", {"staged": staged})
+    return _preview_page(request, staged, deadline)
+
+
+def _preview_page(
+    request: HttpRequest, staged: run_uploads.StagedUpload, deadline: RunDeadlineForm
+) -> HttpResponse:
+    estimate = staged.preview.estimate
+    quote = StandardMoveQuote(
+        extra_usd=estimate.standard_usd - estimate.flex_usd, tier=staged.spec.tier, run=True
+    )
+    context = {"staged": staged, "form": deadline, "quote": quote}
+    return render(request, "runs/run_preview.html", context)
 
 
 def _not_created(request: HttpRequest, token: str, reason: str) -> HttpResponse:
@@ -142,10 +169,25 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             return render(request, "jobs/job_list.html#job-table", context)
     if not counts.active and run.finished_at is None:
         runs.run_settle(run=run)
-    context["progress"] = run_queries.run_progress(run, counts, now=timezone.now())
+    now = timezone.now()
+    context["progress"] = run_queries.run_progress(run, counts, now=now)
+    context["deadline_acted"] = _deadline_acted(run, now=now)
     if wants == "run-live":
         return render(request, "runs/run_detail.html#run-live", context)
     return render(request, "runs/run_detail.html", context)
+
+
+def _deadline_acted(run: Run, *, now) -> int | None:
+    """How many of the run's jobs its passed deadline cancelled or moved to
+    standard (a move by hand before it counts too); None before it or for keep."""
+    if run.deadline_at is None or run.deadline_at > now:
+        return None
+    jobs = Job.objects.filter(run=run)
+    if run.deadline_policy == DeadlinePolicy.CANCEL:
+        return jobs.filter(state=State.CANCELLED, last_error=services.CANCELLED_AT_DEADLINE).count()
+    if run.deadline_policy == DeadlinePolicy.STANDARD:
+        return jobs.filter(tier_requested=Tier.STANDARD).count()
+    return None
 
 
 # --- Actions -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ rolled back whole.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from django.conf import settings
@@ -23,7 +23,16 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import formats, services
-from jobs.models import ACTIVE_STATES, WAITING_STATES, Attempt, Job, Run, State, Tier
+from jobs.models import (
+    ACTIVE_STATES,
+    WAITING_STATES,
+    Attempt,
+    DeadlinePolicy,
+    Job,
+    Run,
+    State,
+    Tier,
+)
 from jobs.run_reading import Estimate, LineReader, RunLine
 
 INSERT_BATCH = 1000
@@ -33,6 +42,13 @@ def _spec_checked(spec: services.JobSpec) -> None:
     errors = services.job_spec_errors(spec)
     if errors:
         raise ValidationError(errors)
+
+
+def _line_defaults(spec: services.JobSpec) -> services.JobSpec:
+    """The spec lines are read against. The deadline is the run's, checked
+    once and copied onto every job: kept out of the lines, it does not make
+    each line's settings differ from the run's (and be checked again)."""
+    return replace(spec, deadline_at=None, deadline_policy=DeadlinePolicy.KEEP)
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ def run_preview(
     how many prompts, models replaced, tokens and cost. Raises ValidationError
     for bad settings and RunRejected for a bad file."""
     _spec_checked(spec)
-    reader = LineReader(stream, filename=filename, spec=spec, fmt=fmt)
+    reader = LineReader(stream, filename=filename, spec=_line_defaults(spec), fmt=fmt)
     for _line in reader:
         pass
     if rejected := reader.rejection():
@@ -75,7 +91,7 @@ def run_create(
     _spec_checked(spec)
     now = timezone.now()
     max_attempts = spec.max_attempts or settings.FLEX_MAX_ATTEMPTS
-    reader = LineReader(stream, filename=filename, spec=spec, fmt=fmt)
+    reader = LineReader(stream, filename=filename, spec=_line_defaults(spec), fmt=fmt)
     with transaction.atomic():
         run = Run.objects.create(
             owner=owner,
@@ -85,6 +101,8 @@ def run_create(
             tier=spec.tier,
             max_attempts=max_attempts,
             fallback_standard=spec.fallback_standard,
+            deadline_at=spec.deadline_at,
+            deadline_policy=spec.deadline_policy,
             created_at=now,
         )
         insert = _JobInsert(run, max_attempts=max_attempts, now=now)
@@ -138,6 +156,8 @@ class _JobInsert:
             max_attempts=max_attempts,
             submitted_at=now,
             next_attempt_at=now,
+            deadline_at=run.deadline_at,
+            deadline_policy=run.deadline_policy,
         )
         fields = [f for f in Job._meta.concrete_fields if not f.primary_key]
         self.shared = [
@@ -201,6 +221,7 @@ def run_retry_failed(*, run: Run) -> int:
             next_attempt_at=now,
             finished_at=None,
             max_attempts=F("attempts") - F("refunded_attempts") + run.max_attempts,
+            deadline_policy=services.policy_after_retry(now),
             updated_at=now,
         )
         if changed:

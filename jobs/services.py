@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Min, Q
+from django.db.models import Case, F, Min, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -23,8 +23,10 @@ from jobs import backoff, capacity, pricing
 from jobs.catalog import FLEX_MODELS
 from jobs.gemini import GeminiError, GeminiResult
 from jobs.models import (
+    ACTIVE_STATES,
     WAITING_STATES,
     Attempt,
+    DeadlinePolicy,
     DispatchControl,
     DispatcherSlot,
     ErrorKind,
@@ -51,6 +53,8 @@ class JobSpec:
     system_instruction: str = ""
     temperature: float | None = None
     max_output_tokens: int | None = None
+    deadline_at: datetime | None = None
+    deadline_policy: str = DeadlinePolicy.KEEP
 
 
 def job_spec_errors(spec: JobSpec) -> dict[str, str]:
@@ -72,7 +76,36 @@ def job_spec_errors(spec: JobSpec) -> dict[str, str]:
         )
     elif problem := _storable_text_error(spec.system_instruction):
         errors["system_instruction"] = f"The system instruction {problem}."
+    errors.update(_deadline_errors(spec))
     return errors
+
+
+def _deadline_errors(spec: JobSpec) -> dict[str, str]:
+    if spec.deadline_policy not in DeadlinePolicy.values:
+        return {
+            "deadline_policy": f"Unknown deadline policy {spec.deadline_policy!r}; "
+            "choose keep, cancel or standard."
+        }
+    if spec.deadline_at is None:
+        if spec.deadline_policy == DeadlinePolicy.KEEP:
+            return {}
+        cancel = spec.deadline_policy == DeadlinePolicy.CANCEL
+        action = "Cancelling" if cancel else "Moving to standard"
+        return {
+            "deadline_at": f"{action} at the deadline needs a deadline: "
+            "set one, or choose to keep waiting."
+        }
+    if timezone.is_naive(spec.deadline_at):
+        return {"deadline_at": "The deadline needs a time zone (e.g. 2030-06-01T14:00:00+00:00)."}
+    if spec.deadline_at <= timezone.now():
+        when = timezone.localtime(spec.deadline_at).strftime("%Y-%m-%d %H:%M %Z")
+        return {"deadline_at": f"The deadline {when} has already passed; choose a later time."}
+    if spec.deadline_policy == DeadlinePolicy.STANDARD and spec.tier != Tier.FLEX:
+        return {
+            "deadline_policy": f"Only flex work moves to standard at the deadline; this is on "
+            f"{spec.tier} already. Choose flex, or keep waiting or cancel."
+        }
+    return {}
 
 
 def _storable_text_error(text: str) -> str | None:
@@ -128,6 +161,8 @@ def jobs_submit(*, owner, prompts: Sequence[str], spec: JobSpec) -> list[Job]:
             max_attempts=max_attempts,
             submitted_at=now,
             next_attempt_at=now,
+            deadline_at=spec.deadline_at,
+            deadline_policy=spec.deadline_policy,
         )
         for prompt in prompts
     ]
@@ -161,12 +196,70 @@ def job_retry_now(*, job: Job) -> bool:
             next_attempt_at=now,
             finished_at=None,
             max_attempts=F("attempts") - F("refunded_attempts") + 1,
+            deadline_policy=policy_after_retry(now),
             updated_at=now,
         )
         if changed:
             transaction.on_commit(wake_dispatcher)
     job.refresh_from_db()
     return bool(changed)
+
+
+def policy_after_retry(now: datetime) -> Case:
+    """A failed job retried by a person after its deadline is their new
+    decision: it keeps waiting instead of being cancelled again at once."""
+    return Case(
+        When(deadline_at__lte=now, then=Value(DeadlinePolicy.KEEP)),
+        default=F("deadline_policy"),
+    )
+
+
+# --- Deadlines ------------------------------------------------------------------
+CANCELLED_AT_DEADLINE = "Cancelled at its deadline: it had not finished by then."
+
+
+def jobs_apply_deadlines(*, now: datetime | None = None) -> dict[str, int]:
+    """Do what each owner chose for active jobs whose deadline has passed.
+
+    cancel: cancelled, running ones too (the answer still in flight is
+    discarded when it comes back, as the job is no longer running).
+    standard: flex jobs ask for standard from their next attempt on; waiting
+    ones become due now, a running one keeps its flex request in flight.
+    keep: left alone. Called every few seconds by the dispatcher and every
+    minute by the Schedule; repeating it changes nothing."""
+    now = now or timezone.now()
+    passed = Job.objects.filter(deadline_at__lte=now, state__in=ACTIVE_STATES)
+    to_standard = passed.filter(deadline_policy=DeadlinePolicy.STANDARD, tier_requested=Tier.FLEX)
+    with transaction.atomic():
+        cancelled = passed.filter(deadline_policy=DeadlinePolicy.CANCEL).update(
+            state=State.CANCELLED,
+            finished_at=now,
+            next_attempt_at=None,
+            lease_owner="",
+            lease_expires_at=None,
+            last_error=CANCELLED_AT_DEADLINE,
+            updated_at=now,
+        )
+        moved_waiting = to_standard.filter(state__in=WAITING_STATES).update(
+            tier_requested=Tier.STANDARD, next_attempt_at=now, updated_at=now
+        )
+        moved_running = to_standard.filter(state=State.RUNNING).update(
+            tier_requested=Tier.STANDARD, updated_at=now
+        )
+        if moved_waiting:
+            transaction.on_commit(wake_dispatcher)
+    if cancelled or moved_waiting or moved_running:
+        logger.info(
+            "Deadlines: %d cancelled, %d moved to standard (%d of them running)",
+            cancelled,
+            moved_waiting + moved_running,
+            moved_running,
+        )
+    return {
+        "cancelled": cancelled,
+        "moved_waiting": moved_waiting,
+        "moved_running": moved_running,
+    }
 
 
 def dispatch_control() -> DispatchControl:
@@ -215,8 +308,8 @@ DISPATCH_SCHEDULE_NAME = "flexdash-dispatch"
 
 
 def dispatch_schedule_ensure() -> None:
-    """The every-minute run that picks up retries coming due and jobs whose
-    dispatcher died, even when nothing new is submitted."""
+    """The every-minute run that picks up retries coming due, jobs whose
+    dispatcher died and deadlines that passed, even when nothing new is submitted."""
     from django_q.models import Schedule
 
     Schedule.objects.get_or_create(
@@ -431,7 +524,11 @@ def seconds_until_next_due() -> float | None:
     )
     soonest = waiting.aggregate(at=Min("next_attempt_at"))["at"]
     lease = Job.objects.filter(state=State.RUNNING).aggregate(at=Min("lease_expires_at"))["at"]
-    times = [t for t in (soonest, lease) if t is not None]
+    # A deadline that moves waiting flex work to standard makes it due then.
+    moving = waiting.filter(
+        deadline_policy=DeadlinePolicy.STANDARD, tier_requested=Tier.FLEX, deadline_at__isnull=False
+    ).aggregate(at=Min("deadline_at"))["at"]
+    times = [t for t in (soonest, lease, moving) if t is not None]
     if not times:
         return None
     return max(0.0, (min(times) - now).total_seconds())

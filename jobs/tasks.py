@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
+from jobs import services
 from jobs.dispatch import run_dispatcher
+
+logger = logging.getLogger(__name__)
 
 
 def dispatch() -> str:
+    # Every run (the minute Schedule, a wake-up) applies passed deadlines
+    # first, so they take effect even when no dispatcher is running.
+    try:
+        services.jobs_apply_deadlines()
+    except Exception:
+        logger.exception("Applying deadlines failed; the next run tries again")
     return run_dispatcher()

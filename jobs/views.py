@@ -64,6 +64,10 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def job_submit(request: HttpRequest) -> HttpResponse:
     form = JobSubmitForm(request.POST if request.method == "POST" else None)
+    if request.htmx and request.htmx.target == "deadline-quote":
+        # The figure next to "move to standard", for what is typed so far; nothing is submitted.
+        quote = form.standard_move_quote()
+        return render(request, "jobs/job_submit.html#deadline-quote", {"quote": quote})
     if form.is_valid():
         try:
             (job,) = services.jobs_submit(
@@ -74,7 +78,12 @@ def job_submit(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Job {job.pk} submitted: it is queued.", extra_tags=CHANGED)
             return redirect("jobs:job_list")
-    return render(request, "jobs/job_submit.html", {"form": form, "prices": queries.price_table()})
+    context = {
+        "form": form,
+        "prices": queries.price_table(),
+        "quote": form.standard_move_quote(),
+    }
+    return render(request, "jobs/job_submit.html", context)
 
 
 @require_safe

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from jobs.markdown import render_markdown
-from jobs.models import State
+from jobs.models import DeadlinePolicy, State
 from jobs.queries import MinuteOutcomes
 
 register = template.Library()
@@ -87,6 +87,59 @@ def countdown(moment: datetime | None) -> str:
         return f"in {seconds} s"
     minutes, secs = divmod(seconds, 60)
     return f"in {minutes} min {secs:02d} s"
+
+
+@register.filter
+def time_left(moment: datetime | None) -> str:
+    """A deadline's distance, to the minute once it is a minute away: "in 1 h 20 min"."""
+    seconds = seconds_until(moment)
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"in {seconds} s"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 60:
+        return f"in {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"in {hours} h {minutes} min" if minutes else f"in {hours} h"
+    days, hours = divmod(hours, 24)
+    return f"in {days} d {hours} h" if hours else f"in {days} d"
+
+
+@register.filter
+def clock(moment: datetime | None) -> str:
+    """Local time of day, with the date when it is not today: "14:00", "Tue 3 Jun 14:00"."""
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    if local.date() == timezone.localdate():
+        return f"{local:%H:%M}"
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
+
+
+_DEADLINE_ACTION = {
+    DeadlinePolicy.KEEP: "keep waiting",
+    DeadlinePolicy.CANCEL: "cancel",
+    DeadlinePolicy.STANDARD: "move to standard",
+}
+_DEADLINE_DONE = {
+    DeadlinePolicy.KEEP: "kept waiting",
+    DeadlinePolicy.CANCEL: "cancelled",
+    DeadlinePolicy.STANDARD: "moved to standard",
+}
+
+
+@register.filter
+def deadline_action(policy: str) -> str:
+    """What happens at the deadline, as the person chose: "move to standard"."""
+    return _DEADLINE_ACTION.get(policy, policy)
+
+
+@register.filter
+def deadline_done(policy: str) -> str:
+    """What happened at the deadline: "moved to standard"."""
+    return _DEADLINE_DONE.get(policy, policy)
 
 
 @register.filter

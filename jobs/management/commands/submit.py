@@ -7,16 +7,39 @@ CSV, or a Gemini, OpenAI or Anthropic batch file.
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from jobs import formats, run_reading, runs, services
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
-from jobs.models import Tier
+from jobs.models import DeadlinePolicy, Tier
 from jobs.run_reading import RunRejected
+
+RELATIVE = re.compile(r"\+(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
+
+
+def parse_deadline(text: str) -> datetime:
+    """An ISO 8601 time (read in TIME_ZONE when it names no zone), or one
+    relative to now: "+2h", "+30m", "+1d", "+1h30m"."""
+    text = text.strip()
+    relative = RELATIVE.fullmatch(text)
+    if relative and any(relative.groups()):
+        days, hours, minutes = (int(part or 0) for part in relative.groups())
+        return timezone.now() + timedelta(days=days, hours=hours, minutes=minutes)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(
+            f"--deadline {text!r}: give an ISO 8601 time (2030-06-01T14:00, with or without "
+            'a zone) or one relative to now ("+2h", "+30m", "+1d")'
+        ) from None
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -69,6 +92,17 @@ class Command(BaseCommand):
         parser.add_argument("--system", default="", help="system instruction")
         parser.add_argument("--temperature", type=float, default=None)
         parser.add_argument("--max-output-tokens", type=int, default=None)
+        parser.add_argument(
+            "--deadline",
+            help="when unfinished work is acted on: ISO 8601 (without a zone: TIME_ZONE) or "
+            '"+2h", "+30m" from now',
+        )
+        parser.add_argument(
+            "--at-deadline",
+            default=DeadlinePolicy.KEEP,
+            choices=DeadlinePolicy.values,
+            help="keep waiting (default), cancel, or move unfinished flex jobs to standard",
+        )
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--prompt", help="one prompt")
         source.add_argument(
@@ -95,6 +129,8 @@ class Command(BaseCommand):
             system_instruction=options["system"],
             temperature=options["temperature"],
             max_output_tokens=options["max_output_tokens"],
+            deadline_at=parse_deadline(options["deadline"]) if options["deadline"] else None,
+            deadline_policy=options["at_deadline"],
         )
         try:
             if options["file"]:
