@@ -519,11 +519,10 @@ def seconds_until_next_due() -> float | None:
     now = timezone.now()
     # Work of a model whose daily cap is spent waits for midnight Pacific; the
     # minute Schedule looks again, so no dispatcher stays up for it.
-    waiting = Job.objects.filter(state__in=WAITING_STATES).exclude(
-        model__in=capacity.day_capped_models(now)
-    )
+    jobs = Job.objects.exclude(model__in=capacity.day_capped_models(now))
+    waiting = jobs.filter(state__in=WAITING_STATES)
     soonest = waiting.aggregate(at=Min("next_attempt_at"))["at"]
-    lease = Job.objects.filter(state=State.RUNNING).aggregate(at=Min("lease_expires_at"))["at"]
+    lease = jobs.filter(state=State.RUNNING).aggregate(at=Min("lease_expires_at"))["at"]
     # A deadline that moves waiting flex work to standard makes it due then.
     moving = waiting.filter(
         deadline_policy=DeadlinePolicy.STANDARD, tier_requested=Tier.FLEX, deadline_at__isnull=False
