@@ -136,11 +136,14 @@ class Job(models.Model):
             models.Index(fields=["owner", "state"], name="job_owner_state"),
             models.Index(fields=["owner", "-submitted_at"], name="job_owner_recent"),
             models.Index(fields=["run", "state"], name="job_run_state"),
-            # Jobs whose deadline must be acted on; most jobs have none.
+            # Active jobs whose deadline must be acted on; most jobs have none,
+            # and finished ones drop out of the index.
             models.Index(
                 fields=["deadline_at"],
                 name="job_deadline",
-                condition=models.Q(deadline_at__isnull=False),
+                condition=models.Q(
+                    deadline_at__isnull=False, state__in=["queued", "running", "retrying"]
+                ),
             ),
         ]
 

@@ -117,7 +117,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="job",
             index=models.Index(
-                condition=models.Q(("deadline_at__isnull", False)),
+                condition=models.Q(
+                    ("deadline_at__isnull", False),
+                    ("state__in", ["queued", "running", "retrying"]),
+                ),
                 fields=["deadline_at"],
                 name="job_deadline",
             ),
