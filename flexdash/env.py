@@ -73,3 +73,13 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 def env_list(name: str, default: str = "") -> list[str]:
     """A comma-separated list; blanks around and between items are dropped."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_url(name: str, schemes: tuple[str, ...]) -> str:
+    """A URL whose scheme is one of `schemes`, or "" when unset. The message
+    names the allowed schemes, never the value: URLs may carry passwords."""
+    value = env_str(name)
+    if value and value.partition("://")[0].lower() not in schemes:
+        allowed = ", ".join(f"{scheme}://" for scheme in schemes)
+        raise ImproperlyConfigured(f"{name} must be a URL starting with {allowed}")
+    return value

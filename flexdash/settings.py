@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from flexdash.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from flexdash.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FLEXDASH_VAR_DIR", str(BASE_DIR / "var")))
@@ -110,14 +111,27 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'flexdash.sqlite3'
 DATABASES = {"default": _database(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# django-q2's cluster statistics live in the cache, so every process of the
-# cluster must see the same one: a file cache on one machine by default.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-        "LOCATION": str(VAR_DIR / "cache"),
-    }
-}
+
+def _cache(url: str) -> dict:
+    if not url:
+        return {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    if importlib.util.find_spec("redis") is None:
+        raise ImproperlyConfigured(
+            "FLEX_CACHE_URL is a Redis URL, but the redis package is not installed "
+            "(pip install redis)"
+        )
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+
+
+# django-q2's cluster statistics live in the cache, so every process that
+# reads them (qinfo, qmonitor, the admin, /healthz) must see the same one: a
+# file cache on one machine by default, a shared Redis (FLEX_CACHE_URL) for
+# several machines.
+FLEX_CACHE_URL = env_url("FLEX_CACHE_URL", ("redis", "rediss", "unix"))
+CACHES = {"default": _cache(FLEX_CACHE_URL)}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
