@@ -127,8 +127,8 @@ def _cache(url: str) -> dict:
 
 
 # django-q2's cluster statistics live in the cache, so every process that
-# reads them (qinfo, qmonitor, the admin, /healthz) must see the same one: a
-# file cache on one machine by default, a shared Redis (FLEX_CACHE_URL) for
+# reads them (/healthz; django-q2's qinfo and qmonitor) must see the same one:
+# a file cache on one machine by default, a shared Redis (FLEX_CACHE_URL) for
 # several machines.
 FLEX_CACHE_URL = env_url("FLEX_CACHE_URL", ("redis", "rediss", "unix"))
 CACHES = {"default": _cache(FLEX_CACHE_URL)}
