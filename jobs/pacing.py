@@ -27,9 +27,13 @@ PACIFIC = ZoneInfo("America/Los_Angeles")
 # Pace to this share of a per-minute limit, so clock skew, network jitter and
 # the odd retried request never reach it.
 PACE_SHARE = 0.95
-# The burst allowed after an idle spell, as a share of the per-minute limit:
-# PACE_SHARE + BURST_SHARE must stay below 1.
+# The burst allowed after an idle spell, as a share of the per-minute limit.
 BURST_SHARE = 0.03
+# The longest a dispatcher waits between claims. The schedule may lag `now` by
+# this much, so any 60 s window holds at most
+# (60 + CLAIM_LATENESS_SECONDS) / interval + burst sends:
+# PACE_SHARE * 61/60 + BURST_SHARE = 0.996 of the limit.
+CLAIM_LATENESS_SECONDS = 1.0
 
 RATE_STEP_DOWN = 0.8
 RATE_STEP_SECONDS = 10.0
@@ -180,14 +184,21 @@ class Bucket:
     def burst(self) -> float:
         return max(1.0, math.floor(self.per_minute * BURST_SHARE))
 
+    def _start(self, now: datetime) -> datetime:
+        # A claim comes up to CLAIM_LATENESS_SECONDS after a unit fell due;
+        # counting from the schedule rather than from `now` keeps that delay
+        # from being lost at every claim (at 60 RPM it would halve the rate).
+        if self.next_at is None:
+            return now
+        return max(self.next_at, now - timedelta(seconds=CLAIM_LATENESS_SECONDS))
+
     def available(self, now: datetime) -> float:
         """Units that may go out at `now`."""
-        start = now if self.next_at is None or self.next_at < now else self.next_at
-        ahead = (start - now).total_seconds()
+        ahead = (self._start(now) - now).total_seconds()
         return max(0.0, self.burst - ahead / self.interval)
 
     def take(self, units: float, now: datetime) -> Bucket:
-        start = now if self.next_at is None or self.next_at < now else self.next_at
+        start = self._start(now)
         return replace(self, next_at=start + timedelta(seconds=units * self.interval))
 
     def wait(self, now: datetime, units: float = 1.0) -> float:
