@@ -113,6 +113,7 @@ format: install ## Apply ruff's fixes and formatting
 # just one; BENCH_ARGS="..." is passed to each.
 bench: install ## Run the benchmarks in bench/ (BENCH=bench/x.py for one)
 	@mkdir -p "$${FLEXDASH_VAR_DIR:-var}"
+	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
 	@shopt -s nullglob; \
 	if [ -n "$(BENCH)" ]; then files=($(BENCH)); else \
 		files=(); for f in bench/*.py; do \
