@@ -1082,6 +1082,7 @@ def write_results(
         "command": info["command"],
         "date": info["date"],
         "machine": info["machine"],
+        "code": info.get("code"),
         "parameters": {
             "jobs": args.jobs,
             "rpm": args.rpm,
@@ -1105,6 +1106,12 @@ def write_results(
         if args.database == "postgres"
         else "SQLite (a temporary file per part, WAL)"
     )
+    code = info.get("code") or {}
+    code_text = f"commit {code.get('commit', '?')}" if code else "not recorded"
+    if code.get("uncommitted"):
+        code_text += ", with uncommitted changes in " + ", ".join(code["uncommitted"])
+    elif code:
+        code_text += ", no uncommitted changes to the engine at the start"
     chart_line = chart_note or "![finished jobs over time](throughput.png)"
     md = f"""# bench/throughput.py results
 
@@ -1125,6 +1132,7 @@ at its steady rate and says so.
   Linux {machine["kernel"]}, load average at start {machine["load_average"]}
 - Python {machine["python"]}; {versions}
 - Database: {database}
+- Code: {code_text}
 
 {text}
 
@@ -1150,6 +1158,25 @@ one succeeded Attempt row.
     (out / "throughput.md").write_text(md)
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and the engine's files changed from it at the start."""
+    import subprocess
+
+    def git(*command: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *command], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = git("status", "--porcelain", "--", "jobs", "flexdash", "manage.py")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or "?",
+        "uncommitted": [line[3:] for line in changed.splitlines()],
+    }
+
+
 def rerender(args: argparse.Namespace) -> int:
     """The report of an earlier run again (its own command, date and machine)."""
     payload = json.loads(Path(args.from_json).read_text())
@@ -1158,7 +1185,7 @@ def rerender(args: argparse.Namespace) -> int:
     args.seed, args.naive_jobs, args.naive_workers = p["seed"], p["naive_jobs"], p["naive_workers"]
     args.lease_seconds, args.database = p["lease_seconds_in_kill_run"], p["database"]
     parts, limit = payload["parts"], payload["physical_limit"]
-    info = {key: payload[key] for key in ("command", "date", "machine")}
+    info = {key: payload.get(key) for key in ("command", "date", "machine", "code")}
     text = table(parts, limit, args)
     print(text + "\n\n" + "\n".join(verdicts(parts, limit)))
     out = Path(args.results)
@@ -1218,6 +1245,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": common.command_line(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "machine": common.machine_info(),
+        "code": code_version(),
     }
     limit = physical_limit(args, 5000)
     print(
