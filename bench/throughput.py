@@ -196,6 +196,17 @@ class Part:
         a = self.args
         return ["--p503", f"{a.p503:g}", "--rpm", str(a.rpm), "--seed", str(a.seed)]
 
+    def start_simulator(self, database_url: str) -> tuple[Any, Any]:
+        """This part's simulator, with its own log, the run's latency, 503s, RPM and seed."""
+        return common.start_simulator(
+            common.clean_env(DATABASE_URL=database_url, FLEXDASH_VAR_DIR=self.var),
+            self.log("simulator"),
+            latency=self.args.latency,
+            api_key=API_KEY,
+            extra=self.simulator_args(),
+            wait=False,
+        )
+
     def observe(
         self,
         clusters: dict[str, Any],
@@ -334,14 +345,7 @@ def run_flexdash(args: argparse.Namespace, workdir: Path, *, kill: bool) -> dict
     print(f"\n[{name}] fresh {args.database} database ...", flush=True)
     with common.fresh_database(part.dir, _db_url(args), name=DB_NAME) as db:
         result["database"] = db.engine
-        simulator, _ = common.start_simulator(
-            common.clean_env(DATABASE_URL=db.url, FLEXDASH_VAR_DIR=part.var),
-            part.log("simulator"),
-            latency=args.latency,
-            api_key=API_KEY,
-            extra=part.simulator_args(),
-            wait=False,
-        )
+        simulator, _ = part.start_simulator(db.url)
         clusters: dict[str, Any] = {}
         clean = False
         try:
@@ -607,14 +611,7 @@ def run_naive(args: argparse.Namespace, workdir: Path, workers: int) -> dict[str
     print(f"\n[{name}] fresh {args.database} database ...", flush=True)
     with common.fresh_database(part.dir, _db_url(args), name=DB_NAME) as db:
         result["database"] = db.engine
-        simulator, _ = common.start_simulator(
-            common.clean_env(DATABASE_URL=db.url, FLEXDASH_VAR_DIR=part.var),
-            part.log("simulator"),
-            latency=args.latency,
-            api_key=API_KEY,
-            extra=part.simulator_args(),
-            wait=False,
-        )
+        simulator, _ = part.start_simulator(db.url)
         cluster = None
         clean = False
         try:
