@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, F, Min, Q, Value, When
+from django.db.models import Case, Count, F, Min, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -441,22 +441,60 @@ def jobs_claim(*, owner: str, limit: int, lease_seconds: int) -> list[Claim]:
         plan.save()
         if not claimed:
             return []
-        _mark_lost_attempts(reclaimed, now)
-        return _open_attempts(claimed, owner, now)
+        given_up = _mark_lost_attempts(reclaimed, now)
+        claimed = [job_id for job_id in claimed if job_id not in given_up]
+        return _open_attempts(claimed, owner, now) if claimed else []
 
 
-def _mark_lost_attempts(job_ids: list[int], now: datetime) -> None:
+# A worker lost with a job in flight is not the job's fault, the first few
+# times: those tries are not charged to its budget. A prompt that keeps
+# killing its worker is, so it ends failed instead of being sent forever.
+LOST_TRIES_REFUNDED = 2
+
+
+def _mark_lost_attempts(job_ids: list[int], now: datetime) -> set[int]:
     """A reclaimed job's previous try died with its worker: say so on its row,
-    and do not charge it to the job's budget (the crash was not the job's)."""
+    and refund it unless the job has lost LOST_TRIES_REFUNDED already. Returns
+    the jobs whose budget that leaves spent: they are failed, not sent again."""
     if not job_ids:
-        return
+        return set()
+    earlier = dict(
+        Attempt.objects.filter(job_id__in=job_ids, outcome=Outcome.LOST)
+        .values("job_id")
+        .annotate(n=Count("id"))
+        .values_list("job_id", "n")
+    )
     Attempt.objects.filter(job_id__in=job_ids, outcome=Outcome.IN_FLIGHT).update(
         outcome=Outcome.LOST,
         error_kind=ErrorKind.LOST,
         error_message="The worker holding this request stopped; its lease expired.",
         finished_at=now,
     )
-    Job.objects.filter(pk__in=job_ids).update(refunded_attempts=F("refunded_attempts") + 1)
+    refunded = [job_id for job_id in job_ids if earlier.get(job_id, 0) < LOST_TRIES_REFUNDED]
+    Job.objects.filter(pk__in=refunded).update(refunded_attempts=F("refunded_attempts") + 1)
+    # The claim already counted the try it was about to send.
+    spent = (
+        Job.objects.filter(pk__in=job_ids)
+        .alias(used=F("attempts") - F("refunded_attempts"))
+        .filter(used__gt=F("max_attempts"))
+    )
+    given_up = set(spent.values_list("id", flat=True))
+    if given_up:
+        Job.objects.filter(pk__in=given_up).update(
+            state=State.FAILED,
+            attempts=F("attempts") - 1,
+            finished_at=now,
+            next_attempt_at=None,
+            lease_owner="",
+            lease_expires_at=None,
+            last_error=(
+                f"Its worker was lost {LOST_TRIES_REFUNDED + 1} times or more with this "
+                "request in flight, and no attempts are left; not sent again."
+            ),
+            updated_at=now,
+        )
+        logger.error("Gave up on jobs whose workers kept being lost: %s", sorted(given_up))
+    return given_up
 
 
 def _open_attempts(job_ids: list[int], owner: str, now: datetime) -> list[Claim]:

@@ -208,3 +208,23 @@ def test_retry_now_brings_a_waiting_retry_forward(owner):
     assert services.job_retry_now(job=job)
     assert job.next_attempt_at <= timezone.now()
     assert not services.job_retry_now(job=submit(owner, "fresh")[0])
+
+
+def test_a_job_that_keeps_losing_its_worker_ends_failed_not_sent_forever(owner):
+    job = submit(owner, "poison pill")[0]
+    Job.objects.filter(pk=job.pk).update(max_attempts=3)
+    sent = 0
+    for _ in range(10):
+        claims = services.jobs_claim(owner=f"worker{sent}", limit=1, lease_seconds=60)
+        if not claims:
+            break
+        sent += 1
+        Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    job.refresh_from_db()
+    # Two lost tries refunded, then three charged: five sent in all.
+    assert sent == 5
+    assert (job.state, job.attempts, job.refunded_attempts) == (State.FAILED, 5, 2)
+    assert job.attempt_log.count() == 5
+    assert set(job.attempt_log.values_list("outcome", flat=True)) == {Outcome.LOST}
+    assert "lost 3 times or more" in job.last_error
+    assert job.finished_at is not None and job.lease_owner == ""
