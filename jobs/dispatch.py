@@ -254,6 +254,20 @@ async def _run(owner: str) -> RunStats:
         await _db(close_old_connections)()
 
 
+def _wake_for_work_that_came_late() -> None:
+    """Work committed while this run was deciding to stop woke no one: its
+    wake-up found the slot still taken. Look once more now that it is free,
+    so such work does not wait for the minute Schedule."""
+    try:
+        if services.dispatch_is_paused():
+            return
+        wait = services.seconds_until_next_due()
+        if wait is not None and wait <= IDLE_HORIZON_SECONDS:
+            services.wake_dispatcher()
+    except Exception:
+        logger.exception("Could not look for work that came while stopping")
+
+
 def run_dispatcher() -> str:
     """Run one dispatcher if a slot is free; return a one-line summary."""
     owner = new_owner()
@@ -265,6 +279,7 @@ def run_dispatcher() -> str:
         stats = asyncio.run(_run(owner))
     finally:
         services.dispatcher_slot_release(owner=owner)
+    _wake_for_work_that_came_late()
     logger.info("Dispatcher %s done: %s", owner, stats)
     return (
         f"claimed {stats.claimed}, succeeded {stats.succeeded}, "

@@ -228,3 +228,23 @@ def test_a_job_that_keeps_losing_its_worker_ends_failed_not_sent_forever(owner):
     assert set(job.attempt_log.values_list("outcome", flat=True)) == {Outcome.LOST}
     assert "lost 3 times or more" in job.last_error
     assert job.finished_at is not None and job.lease_owner == ""
+
+
+def test_a_stopping_dispatcher_wakes_another_for_work_that_came_while_it_stopped(
+    owner, monkeypatch
+):
+    from jobs import dispatch
+
+    woken = []
+    monkeypatch.setattr(services, "wake_dispatcher", lambda: woken.append(1))
+    dispatch._wake_for_work_that_came_late()
+    assert woken == []  # nothing to do
+
+    submit(owner, "came late")
+    services.dispatch_pause(reason="maintenance")
+    dispatch._wake_for_work_that_came_late()
+    assert woken == []  # paused: a new run would stop at once
+
+    services.dispatch_resume()
+    dispatch._wake_for_work_that_came_late()
+    assert woken == [1]
