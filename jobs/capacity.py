@@ -21,7 +21,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from jobs import pacing
+from jobs import pacing, pricing
 from jobs.catalog import FLEX_MODELS
 from jobs.models import Attempt, Job, ModelLimit, State
 
@@ -87,7 +87,7 @@ def full_concurrency() -> int:
 
 def token_estimate(chars: int) -> int:
     """Input tokens of a prompt before it is sent: about four characters each."""
-    return max(1, math.ceil(chars / 4))
+    return max(1, pricing.tokens_for_chars(chars))  # every request counts
 
 
 # --- Claiming -----------------------------------------------------------------------------
@@ -181,9 +181,10 @@ class ClaimPlan:
             plan.save()
 
 
-def prompt_chars():
-    """The SQL expression for a job's prompt length, system instruction included."""
-    return Length("input_text") + Length("system_instruction")
+def prompt_chars(job: str = ""):
+    """The SQL expression for a job's prompt length, system instruction
+    included; `job` is the path to the job from another model ("job__")."""
+    return Length(f"{job}input_text") + Length(f"{job}system_instruction")
 
 
 def _in_flight_by_model(models: list[str]) -> dict[str, int]:
@@ -286,9 +287,7 @@ def weather(now: datetime | None = None, models: Iterable[str] | None = None) ->
         attempts = attempts.filter(job__model__in=models)
         running = running.filter(model__in=models)
         rows = rows.filter(model__in=models)
-    minute = attempts.values("job__model").annotate(
-        n=Count("id"), chars=Sum(Length("job__input_text") + Length("job__system_instruction"))
-    )
+    minute = attempts.values("job__model").annotate(n=Count("id"), chars=Sum(prompt_chars("job__")))
     last_minute = {row["job__model"]: (row["n"], row["chars"] or 0) for row in minute}
     flying = dict(running.values("model").annotate(n=Count("id")).values_list("model", "n"))
     report = []
@@ -318,7 +317,7 @@ def weather(now: datetime | None = None, models: Iterable[str] | None = None) ->
                 rpm_pacing=pacing.effective_rpm(limits, pace, now, fallback_rpm()),
                 requests_last_minute=requests,
                 tpm_limit=limits.tpm,
-                tokens_last_minute=math.ceil(chars / 4),
+                tokens_last_minute=pricing.tokens_for_chars(chars),
                 rpd_limit=limits.rpd,
                 requests_today=used_today,
                 resumes_at=pacing.next_pacific_midnight(now) if state == "paused" else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_HALF_UP, Decimal
 
 from jobs.catalog import LONG_PROMPT_THRESHOLD_TOKENS, PUBLISHED_PRICES
@@ -58,3 +59,8 @@ def job_costs(
         return None, None
     standard = standard_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)
     return tier_cost(standard, tier), standard
+
+
+def tokens_for_chars(chars: int) -> int:
+    """Tokens estimated before sending: about four characters each."""
+    return math.ceil(chars / 4)

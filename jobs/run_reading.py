@@ -6,7 +6,6 @@ yields; nothing here writes a row.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -84,7 +83,7 @@ class RunLine:
 
 
 def estimate_tokens(*texts: str) -> int:
-    return math.ceil(sum(len(text) for text in texts) / 4)
+    return pricing.tokens_for_chars(sum(len(text) for text in texts))
 
 
 class LineReader:

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -107,3 +109,13 @@ def as_user(client, user):
     """The test client, logged in as `user`."""
     client.force_login(user)
     return client
+
+
+def busiest_minute(starts: list[datetime]) -> int:
+    """The most requests started in any 60-second window (how Google and the
+    simulator count a per-minute limit)."""
+    starts = sorted(starts)
+    return max(
+        (bisect_left(starts, start + timedelta(seconds=60)) - i for i, start in enumerate(starts)),
+        default=0,
+    )

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import uuid
-from bisect import bisect_left
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +26,7 @@ from django_q.status import Stat
 
 from jobs import services
 from jobs.models import Attempt, Job, Outcome, State
-from tests.support import engine_env, qcluster, stop_process, wait_for
+from tests.support import busiest_minute, engine_env, qcluster, stop_process, wait_for
 from tests.test_engine import finished, submit
 from tests.test_settings import start_up
 
@@ -97,15 +96,6 @@ def dispatch_on_both(jobs: list[Job], clusters: dict[int, str]) -> None:
 def owners_by_cluster(jobs: list[Job], clusters: dict[int, str]) -> dict[str, str | None]:
     owners = Attempt.objects.filter(job__in=jobs).values_list("dispatcher", flat=True)
     return {owner: cluster_of(owner, clusters) for owner in set(owners)}
-
-
-def busiest_minute(starts: list) -> int:
-    """The most attempts started in any 60-second window."""
-    starts = sorted(starts)
-    return max(
-        (bisect_left(starts, start + timedelta(seconds=60)) - i for i, start in enumerate(starts)),
-        default=0,
-    )
 
 
 def assert_each_job_succeeded_once(jobs: list[Job]) -> None:
