@@ -205,7 +205,7 @@ FLEX_MAX_PROMPT_CHARS = env_int("FLEX_MAX_PROMPT_CHARS", 1_000_000, minimum=1)
 # Room for the longest prompt plus its system instruction, JSON-escaped (up to
 # 6 bytes a character), so the limit a person meets is ours, with our message.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, 12 * FLEX_MAX_PROMPT_CHARS + 65_536)
-# Uploaded run files (jobs/runs.py): larger ones are refused whole, naming the limit.
+# Uploaded run files (jobs/runs/services.py): larger ones are refused whole, naming the limit.
 FLEX_RUN_MAX_BYTES = env_int("FLEX_RUN_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
 FLEX_RUN_MAX_LINES = env_int("FLEX_RUN_MAX_LINES", 100_000, minimum=1)
 # An uploaded file above this size is spooled to a temporary file, not held in

@@ -1,13 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from jobs.health import healthz
+from jobs.web.health import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("account/", include("jobs.account_urls")),
+    path("account/", include("jobs.web.account_urls")),
     path("api/", include("jobs.api_urls")),
-    path("", include("jobs.urls")),
+    path("", include("jobs.web.urls")),
 ]

@@ -8,8 +8,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from jobs import capacity, pacing, runs, services
 from jobs.catalog import FLEX_MODELS
+from jobs.engine import actions, capacity, control, pacing
 from jobs.models import (
     Attempt,
     DispatchControl,
@@ -19,6 +19,7 @@ from jobs.models import (
     ModelPrice,
     Run,
 )
+from jobs.runs import services as runs
 
 # What an operator reads about one try, in the job's inline and the list.
 ATTEMPT_COLUMNS = (
@@ -156,33 +157,33 @@ class JobAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         extra_context = {**(extra_context or {}), "title": f"Jobs (route: {settings.GEMINI_API})"}
-        control = services.dispatch_control()
-        if control.paused:
+        switch = control.dispatch_control()
+        if switch.paused:
             self.message_user(
                 request,
-                f"Dispatch is paused since {control.paused_at:%Y-%m-%d %H:%M}: {control.reason}",
+                f"Dispatch is paused since {switch.paused_at:%Y-%m-%d %H:%M}: {switch.reason}",
                 messages.WARNING,
             )
         return super().changelist_view(request, extra_context)
 
     @admin.action(description="Retry selected jobs now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        done = sum(services.job_retry_now(job=job) for job in queryset)
+        done = sum(actions.job_retry_now(job=job) for job in queryset)
         self.message_user(request, f"{done} of {queryset.count()} jobs will run again now.")
 
     @admin.action(description="Cancel selected jobs (queued or waiting to retry)")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        done = sum(services.job_cancel(job=job) for job in queryset)
+        done = sum(actions.job_cancel(job=job) for job in queryset)
         self.message_user(request, f"{done} of {queryset.count()} jobs cancelled.")
 
     @admin.action(description="Pause dispatch (all jobs)")
     def pause_dispatch(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        services.dispatch_pause(reason=f"Paused by {request.user} from the admin.")
+        control.dispatch_pause(reason=f"Paused by {request.user} from the admin.")
         self.message_user(request, "Dispatch paused: no new requests will be sent.")
 
     @admin.action(description="Resume dispatch (all jobs)")
     def resume_dispatch(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        services.dispatch_resume()
+        control.dispatch_resume()
         self.message_user(request, "Dispatch resumed.")
 
 
@@ -223,7 +224,7 @@ class DispatchControlAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resume dispatch")
     def resume(self, request: HttpRequest, queryset: QuerySet[DispatchControl]) -> None:
-        services.dispatch_resume()
+        control.dispatch_resume()
         self.message_user(request, "Dispatch resumed.")
 
 

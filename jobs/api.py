@@ -22,11 +22,16 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
-from jobs import capacity, formats, queries, run_queries, run_views, runs, services, tokens
+from jobs import formats
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
-from jobs.gemini import redact_api_key
+from jobs.engine import actions, capacity, submitting, tokens
+from jobs.engine.gemini import redact_api_key
 from jobs.models import Attempt, DeadlinePolicy, Job, Run, State, Tier
-from jobs.run_reading import RunRejected
+from jobs.runs import downloads
+from jobs.runs import queries as run_queries
+from jobs.runs import services as runs
+from jobs.runs.reading import RunRejected
+from jobs.web import queries
 
 MAX_PROMPTS_PER_REQUEST = 1000
 MAX_PAGE_SIZE = 100
@@ -165,7 +170,7 @@ class JobIn(BaseModel):
     max_attempts: int | None = Field(
         None,
         description="The server's default (FLEX_MAX_ATTEMPTS) when absent.",
-        json_schema_extra={"minimum": 1, "maximum": services.MAX_ATTEMPTS_LIMIT},
+        json_schema_extra={"minimum": 1, "maximum": submitting.MAX_ATTEMPTS_LIMIT},
     )
     fallback_standard: bool = Field(
         False, description="Run the last allowed attempt on the standard tier (full price)."
@@ -307,8 +312,7 @@ ERRORS = {401: Message, 404: Message, 422: Invalid}
 
 # --- Endpoints -----------------------------------------------------------------
 def _visible_jobs(request: HttpRequest):
-    jobs = Job.objects.select_related("owner")
-    return jobs if request.auth.is_staff else jobs.filter(owner=request.auth)
+    return Job.objects.visible_to(request.auth).select_related("owner")
 
 
 def _job_for(request: HttpRequest, job_id: int) -> Job:
@@ -329,18 +333,8 @@ def create_jobs(request: HttpRequest, payload: JobIn):
     prompts = [payload.prompt] if payload.prompt is not None else payload.prompts
     if prompts is None:
         raise DjangoValidationError({"prompt": "Send a prompt (or a list in prompts)."})
-    spec = services.JobSpec(
-        model=payload.model,
-        tier=payload.tier,
-        max_attempts=payload.max_attempts,
-        fallback_standard=payload.fallback_standard,
-        system_instruction=payload.system_instruction,
-        temperature=payload.temperature,
-        max_output_tokens=payload.max_output_tokens,
-        deadline_at=payload.deadline_at,
-        deadline_policy=payload.deadline_policy,
-    )
-    created = services.jobs_submit(owner=request.auth, prompts=prompts, spec=spec)
+    spec = submitting.JobSpec.from_fields(dict(payload))
+    created = submitting.jobs_submit(owner=request.auth, prompts=prompts, spec=spec)
     return Status(201, {"jobs": created})
 
 
@@ -379,7 +373,7 @@ def get_job(request: HttpRequest, job_id: JobId):
 def cancel_job(request: HttpRequest, job_id: JobId):
     """Cancel a job that is queued or waiting to retry."""
     job = _job_for(request, job_id)
-    if not services.job_cancel(job=job):
+    if not actions.job_cancel(job=job):
         raise HttpError(
             409, f"Job {job.pk} is {job.state}; only queued or retrying jobs can be cancelled."
         )
@@ -395,7 +389,7 @@ def cancel_job(request: HttpRequest, job_id: JobId):
 def retry_job(request: HttpRequest, job_id: JobId):
     """Run a failed or waiting job again now."""
     job = _job_for(request, job_id)
-    if not services.job_retry_now(job=job):
+    if not actions.job_retry_now(job=job):
         raise HttpError(
             409, f"Job {job.pk} is {job.state}; only failed or retrying jobs can be retried."
         )
@@ -418,7 +412,7 @@ class BatchIn(Schema):
     model: str = Field(DEFAULT_MODEL, json_schema_extra={"enum": list(FLEX_MODELS)})
     tier: str = Field(Tier.FLEX.value, json_schema_extra={"enum": list(Tier.values)})
     max_attempts: int | None = Field(
-        None, json_schema_extra={"minimum": 1, "maximum": services.MAX_ATTEMPTS_LIMIT}
+        None, json_schema_extra={"minimum": 1, "maximum": submitting.MAX_ATTEMPTS_LIMIT}
     )
     fallback_standard: bool = False
     system_instruction: Text = ""
@@ -565,17 +559,7 @@ def create_batch(request: HttpRequest, file: File[UploadedFile], options: Form[B
     """Upload a file of prompts (multipart `file`): plain text, JSONL, CSV, or a
     Gemini, OpenAI or Anthropic batch file. All lines or none become jobs; a
     refused file answers 422 listing the first bad lines by number."""
-    spec = services.JobSpec(
-        model=options.model,
-        tier=options.tier,
-        max_attempts=options.max_attempts,
-        fallback_standard=options.fallback_standard,
-        system_instruction=options.system_instruction,
-        temperature=options.temperature,
-        max_output_tokens=options.max_output_tokens,
-        deadline_at=options.deadline_at,
-        deadline_policy=options.deadline_policy,
-    )
+    spec = submitting.JobSpec.from_fields(dict(options))
     if options.format and options.format not in formats.FORMATS:
         raise DjangoValidationError({"format": f"Choose one of {', '.join(formats.FORMATS)}."})
     try:
@@ -626,7 +610,7 @@ def get_batch(request: HttpRequest, batch_id: BatchId):
 )
 def batch_results(request: HttpRequest, batch_id: BatchId):
     """The finished lines as JSONL, in the uploaded format's result shape, keyed by its ids."""
-    return run_views.results_download(_batch_for(request, batch_id))
+    return downloads.results(_batch_for(request, batch_id))
 
 
 @api.get(
@@ -637,7 +621,7 @@ def batch_results(request: HttpRequest, batch_id: BatchId):
 )
 def batch_results_csv(request: HttpRequest, batch_id: BatchId):
     """Every line as CSV: id, state, attempts, 503s, 429s, tokens, cost, output."""
-    return run_views.csv_download(_batch_for(request, batch_id))
+    return downloads.results_csv(_batch_for(request, batch_id))
 
 
 @api.get(
@@ -648,7 +632,7 @@ def batch_results_csv(request: HttpRequest, batch_id: BatchId):
 )
 def batch_unfinished(request: HttpRequest, batch_id: BatchId):
     """The failed, cancelled and unfinished lines in the uploaded format, to upload again."""
-    return run_views.unfinished_download(_batch_for(request, batch_id))
+    return downloads.unfinished(_batch_for(request, batch_id))
 
 
 # --- Capacity weather ----------------------------------------------------------

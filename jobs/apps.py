@@ -22,7 +22,7 @@ def _wake_on_worker_start(sender, proc_name: str, **kwargs) -> None:
     """A cluster that starts (or restarts after a crash) picks up waiting work
     at once instead of at the Schedule's next minute, and makes sure that
     every-minute Schedule exists (an operator may have deleted it)."""
-    from jobs.services import dispatch_schedule_ensure, wake_dispatcher
+    from jobs.engine.control import dispatch_schedule_ensure, wake_dispatcher
 
     try:
         dispatch_schedule_ensure()

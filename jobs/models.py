@@ -1,3 +1,8 @@
+"""FlexDash's tables: jobs and their attempts, runs, the dispatcher's control
+rows, per-model prices and limits, and API tokens. Rules that belong to one
+row (or to which rows a person may see) live here as model methods; every
+change of a job's state goes through jobs/engine/."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -59,6 +64,13 @@ class Outcome(models.TextChoices):
     PAUSED = "paused", "Dispatch paused"
     LOST = "lost", "Lost with its worker"
     DISCARDED = "discarded", "Discarded (job no longer running)"
+
+
+class OwnedQuerySet(models.QuerySet):
+    def visible_to(self, user) -> OwnedQuerySet:
+        """What this person may see: their own rows; staff see everyone's.
+        Pages and the API both ask here, and answer 404 for the rest."""
+        return self if user.is_staff else self.filter(owner=user)
 
 
 class Job(models.Model):
@@ -125,6 +137,8 @@ class Job(models.Model):
     first_started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OwnedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
@@ -256,7 +270,7 @@ class ModelPrice(models.Model):
 class ModelLimit(models.Model):
     """One model's quota and what the dispatchers have learned about it.
 
-    Every dispatcher on every machine paces against this row (jobs/capacity.py),
+    Every dispatcher on every machine paces against this row (jobs/engine/capacity.py),
     so limits hold in sum. An empty limit means the environment's default
     (FLEX_RPM_LIMIT, FLEX_TPM_LIMIT, FLEX_RPD_LIMIT); 0 means no limit."""
 
@@ -288,7 +302,7 @@ class ModelLimit(models.Model):
     # A 503 storm lowers concurrency and rate (storm_factor < 1); it recovers quickly.
     storm_factor = models.FloatField(default=1.0)
     storm_factor_at = models.DateTimeField(null=True, blank=True)
-    # Recent outcomes, decayed exponentially (jobs/pacing.py, Recent).
+    # Recent outcomes, decayed exponentially (jobs/engine/pacing.py, Recent).
     recent_at = models.DateTimeField(null=True, blank=True)
     recent_calls = models.FloatField(default=0.0)
     recent_503 = models.FloatField(default=0.0)
@@ -305,7 +319,7 @@ class ModelLimit(models.Model):
 
 class ApiToken(models.Model):
     """A script's key to the JSON API. Only a SHA-256 of the token is kept:
-    the token itself is shown once, when it is created (jobs/tokens.py)."""
+    the token itself is shown once, when it is created (jobs/engine/tokens.py)."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
@@ -357,7 +371,7 @@ class Run(models.Model):
     deadline_policy = models.CharField(
         "at the deadline", max_length=16, choices=DeadlinePolicy, default=DeadlinePolicy.KEEP
     )
-    # The estimate shown before the run was created (jobs/runs.py, Estimate).
+    # The estimate shown before the run was created (jobs/runs/services.py, Estimate).
     estimated_input_tokens = models.PositiveBigIntegerField(default=0)
     estimated_output_tokens = models.PositiveBigIntegerField(default=0)
     estimated_cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
@@ -368,6 +382,8 @@ class Run(models.Model):
     finished_at = models.DateTimeField(
         null=True, blank=True, help_text="When the last job finished; empty while any is active."
     )
+
+    objects = OwnedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

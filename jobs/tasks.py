@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from jobs import services
-from jobs.dispatch import run_dispatcher
+from jobs.engine import actions
+from jobs.engine.dispatch import run_dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -14,7 +14,7 @@ def dispatch() -> str:
     # Every run (the minute Schedule, a wake-up) applies passed deadlines
     # first, so they take effect even when no dispatcher is running.
     try:
-        services.jobs_apply_deadlines()
+        actions.jobs_apply_deadlines()
     except Exception:
         logger.exception("Applying deadlines failed; the next run tries again")
     return run_dispatcher()

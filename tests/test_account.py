@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from jobs import tokens
+from jobs.engine import tokens
 from jobs.models import ApiToken
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from jobs import services
+from jobs.engine import control, submitting
 from jobs.models import Attempt, Job, Outcome, State
 
 pytestmark = pytest.mark.django_db
@@ -18,8 +18,8 @@ def operator(admin_client):
 
 @pytest.fixture
 def job(admin_user):
-    (job,) = services.jobs_submit(
-        owner=admin_user, prompts=["a prompt"], spec=services.JobSpec(model="gemini-2.5-flash")
+    (job,) = submitting.jobs_submit(
+        owner=admin_user, prompts=["a prompt"], spec=submitting.JobSpec(model="gemini-2.5-flash")
     )
     Attempt.objects.create(
         job=job,
@@ -64,11 +64,11 @@ def test_cancel_and_retry_actions_change_state(operator, job):
 
 def test_pause_and_resume_dispatch_with_the_reason_shown(operator, job):
     act(operator, "pause_dispatch", job)
-    assert services.dispatch_is_paused()
+    assert control.dispatch_is_paused()
     page = operator.get("/admin/jobs/job/").content.decode()
     assert "Dispatch is paused" in page and "from the admin" in page
     act(operator, "resume_dispatch", job)
-    assert not services.dispatch_is_paused()
+    assert not control.dispatch_is_paused()
 
 
 def test_attempts_are_read_only(operator, job):
@@ -89,7 +89,7 @@ def test_django_q2_admin_stays_available(operator):
 def run(admin_user):
     import io
 
-    from jobs import runs
+    from jobs.runs import services as runs
     from tests.run_files import prompt_file
 
     name, content = prompt_file("jsonl", [("q1", "first"), ("q2", "second")])
@@ -97,7 +97,7 @@ def run(admin_user):
         owner=admin_user,
         stream=io.BytesIO(content),
         filename=name,
-        spec=services.JobSpec(model="gemini-2.5-flash"),
+        spec=submitting.JobSpec(model="gemini-2.5-flash"),
         name="eval",
     )
 

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from jobs import services, tokens
+from jobs.engine import actions, submitting, tokens
 from jobs.models import Attempt, ErrorKind, Job, Outcome, State
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +28,9 @@ def api_client(user) -> Client:
 
 def submit(owner, *prompts: str, **spec) -> list[Job]:
     spec.setdefault("model", MODEL)
-    return services.jobs_submit(owner=owner, prompts=list(prompts), spec=services.JobSpec(**spec))
+    return submitting.jobs_submit(
+        owner=owner, prompts=list(prompts), spec=submitting.JobSpec(**spec)
+    )
 
 
 def post_json(client: Client, url: str, body):
@@ -260,7 +262,7 @@ def test_the_list_is_newest_first_with_a_total(alice, as_alice):
 
 def test_the_list_filters_by_state_model_and_prompt_text(alice, as_alice):
     [cancelled] = submit(alice, "about otters")
-    services.job_cancel(job=cancelled)
+    actions.job_cancel(job=cancelled)
     [pro] = submit(alice, "about owls", model="gemini-2.5-pro")
     [plain] = submit(alice, "About OTTERS again")
 

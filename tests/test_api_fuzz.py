@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from flexdash.wsgi import application
-from jobs import services, tokens
 from jobs.api import api
+from jobs.engine import submitting, tokens
 from jobs.models import Job, State
 
 MAX_EXAMPLES = 50
@@ -44,9 +44,9 @@ def bearer(db) -> dict[str, str]:
     someone else's, so small generated ids reach real rows."""
     researcher = get_user_model().objects.create_user("fuzz")
     other = get_user_model().objects.create_user("other")
-    spec = services.JobSpec(model="gemini-2.5-flash")
-    services.jobs_submit(owner=other, prompts=["not yours"], spec=spec)
-    jobs = services.jobs_submit(owner=researcher, prompts=list(State.values), spec=spec)
+    spec = submitting.JobSpec(model="gemini-2.5-flash")
+    submitting.jobs_submit(owner=other, prompts=["not yours"], spec=spec)
+    jobs = submitting.jobs_submit(owner=researcher, prompts=list(State.values), spec=spec)
     for job, state in zip(jobs, State.values, strict=True):
         Job.objects.filter(pk=job.pk).update(state=state)
     _, token = tokens.api_token_create(user=researcher, name="fuzz")

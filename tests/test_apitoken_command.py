@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from jobs.engine.tokens import token_hash
 from jobs.models import ApiToken
-from jobs.tokens import token_hash
 
 pytestmark = pytest.mark.django_db
 

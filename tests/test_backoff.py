@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobs.backoff import (
+from jobs.engine.backoff import (
     Policy,
     backoff_delay,
     decide,

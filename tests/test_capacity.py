@@ -10,8 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs import capacity, pacing, services
-from jobs.gemini import GeminiError, GeminiResult
+from jobs.engine import capacity, claiming, pacing, recording, submitting
+from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Attempt, Job, ModelLimit, State
 
 pytestmark = pytest.mark.django_db
@@ -43,14 +43,14 @@ def owner():
 
 
 def queue(owner, count: int, *, model: str = FLASH, prompt: str = "p") -> list[Job]:
-    spec = services.JobSpec(model=model)
-    return services.jobs_submit(
+    spec = submitting.JobSpec(model=model)
+    return submitting.jobs_submit(
         owner=owner, prompts=[f"{prompt} {n}" for n in range(count)], spec=spec
     )
 
 
 def claim(limit: int = 1000):
-    return services.jobs_claim(owner="d1", limit=limit, lease_seconds=60)
+    return claiming.jobs_claim(owner="d1", limit=limit, lease_seconds=60)
 
 
 def limit(model: str = FLASH, **limits) -> None:
@@ -111,10 +111,10 @@ def test_the_daily_cap_waits_for_midnight_pacific(owner, clock):
     queue(owner, 8)
     first = claim()
     assert len(first) == 5
-    services.attempts_record(owner="d1", outcomes=[_outcome(c) for c in first])
+    recording.attempts_record(owner="d1", outcomes=[_outcome(c) for c in first])
     clock.tick(3600)
     assert claim() == []
-    assert services.seconds_until_next_due() is None  # no dispatcher stays up for it
+    assert claiming.seconds_until_next_due() is None  # no dispatcher stays up for it
     (flash,) = [w for w in capacity.weather() if w.model == FLASH]
     assert flash.state == "paused" and "midnight Pacific" in flash.reason
     assert flash.resumes_at == datetime(2026, 6, 3, 7, 0, tzinfo=UTC)  # 00:00 PDT
@@ -127,7 +127,7 @@ def test_the_daily_cap_waits_for_midnight_pacific(owner, clock):
 
 def _outcome(job_claim, error: GeminiError | None = None):
     result = error or GeminiResult("ok", "r1", 10, 5, 0, "flex")
-    return services.AttemptOutcome(job_claim, result, 0.1)
+    return recording.AttemptOutcome(job_claim, result, 0.1)
 
 
 def _rate_limited():
@@ -138,13 +138,17 @@ def test_429s_step_the_rate_down_once_per_burst_and_it_recovers_slowly(owner, cl
     settings.FLEX_RPM_LIMIT = 600
     queue(owner, 200)
     first = claim()
-    services.attempts_record(owner="d1", outcomes=[_outcome(c, _rate_limited()) for c in first[:5]])
+    recording.attempts_record(
+        owner="d1", outcomes=[_outcome(c, _rate_limited()) for c in first[:5]]
+    )
     row = ModelLimit.objects.get(model=FLASH)
     assert row.rate_factor == pytest.approx(0.8)
     assert row.recent_429 == 5
 
     clock.tick(5)  # the rest of the same burst: no second step
-    services.attempts_record(owner="d1", outcomes=[_outcome(c, _rate_limited()) for c in first[5:]])
+    recording.attempts_record(
+        owner="d1", outcomes=[_outcome(c, _rate_limited()) for c in first[5:]]
+    )
     assert ModelLimit.objects.get(model=FLASH).rate_factor == pytest.approx(0.8)
 
     clock.tick(2)  # paced at ~80%: 7.6 a second, and a smaller burst (14)
@@ -175,9 +179,9 @@ def test_shed_calls_start_a_storm_and_answers_end_it(owner, clock):
     queue(owner, 60)
     claims = claim()
     shed = GeminiError("capacity", "overloaded", http_status=503)
-    services.attempts_record(owner="d1", outcomes=[_outcome(c, shed) for c in claims[:30]])
+    recording.attempts_record(owner="d1", outcomes=[_outcome(c, shed) for c in claims[:30]])
     assert ModelLimit.objects.get(model=FLASH).storm_factor == 0.5
     clock.tick(2)
-    services.attempts_record(owner="d1", outcomes=[_outcome(c) for c in claims[30:32]])
+    recording.attempts_record(owner="d1", outcomes=[_outcome(c) for c in claims[30:32]])
     assert ModelLimit.objects.get(model=FLASH).storm_factor == 1.0
     assert Attempt.objects.filter(http_status=503).count() == 30

@@ -12,7 +12,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
-from jobs import services
+from jobs.engine import submitting
 from jobs.models import FINISHED_STATES, Attempt, Job, ModelLimit, State
 from tests.support import busiest_minute, engine_env, qcluster, wait_for
 
@@ -29,8 +29,8 @@ def researcher():
 def submit(owner, count: int, label: str, **spec) -> list[Job]:
     t = uuid.uuid4().hex[:8]
     prompts = [f"{label} {t} {n}" for n in range(count)]
-    spec = services.JobSpec(model=MODEL, **spec)
-    return services.jobs_submit(owner=owner, prompts=prompts, spec=spec)
+    spec = submitting.JobSpec(model=MODEL, **spec)
+    return submitting.jobs_submit(owner=owner, prompts=prompts, spec=spec)
 
 
 def all_finished(jobs: list[Job]):

@@ -11,8 +11,8 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from jobs import pacing, tokens
 from jobs.catalog import FLEX_MODELS
+from jobs.engine import pacing, tokens
 from jobs.models import Attempt, Job, ModelLimit, Outcome, State
 from tests.support import as_user
 

@@ -18,9 +18,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from jobs import runs, services, tokens
-from jobs.gemini import GeminiError, GeminiResult
+from jobs.engine import actions, claiming, recording, submitting, tokens
+from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Attempt, Job, Outcome, Run, State, Tier
+from jobs.runs import services as runs
 from tests.run_files import prompt_file
 from tests.support import as_user, engine_env, qcluster, wait_for
 
@@ -32,15 +33,17 @@ HTMX = {"HX-Request": "true"}
 
 def submit(owner, *prompts: str, **spec) -> list[Job]:
     spec.setdefault("model", MODEL)
-    return services.jobs_submit(owner=owner, prompts=list(prompts), spec=services.JobSpec(**spec))
+    return submitting.jobs_submit(
+        owner=owner, prompts=list(prompts), spec=submitting.JobSpec(**spec)
+    )
 
 
 def soon(**delta) -> datetime:
     return timezone.now() + timedelta(**(delta or {"hours": 1}))
 
 
-def claim_one(job: Job, owner: str = "d1") -> services.Claim:
-    (claim,) = services.jobs_claim(owner=owner, limit=1, lease_seconds=60)
+def claim_one(job: Job, owner: str = "d1") -> claiming.Claim:
+    (claim,) = claiming.jobs_claim(owner=owner, limit=1, lease_seconds=60)
     assert claim.job_id == job.pk
     return claim
 
@@ -64,7 +67,7 @@ def answer(tier: str = "flex") -> GeminiResult:
 # --- Each policy does what it says -----------------------------------------------
 def test_keep_leaves_the_job_waiting_past_its_deadline(ada):
     (job,) = submit(ada, "keep me", deadline_at=soon(), deadline_policy="keep")
-    counts = services.jobs_apply_deadlines(now=after(job))
+    counts = actions.jobs_apply_deadlines(now=after(job))
     assert counts == {"cancelled": 0, "moved_waiting": 0, "moved_running": 0}
     job.refresh_from_db()
     assert (job.state, job.tier_requested) == (State.QUEUED, Tier.FLEX)
@@ -74,7 +77,7 @@ def test_cancel_cancels_waiting_jobs_at_the_deadline(ada):
     queued, retrying = submit(ada, "one", "two", deadline_at=soon(), deadline_policy="cancel")
     Job.objects.filter(pk=retrying.pk).update(state=State.RETRYING, next_attempt_at=soon(minutes=5))
     moment = after(queued)
-    assert services.jobs_apply_deadlines(now=moment)["cancelled"] == 2
+    assert actions.jobs_apply_deadlines(now=moment)["cancelled"] == 2
     for job in (queued, retrying):
         job.refresh_from_db()
         assert (job.state, job.finished_at, job.next_attempt_at) == (State.CANCELLED, moment, None)
@@ -84,11 +87,11 @@ def test_cancel_cancels_waiting_jobs_at_the_deadline(ada):
 def test_cancel_cancels_a_running_job_and_discards_its_late_answer(ada):
     (job,) = submit(ada, "in flight", deadline_at=soon(), deadline_policy="cancel")
     claim = claim_one(job)
-    assert services.jobs_apply_deadlines(now=after(job))["cancelled"] == 1
+    assert actions.jobs_apply_deadlines(now=after(job))["cancelled"] == 1
     job.refresh_from_db()
     assert (job.state, job.lease_owner) == (State.CANCELLED, "")
 
-    assert services.attempt_succeeded(claim=claim, owner="d1", result=answer(), latency=3) is False
+    assert recording.attempt_succeeded(claim=claim, owner="d1", result=answer(), latency=3) is False
     job.refresh_from_db()
     assert (job.state, job.result_text, job.cost_usd) == (State.CANCELLED, "", None)
     assert Attempt.objects.get(job=job).outcome == Outcome.DISCARDED
@@ -97,9 +100,9 @@ def test_cancel_cancels_a_running_job_and_discards_its_late_answer(ada):
 def test_a_late_failure_of_a_cancelled_running_job_is_discarded_too(ada):
     (job,) = submit(ada, "in flight", deadline_at=soon(), deadline_policy="cancel")
     claim = claim_one(job)
-    services.jobs_apply_deadlines(now=after(job))
+    actions.jobs_apply_deadlines(now=after(job))
     shed = GeminiError("capacity", "overloaded", http_status=503)
-    assert services.attempt_failed(claim=claim, owner="d1", error=shed, latency=1) == "discarded"
+    assert recording.attempt_failed(claim=claim, owner="d1", error=shed, latency=1) == "discarded"
     job.refresh_from_db()
     assert (job.state, job.http_503) == (State.CANCELLED, 0)
 
@@ -110,7 +113,7 @@ def test_standard_moves_waiting_flex_jobs_to_standard_and_makes_them_due(ada):
         state=State.RETRYING, next_attempt_at=soon(minutes=10)
     )
     moment = after(queued)
-    counts = services.jobs_apply_deadlines(now=moment)
+    counts = actions.jobs_apply_deadlines(now=moment)
     assert counts == {"cancelled": 0, "moved_waiting": 2, "moved_running": 0}
     for job in (queued, retrying):
         job.refresh_from_db()
@@ -122,12 +125,12 @@ def test_standard_lets_a_running_job_finish_its_flex_try_and_retry_on_standard(a
     (job,) = submit(ada, "in flight", deadline_at=soon(), deadline_policy="standard")
     claim = claim_one(job)
     assert claim.tier == Tier.FLEX
-    assert services.jobs_apply_deadlines(now=after(job))["moved_running"] == 1
+    assert actions.jobs_apply_deadlines(now=after(job))["moved_running"] == 1
     job.refresh_from_db()
     assert (job.state, job.tier_requested) == (State.RUNNING, Tier.STANDARD)
 
     shed = GeminiError("capacity", "overloaded", http_status=503)
-    assert services.attempt_failed(claim=claim, owner="d1", error=shed, latency=1) == "retry"
+    assert recording.attempt_failed(claim=claim, owner="d1", error=shed, latency=1) == "retry"
     Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
     retry = claim_one(job, owner="d2")
     assert retry.tier == Tier.STANDARD
@@ -139,7 +142,7 @@ def test_a_deadline_still_ahead_changes_nothing(ada):
         submit(ada, f"not yet {policy}", deadline_at=soon(minutes=30), deadline_policy=policy)
     submit(ada, "no deadline at all")
     before = list(Job.objects.order_by("pk").values("state", "tier_requested", "next_attempt_at"))
-    counts = services.jobs_apply_deadlines(now=timezone.now() + timedelta(minutes=29))
+    counts = actions.jobs_apply_deadlines(now=timezone.now() + timedelta(minutes=29))
     assert counts == {"cancelled": 0, "moved_waiting": 0, "moved_running": 0}
     assert list(
         Job.objects.order_by("pk").values("state", "tier_requested", "next_attempt_at")
@@ -152,7 +155,7 @@ def test_finished_jobs_and_jobs_already_on_standard_are_left_alone(ada):
     Job.objects.filter(pk=moved.pk).update(tier_requested=Tier.STANDARD)
     (cancel_done,) = submit(ada, "done too", deadline_at=soon(), deadline_policy="cancel")
     Job.objects.filter(pk=cancel_done.pk).update(state=State.FAILED)
-    counts = services.jobs_apply_deadlines(now=after(done))
+    counts = actions.jobs_apply_deadlines(now=after(done))
     assert counts == {"cancelled": 0, "moved_waiting": 0, "moved_running": 0}
     assert Job.objects.get(pk=cancel_done.pk).state == State.FAILED
 
@@ -160,17 +163,17 @@ def test_finished_jobs_and_jobs_already_on_standard_are_left_alone(ada):
 def test_the_dispatcher_stays_up_for_a_deadline_that_makes_work_due(ada):
     (job,) = submit(ada, "backing off", deadline_at=soon(seconds=10), deadline_policy="standard")
     Job.objects.filter(pk=job.pk).update(state=State.RETRYING, next_attempt_at=soon(minutes=10))
-    assert 5 < services.seconds_until_next_due() <= 10
+    assert 5 < claiming.seconds_until_next_due() <= 10
     # A cancel makes nothing due: the dispatcher need not wait for it.
     Job.objects.filter(pk=job.pk).update(deadline_policy="cancel")
-    assert services.seconds_until_next_due() > 500
+    assert claiming.seconds_until_next_due() > 500
 
 
 def test_a_failed_job_retried_after_its_cancel_deadline_keeps_waiting(ada):
     (job,) = submit(ada, "failed", deadline_at=soon(), deadline_policy="cancel")
     Job.objects.filter(pk=job.pk).update(state=State.FAILED, deadline_at=soon(seconds=-60))
-    assert services.job_retry_now(job=job)
-    assert services.jobs_apply_deadlines()["cancelled"] == 0
+    assert actions.job_retry_now(job=job)
+    assert actions.jobs_apply_deadlines()["cancelled"] == 0
     job.refresh_from_db()
     assert (job.state, job.deadline_policy) == (State.QUEUED, "keep")
 
@@ -205,7 +208,7 @@ def make_run(owner, *, lines=(("a", "first prompt"), ("b", "second prompt")), **
         owner=owner,
         stream=io.BytesIO(content),
         filename=filename,
-        spec=services.JobSpec(model=MODEL, **spec),
+        spec=submitting.JobSpec(model=MODEL, **spec),
     )
 
 
@@ -216,7 +219,7 @@ def test_a_run_carries_its_deadline_onto_every_job(ada):
     assert (run.deadline_at, run.deadline_policy) == (deadline, "standard")
     assert set(run.jobs.values_list("deadline_at", "deadline_policy")) == {(deadline, "standard")}
 
-    services.jobs_apply_deadlines(now=deadline + timedelta(seconds=1))
+    actions.jobs_apply_deadlines(now=deadline + timedelta(seconds=1))
     assert set(run.jobs.values_list("tier_requested", flat=True)) == {Tier.STANDARD}
 
 
@@ -376,7 +379,7 @@ def test_time_left_shows_on_the_jobs_list_and_the_job_page(signed_in, ada):
 
     Job.objects.filter(pk=job.pk).update(deadline_at=soon(seconds=-60))
     job.refresh_from_db()
-    services.jobs_apply_deadlines()
+    actions.jobs_apply_deadlines()
     detail = signed_in.get(f"/jobs/{job.pk}/", headers=HTMX).content.decode()
     clock = timezone.localtime(job.deadline_at).strftime("%H:%M")
     assert "Deadline passed at <time" in detail and f">{clock}</time>: cancelled" in detail
@@ -391,7 +394,7 @@ def test_the_run_page_shows_time_left_then_what_the_deadline_did(signed_in, ada)
     passed = soon(seconds=-30)
     Run.objects.filter(pk=run.pk).update(deadline_at=passed)
     run.jobs.update(deadline_at=passed)
-    services.jobs_apply_deadlines()
+    actions.jobs_apply_deadlines()
     live = signed_in.get(f"/runs/{run.pk}/", headers={**HTMX, "HX-Target": "run-live"})
     clock = timezone.localtime(passed).strftime("%H:%M")
     assert "Deadline passed at <time" in live.content.decode()

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs import services
+from jobs.engine import control, submitting
 from jobs.models import FINISHED_STATES, Attempt, DispatcherSlot, Job, Outcome, State
 from tests.support import engine_env, qcluster, start_process, stop_process, wait_for
 
@@ -41,7 +41,9 @@ def researcher():
 
 def submit(owner, *prompts: str, **spec) -> list[Job]:
     spec.setdefault("model", "gemini-2.5-flash")
-    return services.jobs_submit(owner=owner, prompts=list(prompts), spec=services.JobSpec(**spec))
+    return submitting.jobs_submit(
+        owner=owner, prompts=list(prompts), spec=submitting.JobSpec(**spec)
+    )
 
 
 def finished(jobs: list[Job]):
@@ -129,19 +131,19 @@ def test_bad_credentials_pause_dispatch_without_burning_attempts(env, researcher
     jobs = submit(researcher, *(f"key check {tag()} {n}" for n in range(3)), max_attempts=2)
     wrong_key = env(GEMINI_API_KEY="a-wrong-key")
     with qcluster(wrong_key, tmp_path / "q.log"):
-        wait_for(services.dispatch_is_paused, timeout=30, what="dispatch paused")
+        wait_for(control.dispatch_is_paused, timeout=30, what="dispatch paused")
         wait_for(
             lambda: not Job.objects.filter(state=State.RUNNING).exists(),
             timeout=30,
             what="in-flight requests settled",
         )
-    control = services.dispatch_control()
-    assert "API key" in control.reason and "403" in control.reason
+    switch = control.dispatch_control()
+    assert "API key" in switch.reason and "403" in switch.reason
     for job in Job.objects.filter(pk__in=[j.pk for j in jobs]):
         assert job.state == State.QUEUED
         assert job.budgeted_attempts == 0
 
-    services.dispatch_resume()
+    control.dispatch_resume()
     with qcluster(env(), tmp_path / "q2.log"):
         wait_for(finished(jobs), timeout=60, what="jobs finished after resume")
     assert set(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("state", flat=True)) == {

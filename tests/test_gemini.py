@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from jobs import gemini
-from jobs.gemini import GeminiError, GeminiGateway, GeminiRequest
+from jobs.engine import gemini
+from jobs.engine.gemini import GeminiError, GeminiGateway, GeminiRequest
 
 ROUTES = ["interactions", "generate_content"]
 

@@ -15,7 +15,7 @@ from django_q.conf import Conf
 from django_q.signing import SignedPackage
 from django_q.status import Stat, Status
 
-from jobs import services
+from jobs.engine import control
 from jobs.models import DispatcherSlot, Job, State
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +80,7 @@ def test_it_needs_no_login(client):
 
 def test_a_paused_dispatch_is_degraded_with_the_reason_but_still_200(client):
     live_dispatcher()
-    services.dispatch_pause(reason="Paused by root from the admin.")
+    control.dispatch_pause(reason="Paused by root from the admin.")
 
     response = client.get("/healthz")
 
@@ -166,7 +166,7 @@ def test_nothing_due_has_no_wait(client, ada):
 
 def test_it_never_shows_a_secret(client, settings):
     settings.GEMINI_API_KEY = "marker-gemini-key-4242"
-    services.dispatch_pause(reason="Gemini refused the API key (marker-gemini-key-4242).")
+    control.dispatch_pause(reason="Gemini refused the API key (marker-gemini-key-4242).")
 
     page = client.get("/healthz").content.decode()
 

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from jobs import services
+from jobs.engine import submitting
 from jobs.models import Job, State
 
 pytestmark = pytest.mark.django_db
@@ -39,9 +39,9 @@ def lines(*args: str) -> list[dict]:
 def jobs():
     ada = get_user_model().objects.create_user("ada")
     bob = get_user_model().objects.create_user("bob")
-    spec = services.JobSpec(model="gemini-2.5-flash")
-    a1, a2 = services.jobs_submit(owner=ada, prompts=["a1", "a2"], spec=spec)
-    services.jobs_submit(owner=bob, prompts=["b1"], spec=spec)
+    spec = submitting.JobSpec(model="gemini-2.5-flash")
+    a1, a2 = submitting.jobs_submit(owner=ada, prompts=["a1", "a2"], spec=spec)
+    submitting.jobs_submit(owner=bob, prompts=["b1"], spec=spec)
     Job.objects.filter(pk=a2.pk).update(
         state=State.SUCCEEDED, result_text="answer", http_503=2, tier_served="flex"
     )

@@ -1,4 +1,4 @@
-"""jobs/pacing.py, the pure arithmetic: GCRA never lets a 60-second window
+"""jobs/engine/pacing.py, the pure arithmetic: GCRA never lets a 60-second window
 exceed a limit, a 503 storm halves the pace and ends quickly, 429s step it
 down once per burst and it climbs back slowly, and the day turns at midnight
 Pacific whatever daylight saving does."""
@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from jobs import pacing
-from jobs.pacing import Bucket, Limits, Pace
+from jobs.engine import pacing
+from jobs.engine.pacing import Bucket, Limits, Pace
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 

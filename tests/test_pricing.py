@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from jobs.engine.pricing import job_costs, standard_cost, tier_cost
 from jobs.models import ModelPrice
-from jobs.pricing import job_costs, standard_cost, tier_cost
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from jobs import queries
 from jobs.models import Attempt, Job, Outcome, State
+from jobs.web import queries
 
 pytestmark = pytest.mark.django_db
 

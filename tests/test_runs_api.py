@@ -10,8 +10,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from jobs import runs, services, tokens
+from jobs.engine import submitting, tokens
 from jobs.models import Job, Run, State
+from jobs.runs import services as runs
 from tests.run_files import json_lines, prompt_file
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +44,7 @@ def make_run(owner, fmt="jsonl", lines=(("a", "one"), ("b", "two"))) -> Run:
         owner=owner,
         stream=io.BytesIO(content),
         filename=filename,
-        spec=services.JobSpec(model=MODEL),
+        spec=submitting.JobSpec(model=MODEL),
     )
 
 

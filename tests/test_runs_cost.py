@@ -17,9 +17,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from jobs import queries, run_queries, runs, services
-from jobs.gemini import GeminiError, GeminiResult
+from jobs.engine import claiming, recording, submitting
+from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Job, Run, Tier
+from jobs.runs import queries as run_queries
+from jobs.runs import services as runs
+from jobs.web import queries
 from tests.support import as_user
 
 pytestmark = pytest.mark.django_db
@@ -30,14 +33,14 @@ PROMPT = "x" * 400  # 100 tokens by the estimate (characters / 4)
 
 def make_run(owner, count: int, *, fallback: bool = False) -> Run:
     content = "".join(f"{PROMPT}\n" for _ in range(count)).encode()
-    spec = services.JobSpec(model=MODEL, max_attempts=2, fallback_standard=fallback)
+    spec = submitting.JobSpec(model=MODEL, max_attempts=2, fallback_standard=fallback)
     return runs.run_create(owner=owner, stream=io.BytesIO(content), filename="p.txt", spec=spec)
 
 
 def answer(count: int, *, served: str | None = None) -> list[Job]:
     """Claim `count` due jobs and answer each with 100 input and 40 output
     tokens, served at the tier the dispatcher asked for (or `served`)."""
-    claims = services.jobs_claim(owner="test", limit=count, lease_seconds=60)
+    claims = claiming.jobs_claim(owner="test", limit=count, lease_seconds=60)
     for claim in claims:
         result = GeminiResult(
             text="ok",
@@ -47,15 +50,15 @@ def answer(count: int, *, served: str | None = None) -> list[Job]:
             thought_tokens=0,
             tier_served=served or claim.tier,
         )
-        assert services.attempt_succeeded(claim=claim, owner="test", result=result, latency=1.0)
+        assert recording.attempt_succeeded(claim=claim, owner="test", result=result, latency=1.0)
     return list(Job.objects.filter(pk__in=[claim.job_id for claim in claims]))
 
 
 def fail_once(count: int) -> None:
     """Spend one attempt of `count` jobs on a 503 and make the retry due now."""
-    for claim in services.jobs_claim(owner="test", limit=count, lease_seconds=60):
+    for claim in claiming.jobs_claim(owner="test", limit=count, lease_seconds=60):
         error = GeminiError("capacity", "shed", http_status=503)
-        services.attempt_failed(claim=claim, owner="test", error=error, latency=1.0)
+        recording.attempt_failed(claim=claim, owner="test", error=error, latency=1.0)
     Job.objects.filter(next_attempt_at__isnull=False).update(next_attempt_at=timezone.now())
 
 

@@ -13,7 +13,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from jobs import tokens
+from jobs.engine import tokens
 from jobs.models import ACTIVE_STATES, Job, Run, State
 from jobs.simulator import ANSWER_PREFIX
 from tests.run_files import answer_of, json_lines, line_id, prompt_file

@@ -1,4 +1,4 @@
-"""jobs/runs.py: a run is created from a file whole or not at all, and its
+"""jobs/runs/services.py: a run is created from a file whole or not at all, and its
 actions change only the jobs they name, with conditional updates."""
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
-from jobs import runs, services
+from jobs.engine import control, submitting
 from jobs.models import Attempt, Job, Run, State, Tier
-from jobs.run_reading import RunRejected
+from jobs.runs import services as runs
+from jobs.runs.reading import RunRejected
 from tests.run_files import prompt_file
 
 pytestmark = pytest.mark.django_db
@@ -23,8 +25,8 @@ MODEL = "gemini-2.5-flash"
 FORMATS = ("text", "jsonl", "csv", "gemini_batch", "openai_batch", "anthropic_batch")
 
 
-def spec(**fields) -> services.JobSpec:
-    return services.JobSpec(**{"model": MODEL, **fields})
+def spec(**fields) -> submitting.JobSpec:
+    return submitting.JobSpec(**{"model": MODEL, **fields})
 
 
 def create(owner, content: bytes, filename: str = "prompts.jsonl", name="", **fields) -> Run:
@@ -114,14 +116,14 @@ def test_the_dispatcher_is_woken_once_the_run_is_committed(
     ada, monkeypatch, django_capture_on_commit_callbacks
 ):
     woken = []
-    monkeypatch.setattr(services, "wake_dispatcher", lambda: woken.append(1))
+    monkeypatch.setattr(control, "wake_dispatcher", lambda: woken.append(1))
     with django_capture_on_commit_callbacks(execute=True):
         create(ada, b'{"prompt": "a"}\n')
     assert woken == [1]
 
 
 def test_bad_settings_are_refused_before_the_file_is_read(ada):
-    with pytest.raises(services.ValidationError) as caught:
+    with pytest.raises(ValidationError) as caught:
         create(ada, b'{"prompt": "a"}\n', max_attempts=0)
     assert "max_attempts" in caught.value.message_dict
     assert not Run.objects.exists()
@@ -261,7 +263,7 @@ def test_retry_queues_the_failed_jobs_only_with_a_fresh_budget(
     ada, monkeypatch, django_capture_on_commit_callbacks
 ):
     woken = []
-    monkeypatch.setattr(services, "wake_dispatcher", lambda: woken.append(1))
+    monkeypatch.setattr(control, "wake_dispatcher", lambda: woken.append(1))
     run = run_with_states(ada, State.FAILED, State.SUCCEEDED, State.CANCELLED, State.FAILED)
     run.finished_at = timezone.now()
     run.save()

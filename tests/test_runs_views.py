@@ -15,8 +15,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from jobs import runs, services
+from jobs.engine import submitting
 from jobs.models import Job, Run, State, Tier
+from jobs.runs import services as runs
 from tests.run_files import json_lines, prompt_file
 from tests.support import as_user
 
@@ -43,7 +44,7 @@ def make_run(owner, fmt="jsonl", lines=(("a", "first prompt"), ("b", "second pro
         owner=owner,
         stream=io.BytesIO(content),
         filename=filename,
-        spec=services.JobSpec(model=MODEL),
+        spec=submitting.JobSpec(model=MODEL),
     )
 
 
@@ -212,7 +213,10 @@ def test_a_finished_run_stops_polling_and_records_when_it_finished(client, ada):
 def test_the_page_says_how_many_models_were_replaced(client, ada):
     filename, content = prompt_file("anthropic_batch", [("a", "x"), ("b", "y")])
     run = runs.run_create(
-        owner=ada, stream=io.BytesIO(content), filename=filename, spec=services.JobSpec(model=MODEL)
+        owner=ada,
+        stream=io.BytesIO(content),
+        filename=filename,
+        spec=submitting.JobSpec(model=MODEL),
     )
     page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
     assert "2 lines named models that flex does not run; they use gemini-2.5-flash." in page

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.status import Stat
 
-from jobs import services
+from jobs.engine import control
 from jobs.models import Attempt, Job, Outcome, State
 from tests.support import busiest_minute, engine_env, qcluster, stop_process, wait_for
 from tests.test_engine import finished, submit
@@ -87,7 +87,7 @@ def dispatch_on_both(jobs: list[Job], clusters: dict[int, str]) -> None:
         claimed = {cluster_of(owner, clusters) for owner in owners.order_by().distinct()}
         if claimed >= set(clusters.values()):
             return True
-        services.wake_dispatcher()  # enqueues only while a dispatcher slot is free
+        control.wake_dispatcher()  # enqueues only while a dispatcher slot is free
         return False
 
     wait_for(both, timeout=60, interval=1.0, what="both clusters to claim work")

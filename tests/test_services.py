@@ -1,4 +1,4 @@
-"""State changes owned by jobs/services.py, checked on the stored rows."""
+"""State changes owned by jobs/engine/, checked on the stored rows."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
-from jobs import services
-from jobs.gemini import GeminiError, GeminiResult
+from jobs.engine import actions, claiming, control, recording, submitting
+from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Attempt, Job, Outcome, State
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,9 @@ def owner():
 
 def submit(owner, *prompts, **spec):
     spec.setdefault("model", "gemini-2.5-flash")
-    return services.jobs_submit(owner=owner, prompts=list(prompts), spec=services.JobSpec(**spec))
+    return submitting.jobs_submit(
+        owner=owner, prompts=list(prompts), spec=submitting.JobSpec(**spec)
+    )
 
 
 def test_submit_creates_queued_jobs_due_now(owner):
@@ -72,11 +74,11 @@ def test_prompt_size_limit_has_a_clear_message(owner):
 
 def test_claim_takes_due_jobs_once(owner):
     jobs = submit(owner, "a", "b", "c")
-    first = services.jobs_claim(owner="d1", limit=2, lease_seconds=60)
-    second = services.jobs_claim(owner="d2", limit=10, lease_seconds=60)
+    first = claiming.jobs_claim(owner="d1", limit=2, lease_seconds=60)
+    second = claiming.jobs_claim(owner="d2", limit=10, lease_seconds=60)
     assert len(first) == 2 and len(second) == 1
     assert {c.job_id for c in first}.isdisjoint({c.job_id for c in second})
-    assert services.jobs_claim(owner="d3", limit=10, lease_seconds=60) == []
+    assert claiming.jobs_claim(owner="d3", limit=10, lease_seconds=60) == []
     for job in jobs:
         job.refresh_from_db()
         assert job.state == State.RUNNING and job.attempts == 1
@@ -88,14 +90,14 @@ def test_jobs_waiting_for_a_later_retry_are_not_claimed(owner):
     Job.objects.filter(pk=job.pk).update(
         state=State.RETRYING, next_attempt_at=timezone.now() + timedelta(minutes=5)
     )
-    assert services.jobs_claim(owner="d1", limit=10, lease_seconds=60) == []
+    assert claiming.jobs_claim(owner="d1", limit=10, lease_seconds=60) == []
 
 
 def test_an_expired_lease_is_reclaimed_and_the_lost_try_recorded(owner):
     job = submit(owner, "crash me")[0]
-    services.jobs_claim(owner="dead", limit=1, lease_seconds=60)
+    claiming.jobs_claim(owner="dead", limit=1, lease_seconds=60)
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    claims = services.jobs_claim(owner="alive", limit=1, lease_seconds=60)
+    claims = claiming.jobs_claim(owner="alive", limit=1, lease_seconds=60)
     assert [c.attempt_number for c in claims] == [2]
     job.refresh_from_db()
     assert (job.lease_owner, job.attempts, job.budgeted_attempts) == ("alive", 2, 1)
@@ -107,10 +109,10 @@ def test_an_expired_lease_is_reclaimed_and_the_lost_try_recorded(owner):
 
 def test_a_paused_queue_claims_nothing(owner):
     submit(owner, "x")
-    services.dispatch_pause(reason="maintenance")
-    assert services.jobs_claim(owner="d1", limit=10, lease_seconds=60) == []
-    services.dispatch_resume()
-    assert len(services.jobs_claim(owner="d1", limit=10, lease_seconds=60)) == 1
+    control.dispatch_pause(reason="maintenance")
+    assert claiming.jobs_claim(owner="d1", limit=10, lease_seconds=60) == []
+    control.dispatch_resume()
+    assert len(claiming.jobs_claim(owner="d1", limit=10, lease_seconds=60)) == 1
 
 
 def _result(text="answer"):
@@ -126,8 +128,8 @@ def _result(text="answer"):
 
 def test_success_stores_answer_usage_and_cost(owner):
     job = submit(owner, "q")[0]
-    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
-    assert services.attempt_succeeded(claim=claim, owner="d1", result=_result(), latency=1.5)
+    (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    assert recording.attempt_succeeded(claim=claim, owner="d1", result=_result(), latency=1.5)
     job.refresh_from_db()
     assert (job.state, job.result_text, job.tier_served) == (State.SUCCEEDED, "answer", "flex")
     assert (job.input_tokens, job.output_tokens, job.thought_tokens) == (10, 20, 5)
@@ -143,9 +145,9 @@ def test_success_stores_answer_usage_and_cost(owner):
 
 def test_a_result_for_a_job_no_longer_ours_is_discarded(owner):
     job = submit(owner, "q")[0]
-    (claim,) = services.jobs_claim(owner="slow", limit=1, lease_seconds=60)
+    (claim,) = claiming.jobs_claim(owner="slow", limit=1, lease_seconds=60)
     Job.objects.filter(pk=job.pk).update(lease_owner="someone-else")
-    assert not services.attempt_succeeded(claim=claim, owner="slow", result=_result(), latency=1)
+    assert not recording.attempt_succeeded(claim=claim, owner="slow", result=_result(), latency=1)
     job.refresh_from_db()
     assert job.state == State.RUNNING
     assert job.attempt_log.get().outcome == Outcome.DISCARDED
@@ -153,9 +155,9 @@ def test_a_result_for_a_job_no_longer_ours_is_discarded(owner):
 
 def test_a_503_schedules_a_retry_and_counts_it(owner):
     job = submit(owner, "q")[0]
-    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     error = GeminiError("capacity", "overloaded", http_status=503, google_status="UNAVAILABLE")
-    assert services.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "retry"
+    assert recording.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "retry"
     job.refresh_from_db()
     assert (job.state, job.http_503, job.http_429) == (State.RETRYING, 1, 0)
     assert job.next_attempt_at is not None and "UNAVAILABLE" in job.last_error
@@ -163,10 +165,10 @@ def test_a_503_schedules_a_retry_and_counts_it(owner):
 
 def test_a_429_waits_at_least_retry_after(owner):
     job = submit(owner, "q")[0]
-    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     before = timezone.now()
     error = GeminiError("rate_limit", "slow down", http_status=429, retry_after=42)
-    services.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1)
+    recording.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1)
     job.refresh_from_db()
     assert job.http_429 == 1
     assert job.next_attempt_at >= before + timedelta(seconds=42)
@@ -175,39 +177,39 @@ def test_a_429_waits_at_least_retry_after(owner):
 
 def test_auth_failure_pauses_dispatch_and_refunds_the_attempt(owner):
     job = submit(owner, "q")[0]
-    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     error = GeminiError("auth", "API key not valid", http_status=403)
-    assert services.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "pause"
+    assert recording.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "pause"
     job.refresh_from_db()
     assert (job.state, job.budgeted_attempts) == (State.QUEUED, 0)
-    assert services.dispatch_is_paused()
-    assert "GEMINI_API_KEY" in services.dispatch_control().reason
+    assert control.dispatch_is_paused()
+    assert "GEMINI_API_KEY" in control.dispatch_control().reason
 
 
 def test_cancel_only_waiting_jobs(owner):
     queued, running = submit(owner, "a", "b")
     Job.objects.filter(pk=running.pk).update(state=State.RUNNING)
-    assert services.job_cancel(job=queued) and queued.state == State.CANCELLED
-    assert not services.job_cancel(job=running) and running.state == State.RUNNING
+    assert actions.job_cancel(job=queued) and queued.state == State.CANCELLED
+    assert not actions.job_cancel(job=running) and running.state == State.RUNNING
 
 
 def test_retry_now_gives_a_failed_job_one_more_attempt(owner):
     job = submit(owner, "a", max_attempts=1)[0]
-    (claim,) = services.jobs_claim(owner="d1", limit=1, lease_seconds=60)
+    (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     error = GeminiError("capacity", "overloaded", http_status=503)
-    assert services.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "fail"
-    assert services.job_retry_now(job=job)
+    assert recording.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "fail"
+    assert actions.job_retry_now(job=job)
     assert (job.state, job.max_attempts) == (State.QUEUED, 2)
-    assert len(services.jobs_claim(owner="d1", limit=1, lease_seconds=60)) == 1
+    assert len(claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)) == 1
 
 
 def test_retry_now_brings_a_waiting_retry_forward(owner):
     job = submit(owner, "a")[0]
     later = timezone.now() + timedelta(hours=1)
     Job.objects.filter(pk=job.pk).update(state=State.RETRYING, next_attempt_at=later)
-    assert services.job_retry_now(job=job)
+    assert actions.job_retry_now(job=job)
     assert job.next_attempt_at <= timezone.now()
-    assert not services.job_retry_now(job=submit(owner, "fresh")[0])
+    assert not actions.job_retry_now(job=submit(owner, "fresh")[0])
 
 
 def test_a_job_that_keeps_losing_its_worker_ends_failed_not_sent_forever(owner):
@@ -215,7 +217,7 @@ def test_a_job_that_keeps_losing_its_worker_ends_failed_not_sent_forever(owner):
     Job.objects.filter(pk=job.pk).update(max_attempts=3)
     sent = 0
     for _ in range(10):
-        claims = services.jobs_claim(owner=f"worker{sent}", limit=1, lease_seconds=60)
+        claims = claiming.jobs_claim(owner=f"worker{sent}", limit=1, lease_seconds=60)
         if not claims:
             break
         sent += 1
@@ -233,18 +235,18 @@ def test_a_job_that_keeps_losing_its_worker_ends_failed_not_sent_forever(owner):
 def test_a_stopping_dispatcher_wakes_another_for_work_that_came_while_it_stopped(
     owner, monkeypatch
 ):
-    from jobs import dispatch
+    from jobs.engine import dispatch
 
     woken = []
-    monkeypatch.setattr(services, "wake_dispatcher", lambda: woken.append(1))
+    monkeypatch.setattr(control, "wake_dispatcher", lambda: woken.append(1))
     dispatch._wake_for_work_that_came_late()
     assert woken == []  # nothing to do
 
     submit(owner, "came late")
-    services.dispatch_pause(reason="maintenance")
+    control.dispatch_pause(reason="maintenance")
     dispatch._wake_for_work_that_came_late()
     assert woken == []  # paused: a new run would stop at once
 
-    services.dispatch_resume()
+    control.dispatch_resume()
     dispatch._wake_for_work_that_came_late()
     assert woken == [1]

@@ -9,7 +9,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from jobs import services
+from jobs.engine import control
 from jobs.models import Attempt, DispatcherSlot, Job, Outcome, State
 from tests.support import as_user
 
@@ -98,7 +98,7 @@ def test_it_draws_the_outcomes_chart_as_inline_svg(client, ada):
 
 
 def test_it_says_dispatch_is_paused_and_why(client, ada):
-    services.dispatch_pause(reason="Gemini refused the API key.")
+    control.dispatch_pause(reason="Gemini refused the API key.")
     page = as_user(client, ada).get("/").content.decode()
     assert "Dispatch is paused" in page
     assert "Gemini refused the API key." in page

@@ -13,9 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.text import storable_text_error
+
 MAX_ID_CHARS = 255
 OPENAI_CHAT_URL = "/v1/chat/completions"
-# The same bounds jobs.services.job_spec_errors applies to a single job.
+# The same bounds jobs.engine.submitting.job_spec_errors applies to a single job.
 MAX_TEMPERATURE = 2.0
 MAX_OUTPUT_TOKENS = 1_000_000
 
@@ -252,11 +254,6 @@ def content_problem(p: PromptLine, max_prompt_chars: int) -> str | None:
         ("model", p.model or ""),
     )
     for name, text in fields:
-        # Neither database stores a NUL, and a lone surrogate cannot be encoded.
-        if "\x00" in text:
-            return f"the {name} contains a NUL character"
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"the {name} is not valid Unicode (an unpaired surrogate)"
+        if problem := storable_text_error(text):
+            return f"the {name} {problem}"
     return None

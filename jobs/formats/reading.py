@@ -23,6 +23,7 @@ from jobs.formats.json_lines import (
     jsonl_line,
     openai_line,
 )
+from jobs.text import storable_text_error
 
 FORMATS = ("text", "jsonl", "csv", "gemini_batch", "openai_batch", "anthropic_batch")
 
@@ -251,8 +252,8 @@ def _text_lines(
         except UnicodeDecodeError:
             errors.add(number, "not UTF-8 text")
             continue
-        if "\x00" in text:
-            errors.add(number, "contains a NUL character")
+        if problem := storable_text_error(text):
+            errors.add(number, problem)
             continue
         yield number, text
 

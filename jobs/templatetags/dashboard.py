@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from jobs.markdown import render_markdown
 from jobs.models import DeadlinePolicy, State
-from jobs.queries import MinuteOutcomes
+from jobs.web.markdown import render_markdown
+from jobs.web.queries import MinuteOutcomes
 
 register = template.Library()
 

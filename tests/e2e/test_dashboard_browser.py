@@ -11,7 +11,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from jobs import services
+from jobs.engine import control
 from tests.e2e.browsing import SCREENSHOTS, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -21,7 +21,7 @@ XSS = '<script>window.__xss=1</script> <img src=x onerror="window.__xss=2">'
 
 @pytest.fixture
 def held_dispatch(transactional_db) -> None:
-    services.dispatch_pause(reason="Held by the browser test until it has seen the job queued.")
+    control.dispatch_pause(reason="Held by the browser test until it has seen the job queued.")
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
     detail.goto(f"{base}/jobs/{job_id}/")
     expect(detail.locator("#job-live")).to_contain_text("Not tried yet")
 
-    services.dispatch_resume()
+    control.dispatch_resume()
     expect(state).to_have_text("↻ Waiting to retry", timeout=15_000)
     expect(row.locator("[data-countdown]")).to_have_text(re.compile(r"in [1-3] s|due now"))
     expect(row.locator('td[data-label="503s"]')).to_have_text("1")

@@ -1,6 +1,6 @@
 """python manage.py submit --user NAME --model M (--prompt TEXT | --file PATH)
 
-A file becomes a run (jobs/runs.py) in any upload format: plain text, JSONL,
+A file becomes a run (jobs/runs/services.py) in any upload format: plain text, JSONL,
 CSV, or a Gemini, OpenAI or Anthropic batch file.
 """
 
@@ -16,10 +16,13 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from jobs import formats, run_reading, runs, services
+from jobs import formats
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
+from jobs.engine import submitting
 from jobs.models import DeadlinePolicy, Tier
-from jobs.run_reading import RunRejected
+from jobs.runs import reading as run_reading
+from jobs.runs import services as runs
+from jobs.runs.reading import RunRejected
 
 RELATIVE = re.compile(r"\+(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
 
@@ -89,7 +92,9 @@ class Command(BaseCommand):
             action="store_true",
             help="run the last allowed attempt on the standard tier",
         )
-        parser.add_argument("--system", default="", help="system instruction")
+        parser.add_argument(
+            "--system", dest="system_instruction", default="", help="system instruction"
+        )
         parser.add_argument("--temperature", type=float, default=None)
         parser.add_argument("--max-output-tokens", type=int, default=None)
         parser.add_argument(
@@ -99,6 +104,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--at-deadline",
+            dest="deadline_policy",
             default=DeadlinePolicy.KEEP,
             choices=DeadlinePolicy.values,
             help="keep waiting (default), cancel, or move unfinished flex jobs to standard",
@@ -121,22 +127,13 @@ class Command(BaseCommand):
             owner = get_user_model().objects.get(username=options["user"])
         except get_user_model().DoesNotExist:
             raise CommandError(f"No user named {options['user']!r}") from None
-        spec = services.JobSpec(
-            model=options["model"],
-            tier=options["tier"],
-            max_attempts=options["max_attempts"],
-            fallback_standard=options["fallback_standard"],
-            system_instruction=options["system"],
-            temperature=options["temperature"],
-            max_output_tokens=options["max_output_tokens"],
-            deadline_at=parse_deadline(options["deadline"]) if options["deadline"] else None,
-            deadline_policy=options["at_deadline"],
-        )
+        deadline = parse_deadline(options["deadline"]) if options["deadline"] else None
+        spec = submitting.JobSpec.from_fields({**options, "deadline_at": deadline})
         try:
             if options["file"]:
                 printed = submit_file(owner, options["file"], spec, options)
             else:
-                jobs = services.jobs_submit(owner=owner, prompts=[options["prompt"]], spec=spec)
+                jobs = submitting.jobs_submit(owner=owner, prompts=[options["prompt"]], spec=spec)
                 printed = {"jobs": [job.pk for job in jobs]}
         except ValidationError as exc:
             raise CommandError(
@@ -145,7 +142,7 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(printed))
 
 
-def submit_file(owner, path: Path, spec: services.JobSpec, options: dict) -> dict:
+def submit_file(owner, path: Path, spec: submitting.JobSpec, options: dict) -> dict:
     """Create a run from the file, streamed; prints its job ids and the run's."""
     try:
         stream = path.open("rb")

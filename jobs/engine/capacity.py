@@ -5,7 +5,7 @@ dispatcher on every machine paces against the same numbers.
 says how many of a model's due jobs may go now, and advances the pacing
 clocks by what was taken. `record_outcomes` folds finished calls into the
 rows (503 storms, 429 step-downs). `weather` is what the overview shows. The
-arithmetic itself is pure, in jobs/pacing.py.
+arithmetic itself is pure, in jobs/engine/pacing.py.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from django.db.models import Count, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from jobs import pacing, pricing
 from jobs.catalog import FLEX_MODELS
+from jobs.engine import pacing, pricing
 from jobs.models import Attempt, Job, ModelLimit, State
 
 PACE_FIELDS = (

@@ -21,9 +21,9 @@ from django.views.decorators.http import require_safe
 from django_q.conf import Conf
 from django_q.status import Stat
 
-from jobs import queries
-from jobs.gemini import redact_api_key
+from jobs.engine.gemini import redact_api_key
 from jobs.models import WAITING_STATES, Job, State
+from jobs.web import queries
 
 logger = logging.getLogger(__name__)
 

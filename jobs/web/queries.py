@@ -1,6 +1,6 @@
 """Read-side aggregates for the pages: what the dashboard counts and charts.
 
-Nothing here changes a row (that is `jobs/services.py`); views call these so
+Nothing here changes a row (that is `jobs/engine/`); views call these so
 they stay thin, and every query is limited to a `Scope` so a researcher only
 ever counts their own jobs.
 """
@@ -16,8 +16,8 @@ from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, S
 from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
 from django.utils import timezone
 
-from jobs import capacity, pricing, services
 from jobs.catalog import FLEX_MODELS
+from jobs.engine import capacity, control, pricing
 from jobs.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -210,16 +210,16 @@ class EngineStatus:
 
 
 def engine_status(*, now: datetime) -> EngineStatus:
-    control = services.dispatch_control()
+    switch = control.dispatch_control()
     live = DispatcherSlot.objects.filter(expires_at__gt=now).aggregate(
         dispatchers=Count("number"),
         in_flight=Coalesce(Sum("in_flight"), 0),
         heartbeat_at=Max("heartbeat_at"),
     )
     return EngineStatus(
-        paused=control.paused,
-        paused_reason=control.reason,
-        paused_at=control.paused_at,
+        paused=switch.paused,
+        paused_reason=switch.reason,
+        paused_at=switch.paused_at,
         dispatchers=live["dispatchers"],
         in_flight=live["in_flight"],
         heartbeat_at=live["heartbeat_at"],
@@ -334,7 +334,7 @@ def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = ""
 
 
 # --- One job ------------------------------------------------------------------------
-# The states services.job_cancel and services.job_retry_now act on, to offer
+# The states actions.job_cancel and actions.job_retry_now act on, to offer
 # only the buttons that can work.
 CANCELLABLE_STATES = WAITING_STATES
 RETRYABLE_STATES = (State.FAILED, State.RETRYING)

@@ -1,8 +1,8 @@
 """Read-side figures for runs: progress, rate, cost so far and projected, the
 price of moving to standard, and the rows the downloads stream.
 
-Nothing here changes a row (that is `jobs/runs.py`). The jobs-list queries in
-`jobs/queries.py` work on a run through `RunScope`.
+Nothing here changes a row (that is `jobs/runs/services.py`). The jobs-list queries in
+`jobs/web/queries.py` work on a run through `RunScope`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from decimal import Decimal
 from django.db.models import Avg, Count, F, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Length
 
-from jobs import formats, pricing
-from jobs.gemini import redact_api_key
+from jobs import formats
+from jobs.engine import pricing
+from jobs.engine.gemini import redact_api_key
 from jobs.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -28,7 +29,7 @@ from jobs.models import (
     State,
     Tier,
 )
-from jobs.queries import (
+from jobs.web.queries import (
     ErrorTotals,
     MinuteOutcomes,
     Scope,
@@ -36,7 +37,7 @@ from jobs.queries import (
     error_totals,
     money,
 )
-from jobs.queries import outcomes_per_minute as _outcomes_per_minute
+from jobs.web.queries import outcomes_per_minute as _outcomes_per_minute
 
 # The window the rate (and so the ETA) is measured over.
 RATE_MINUTES = 5
@@ -65,8 +66,7 @@ def run_scope(run: Run) -> RunScope:
 
 def visible_runs(user) -> QuerySet[Run]:
     """Runs this user may see: their own; staff see everyone's."""
-    runs = Run.objects.select_related("owner")
-    return runs if user.is_staff else runs.filter(owner=user)
+    return Run.objects.visible_to(user).select_related("owner")
 
 
 # --- Progress ----------------------------------------------------------------------

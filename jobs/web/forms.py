@@ -12,12 +12,11 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from jobs import pricing
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
+from jobs.engine import pricing
+from jobs.engine.submitting import JobSpec
 from jobs.models import DeadlinePolicy, ModelPrice, State, Tier
-from jobs.queries import Scope
-from jobs.run_reading import estimate_tokens
-from jobs.services import JobSpec
+from jobs.web.queries import Scope
 
 MODEL_CHOICES = [(model, model) for model in FLEX_MODELS]
 TIER_CHOICES = [
@@ -180,17 +179,7 @@ class JobSubmitForm(DeadlineForm):
         self.fields["max_attempts"].initial = settings.FLEX_MAX_ATTEMPTS
 
     def spec(self) -> JobSpec:
-        data = self.cleaned_data
-        return JobSpec(
-            model=data["model"],
-            tier=data["tier"],
-            max_attempts=data["max_attempts"],
-            fallback_standard=data["fallback_standard"],
-            system_instruction=data["system_instruction"],
-            temperature=data["temperature"],
-            max_output_tokens=data["max_output_tokens"],
-            **self.deadline(),
-        )
+        return JobSpec.from_fields(self.cleaned_data)
 
     def standard_move_quote(self) -> StandardMoveQuote:
         """From what is typed so far, valid or not: tokens estimated as a
@@ -198,7 +187,7 @@ class JobSubmitForm(DeadlineForm):
         max output tokens), priced at standard minus flex."""
         data = self.data
         tier = data.get("tier") or Tier.FLEX
-        tokens = estimate_tokens(data.get("prompt", ""), data.get("system_instruction", ""))
+        tokens = pricing.estimate_tokens(data.get("prompt", ""), data.get("system_instruction", ""))
         model = data.get("model") or DEFAULT_MODEL
         price = ModelPrice.objects.filter(model=model).first() or pricing.published_price(model)
         if not tokens or price is None:

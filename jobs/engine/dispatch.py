@@ -23,8 +23,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from jobs import services
-from jobs.gemini import GeminiError, GeminiGateway, GeminiRequest, GeminiResult
+from jobs.engine import actions, claiming, control, recording
+from jobs.engine.gemini import GeminiError, GeminiGateway, GeminiRequest, GeminiResult
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Dispatcher:
         self.run_seconds = run_seconds
         self.in_flight: dict[int, asyncio.Task] = {}
         self.stats = RunStats()
-        self._outcomes: list[services.AttemptOutcome] = []
+        self._outcomes: list[recording.AttemptOutcome] = []
         self._finished = asyncio.Event()
 
     async def run(self) -> RunStats:
@@ -96,7 +96,7 @@ class Dispatcher:
                 claiming = False
                 await self._hand_over_slot()
             if now >= next_pause_check:
-                paused = await _db(services.dispatch_is_paused)()
+                paused = await _db(control.dispatch_is_paused)()
                 next_pause_check = now + 1.0
             if now >= next_deadline_check:
                 await self._apply_deadlines()
@@ -119,7 +119,7 @@ class Dispatcher:
             if not self.in_flight and not claims:
                 if not claiming or paused:
                     break
-                wait = await _db(services.seconds_until_next_due)()
+                wait = await _db(claiming.seconds_until_next_due)()
                 if wait is None or wait > IDLE_HORIZON_SECONDS:
                     break
                 await asyncio.sleep(min(max(wait, TICK_SECONDS), 1.0))
@@ -133,11 +133,11 @@ class Dispatcher:
                 await asyncio.sleep(max(0.0, now + TICK_SECONDS - time.monotonic()))
         return self.stats
 
-    async def _claim(self, limit: int) -> list[services.Claim]:
+    async def _claim(self, limit: int) -> list[claiming.Claim]:
         # A failed claim rolled back whole; the requests in flight must not
         # die with it, so log and try again on the next tick.
         try:
-            return await _db(services.jobs_claim)(
+            return await _db(claiming.jobs_claim)(
                 owner=self.owner, limit=limit, lease_seconds=self.lease_seconds
             )
         except Exception:
@@ -147,17 +147,17 @@ class Dispatcher:
     async def _apply_deadlines(self) -> None:
         # Never fatal: the next check, or the minute Schedule, applies them.
         try:
-            await _db(services.jobs_apply_deadlines)()
+            await _db(actions.jobs_apply_deadlines)()
         except Exception:
             logger.exception("Applying deadlines failed; will try again")
 
-    def _launch(self, claim: services.Claim) -> None:
+    def _launch(self, claim: claiming.Claim) -> None:
         task = asyncio.create_task(self._attempt(claim), name=f"job-{claim.job_id}")
         self.in_flight[claim.job_id] = task
         self.stats.claimed += 1
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self.in_flight))
 
-    async def _attempt(self, claim: services.Claim) -> None:
+    async def _attempt(self, claim: claiming.Claim) -> None:
         """Send one request; its outcome waits in `_outcomes` for the next
         batched write (the job stays in flight, and leased, until then)."""
         request = GeminiRequest(
@@ -177,7 +177,7 @@ class Dispatcher:
         except Exception as exc:  # an SDK surprise must not kill the other requests
             logger.exception("Unexpected error on job %s", claim.job_id)
             outcome = GeminiError("transient", f"Unexpected {type(exc).__name__}: {exc}")
-        self._outcomes.append(services.AttemptOutcome(claim, outcome, time.monotonic() - started))
+        self._outcomes.append(recording.AttemptOutcome(claim, outcome, time.monotonic() - started))
         self._finished.set()
 
     async def _record_outcomes(self) -> None:
@@ -187,7 +187,7 @@ class Dispatcher:
             return
         batch, self._outcomes = self._outcomes, []
         try:
-            decisions = await _db(services.attempts_record)(owner=self.owner, outcomes=batch)
+            decisions = await _db(recording.attempts_record)(owner=self.owner, outcomes=batch)
         except Exception:
             # The database went away: these jobs keep their leases until they
             # lapse, then run again; nothing is lost.
@@ -206,7 +206,7 @@ class Dispatcher:
         job_ids = list(self.in_flight)
         try:
             for start in range(0, max(len(job_ids), 1), _RENEW_CHUNK):
-                await _db(services.dispatcher_heartbeat)(
+                await _db(control.dispatcher_heartbeat)(
                     owner=self.owner,
                     job_ids=job_ids[start : start + _RENEW_CHUNK],
                     ttl_seconds=self.lease_seconds,
@@ -218,8 +218,8 @@ class Dispatcher:
 
     async def _hand_over_slot(self) -> None:
         # A fresh run takes the slot and keeps claiming while this one drains.
-        await _db(services.dispatcher_slot_release)(owner=self.owner)
-        await _db(services.wake_dispatcher)()
+        await _db(control.dispatcher_slot_release)(owner=self.owner)
+        await _db(control.wake_dispatcher)()
 
 
 def _raise_open_file_limit() -> None:
@@ -259,11 +259,11 @@ def _wake_for_work_that_came_late() -> None:
     wake-up found the slot still taken. Look once more now that it is free,
     so such work does not wait for the minute Schedule."""
     try:
-        if services.dispatch_is_paused():
+        if control.dispatch_is_paused():
             return
-        wait = services.seconds_until_next_due()
+        wait = claiming.seconds_until_next_due()
         if wait is not None and wait <= IDLE_HORIZON_SECONDS:
-            services.wake_dispatcher()
+            control.wake_dispatcher()
     except Exception:
         logger.exception("Could not look for work that came while stopping")
 
@@ -271,14 +271,14 @@ def _wake_for_work_that_came_late() -> None:
 def run_dispatcher() -> str:
     """Run one dispatcher if a slot is free; return a one-line summary."""
     owner = new_owner()
-    slot = services.dispatcher_slot_acquire(owner=owner, ttl_seconds=settings.FLEX_LEASE_SECONDS)
+    slot = control.dispatcher_slot_acquire(owner=owner, ttl_seconds=settings.FLEX_LEASE_SECONDS)
     if slot is None:
         return "busy: every dispatcher slot is taken"
     _raise_open_file_limit()
     try:
         stats = asyncio.run(_run(owner))
     finally:
-        services.dispatcher_slot_release(owner=owner)
+        control.dispatcher_slot_release(owner=owner)
     _wake_for_work_that_came_late()
     logger.info("Dispatcher %s done: %s", owner, stats)
     return (

@@ -23,7 +23,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.crypto import get_random_string
 
-from jobs import run_reading, runs, services
+from jobs.engine import submitting
+from jobs.runs import reading as run_reading
+from jobs.runs import services as runs
 
 KEEP_SECONDS = 24 * 3600
 _TOKEN = re.compile(r"[a-z0-9]{32}")
@@ -35,7 +37,7 @@ class StagedUpload:
     path: Path
     filename: str
     name: str
-    spec: services.JobSpec
+    spec: submitting.JobSpec
     preview: runs.RunPreview
 
 
@@ -63,7 +65,7 @@ def upload_stage(
     token: str,
     filename: str,
     name: str,
-    spec: services.JobSpec,
+    spec: submitting.JobSpec,
     preview: runs.RunPreview,
 ) -> None:
     """Keep what the preview found next to the saved file, until confirmed."""
@@ -101,7 +103,7 @@ def staged_upload(*, owner, token: str) -> StagedUpload | None:
         path=path,
         filename=record["filename"],
         name=record["name"],
-        spec=services.JobSpec(**spec),
+        spec=submitting.JobSpec(**spec),
         preview=runs.RunPreview(format=record["format"], estimate=estimate),
     )
 

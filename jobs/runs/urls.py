@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from jobs import run_views
+from jobs.runs import views as run_views
 
 urlpatterns = [
     path("", run_views.run_list, name="run_list"),

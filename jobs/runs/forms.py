@@ -1,14 +1,15 @@
 """Forms for the run pages: the upload (a file and the run's defaults) and the
-run's jobs filter. What may be submitted is decided by jobs/runs.py."""
+run's jobs filter. What may be submitted is decided by jobs/runs/services.py."""
 
 from __future__ import annotations
 
 from django import forms
 from django.utils import timezone
 
-from jobs import formats, services
-from jobs.forms import DeadlineForm, JobFilterForm, JobSubmitForm, StandardMoveQuote
+from jobs import formats
+from jobs.engine import submitting
 from jobs.models import Tier
+from jobs.web.forms import DeadlineForm, JobFilterForm, JobSubmitForm, StandardMoveQuote
 
 
 class RunUploadForm(JobSubmitForm):
@@ -18,7 +19,7 @@ class RunUploadForm(JobSubmitForm):
     prompt = None
     file = forms.FileField(
         label="Prompt file",
-        allow_empty_file=True,  # refused by jobs/runs.py, which names the problem
+        allow_empty_file=True,  # refused by jobs/runs/services.py, which names the problem
         help_text="Plain text, JSONL, CSV, or a Gemini, OpenAI or Anthropic batch file.",
     )
     name = forms.CharField(
@@ -42,7 +43,7 @@ class RunDeadlineForm(DeadlineForm):
     standard is known: what was chosen on the upload, to confirm or change."""
 
     @classmethod
-    def for_staged(cls, spec: services.JobSpec, data=None) -> RunDeadlineForm:
+    def for_staged(cls, spec: submitting.JobSpec, data=None) -> RunDeadlineForm:
         """Bound to what was posted, or (a confirmation that posts none) to
         what the upload chose."""
         if data is None or "deadline_policy" not in data:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs import account
+from jobs.web import account
 
 app_name = "account"
 urlpatterns = [

@@ -64,3 +64,8 @@ def job_costs(
 def tokens_for_chars(chars: int) -> int:
     """Tokens estimated before sending: about four characters each."""
     return math.ceil(chars / 4)
+
+
+def estimate_tokens(*texts: str) -> int:
+    """Tokens estimated for texts sent together (a prompt and its instruction)."""
+    return tokens_for_chars(sum(len(text) for text in texts))

@@ -1,10 +1,9 @@
 """The run pages: upload with a preview, the live run page, its actions and
-its downloads. Like jobs/views.py, each view checks access, calls one service
-(jobs/runs.py) or query (jobs/run_queries.py), and renders or redirects."""
+its downloads. Like jobs/web/views.py, each view checks access, calls one service
+(jobs/runs/services.py) or query (jobs/runs/queries.py), and renders or redirects."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 from django.contrib import messages
@@ -17,12 +16,18 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
-from jobs import formats, queries, run_queries, run_uploads, runs, services
-from jobs.forms import StandardMoveQuote
+from jobs import formats
+from jobs.engine import actions
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
-from jobs.run_forms import RunDeadlineForm, RunJobFilterForm, RunUploadForm
-from jobs.run_reading import RunRejected
-from jobs.views import CHANGED, JOBS_PER_PAGE
+from jobs.runs import downloads
+from jobs.runs import queries as run_queries
+from jobs.runs import services as runs
+from jobs.runs import uploads as run_uploads
+from jobs.runs.forms import RunDeadlineForm, RunJobFilterForm, RunUploadForm
+from jobs.runs.reading import RunRejected
+from jobs.web import queries
+from jobs.web.forms import StandardMoveQuote
+from jobs.web.pages import CHANGED, job_page
 
 RUNS_PER_PAGE = 25
 
@@ -163,7 +168,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     wants = request.htmx.target if request.htmx else None
     if wants != "run-live":
         jobs = queries.job_list(scope, **filters.filters())
-        page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+        page = job_page(request, jobs)
         context.update(page=page, live=any(job.is_active for job in page))
         if wants == "job-table":
             return render(request, "jobs/job_list.html#job-table", context)
@@ -184,7 +189,7 @@ def _deadline_acted(run: Run, *, now) -> int | None:
         return None
     jobs = Job.objects.filter(run=run)
     if run.deadline_policy == DeadlinePolicy.CANCEL:
-        return jobs.filter(state=State.CANCELLED, last_error=services.CANCELLED_AT_DEADLINE).count()
+        return jobs.filter(state=State.CANCELLED, last_error=actions.CANCELLED_AT_DEADLINE).count()
     if run.deadline_policy == DeadlinePolicy.STANDARD:
         return jobs.filter(tier_requested=Tier.STANDARD).count()
     return None
@@ -256,58 +261,19 @@ def _s(count: int) -> str:
 
 
 # --- Downloads ---------------------------------------------------------------------
-_CONTENT_TYPES = {
-    "jsonl": "application/jsonl; charset=utf-8",
-    "csv": "text/csv; charset=utf-8",
-    "txt": "text/plain; charset=utf-8",
-}
-
-
-def _download(lines, *, run: Run, what: str, extension: str) -> StreamingHttpResponse:
-    """Stream the lines as they are produced: a big run is never built in memory."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", run.name).strip("-.") or "run"
-    response = StreamingHttpResponse(
-        (line.encode() for line in lines), content_type=_CONTENT_TYPES[extension]
-    )
-    response["Content-Disposition"] = (
-        f'attachment; filename="run-{run.pk}-{stem[:80]}-{what}.{extension}"'
-    )
-    return response
-
-
-def results_download(run: Run) -> StreamingHttpResponse:
-    """The finished lines in the uploaded format's result shape (always JSONL)."""
-    rows = run_queries.result_rows(run)
-    return _download(
-        formats.export_results(run.source_format, rows), run=run, what="results", extension="jsonl"
-    )
-
-
-def csv_download(run: Run) -> StreamingHttpResponse:
-    rows = run_queries.result_rows(run)
-    return _download(formats.export_csv(rows), run=run, what="results", extension="csv")
-
-
-def unfinished_download(run: Run) -> StreamingHttpResponse:
-    """The lines without an answer, in the uploaded format, to upload again."""
-    extension = {"text": "txt", "csv": "csv"}.get(run.source_format, "jsonl")
-    lines = formats.export_resubmit(run.source_format, run_queries.resubmit_lines(run))
-    return _download(lines, run=run, what="unfinished", extension=extension)
-
-
 @require_safe
 @login_required
 def run_results(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
-    return results_download(_get_run_for_user(request, run_id))
+    return downloads.results(_get_run_for_user(request, run_id))
 
 
 @require_safe
 @login_required
 def run_results_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
-    return csv_download(_get_run_for_user(request, run_id))
+    return downloads.results_csv(_get_run_for_user(request, run_id))
 
 
 @require_safe
 @login_required
 def run_unfinished(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
-    return unfinished_download(_get_run_for_user(request, run_id))
+    return downloads.unfinished(_get_run_for_user(request, run_id))

@@ -6,26 +6,22 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
-from jobs import queries, services
-from jobs.forms import JobFilterForm, JobSubmitForm, OverviewFilterForm
+from jobs.engine import actions, submitting
 from jobs.models import Job
-
-JOBS_PER_PAGE = 25
-# Tells other tabs (static/js/flexdash.js) to refresh fragments that stopped polling.
-CHANGED = "jobs-changed"
+from jobs.web import queries
+from jobs.web.forms import JobFilterForm, JobSubmitForm, OverviewFilterForm
+from jobs.web.pages import CHANGED, job_page
 
 
 def _get_job_for_user(request: HttpRequest, job_id: int) -> Job:
     """The job, if this user may see it; 404 otherwise, so ids reveal nothing."""
-    jobs = Job.objects.all() if request.user.is_staff else Job.objects.filter(owner=request.user)
-    return get_object_or_404(jobs, pk=job_id)
+    return get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
 
 
 def _page_or_fragment(request: HttpRequest, template: str, fragment: str, context: dict):
@@ -50,7 +46,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     filters = JobFilterForm(request.GET, viewer=request.user)
     scope = filters.scope()
     jobs = queries.job_list(scope, **filters.filters())
-    page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    page = job_page(request, jobs)
     context = {
         "filters": filters,
         "page": page,
@@ -70,7 +66,7 @@ def job_submit(request: HttpRequest) -> HttpResponse:
         return render(request, "jobs/job_submit.html#deadline-quote", {"quote": quote})
     if form.is_valid():
         try:
-            (job,) = services.jobs_submit(
+            (job,) = submitting.jobs_submit(
                 owner=request.user, prompts=[form.cleaned_data["prompt"]], spec=form.spec()
             )
         except ValidationError as error:
@@ -108,7 +104,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 @login_required
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
-    if services.job_cancel(job=job):
+    if actions.job_cancel(job=job):
         messages.success(request, f"Job {job.pk} cancelled.")
     else:
         messages.error(
@@ -123,7 +119,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 @login_required
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
-    if services.job_retry_now(job=job):
+    if actions.job_retry_now(job=job):
         messages.success(request, f"Job {job.pk} will be tried again now.", extra_tags=CHANGED)
     else:
         messages.error(
@@ -138,18 +134,9 @@ def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
 @login_required
 def job_run_again(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
-    spec = services.JobSpec(
-        model=job.model,
-        tier=job.tier_requested,
-        # "Retry now" extends a failed job's budget one attempt at a time.
-        max_attempts=min(job.max_attempts, services.MAX_ATTEMPTS_LIMIT),
-        fallback_standard=job.fallback_standard,
-        system_instruction=job.system_instruction,
-        temperature=job.temperature,
-        max_output_tokens=job.max_output_tokens,
-    )
+    spec = submitting.JobSpec.of_job(job)
     try:
-        (new_job,) = services.jobs_submit(owner=request.user, prompts=[job.input_text], spec=spec)
+        (new_job,) = submitting.jobs_submit(owner=request.user, prompts=[job.input_text], spec=spec)
     except ValidationError as error:
         messages.error(request, f"Job {job.pk} could not be run again: {' '.join(error.messages)}")
         return redirect("jobs:job_detail", job_id=job.pk)

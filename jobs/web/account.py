@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from jobs import tokens
+from jobs.engine import tokens
 from jobs.models import ApiToken
 
 

@@ -1,11 +1,11 @@
 """Bulk runs: creating a run from an uploaded file, and the actions on a whole run.
 
-`jobs/services.py` changes one job at a time; this module holds the run-wide
+`jobs/engine/` changes one job at a time; this module holds the run-wide
 changes, under the same rules: keyword-only `run_<action>` functions, every
 transition a conditional UPDATE (`... WHERE state IN (...)`) whose row count
 says what changed, and the dispatcher woken on commit when jobs become due.
 
-Files are read as a stream (jobs/run_reading.py over jobs/formats): a run is
+Files are read as a stream (jobs/runs/reading.py over jobs/formats): a run is
 inserted in batches inside one transaction, and a file with any bad line is
 rolled back whole.
 """
@@ -22,7 +22,8 @@ from django.db.models import Exists, F, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs import formats, services
+from jobs import formats
+from jobs.engine import actions, control, submitting
 from jobs.models import (
     ACTIVE_STATES,
     WAITING_STATES,
@@ -33,18 +34,18 @@ from jobs.models import (
     State,
     Tier,
 )
-from jobs.run_reading import Estimate, LineReader, RunLine
+from jobs.runs.reading import Estimate, LineReader, RunLine
 
 INSERT_BATCH = 1000
 
 
-def _spec_checked(spec: services.JobSpec) -> None:
-    errors = services.job_spec_errors(spec)
+def _spec_checked(spec: submitting.JobSpec) -> None:
+    errors = submitting.job_spec_errors(spec)
     if errors:
         raise ValidationError(errors)
 
 
-def _line_defaults(spec: services.JobSpec) -> services.JobSpec:
+def _line_defaults(spec: submitting.JobSpec) -> submitting.JobSpec:
     """The spec lines are read against. The deadline is the run's, checked
     once and copied onto every job: kept out of the lines, it does not make
     each line's settings differ from the run's (and be checked again)."""
@@ -62,7 +63,7 @@ class RunPreview:
 
 
 def run_preview(
-    *, stream: BinaryIO, filename: str, spec: services.JobSpec, fmt: str | None = None
+    *, stream: BinaryIO, filename: str, spec: submitting.JobSpec, fmt: str | None = None
 ) -> RunPreview:
     """Read the whole file as run_create would, creating nothing: its format,
     how many prompts, models replaced, tokens and cost. Raises ValidationError
@@ -81,7 +82,7 @@ def run_create(
     owner,
     stream: BinaryIO,
     filename: str,
-    spec: services.JobSpec,
+    spec: submitting.JobSpec,
     name: str = "",
     fmt: str | None = None,
 ) -> Run:
@@ -124,7 +125,7 @@ def run_create(
         run.estimated_cost_usd = estimate.cost_on(spec.tier)
         run.estimated_standard_cost_usd = estimate.standard_usd
         run.save()
-        transaction.on_commit(services.wake_dispatcher)
+        transaction.on_commit(control.wake_dispatcher)
     return run
 
 
@@ -221,12 +222,12 @@ def run_retry_failed(*, run: Run) -> int:
             next_attempt_at=now,
             finished_at=None,
             max_attempts=F("attempts") - F("refunded_attempts") + run.max_attempts,
-            deadline_policy=services.policy_after_retry(now),
+            deadline_policy=actions.policy_after_retry(now),
             updated_at=now,
         )
         if changed:
             Run.objects.filter(pk=run.pk).update(finished_at=None)
-            transaction.on_commit(services.wake_dispatcher)
+            transaction.on_commit(control.wake_dispatcher)
     run.refresh_from_db(fields=["finished_at"])
     return changed
 
@@ -245,7 +246,7 @@ def run_move_to_standard(*, run: Run) -> int:
             tier_requested=Tier.STANDARD, updated_at=now
         )
         if waiting:
-            transaction.on_commit(services.wake_dispatcher)
+            transaction.on_commit(control.wake_dispatcher)
     return waiting + running
 
 

@@ -21,7 +21,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from google.genai._gaos.utils import serializers as _gaos_serializers
 
-from jobs.backoff import parse_retry_after, parse_retry_delay
+from jobs.engine.backoff import parse_retry_after, parse_retry_delay
 
 logger = logging.getLogger(__name__)
 

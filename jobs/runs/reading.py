@@ -1,21 +1,22 @@
 """Reading an uploaded file into a run's lines: each line checked as the
 engine would check a job, over the run's defaults, and counted for the
-estimate shown before anything is created. jobs/runs.py inserts what this
+estimate shown before anything is created. jobs/runs/services.py inserts what this
 yields; nothing here writes a row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import BinaryIO
 
 from django.conf import settings
 
-from jobs import formats, pricing, services
+from jobs import formats
 from jobs.catalog import FLEX_MODELS
-from jobs.models import ModelPrice, Tier
+from jobs.engine import pricing, submitting
+from jobs.models import DeadlinePolicy, ModelPrice, Tier
 
 # Bad lines listed back to the person; the rest are only counted.
 MAX_LISTED_ERRORS = 20
@@ -75,22 +76,20 @@ class RunLine:
     """A line as it will be stored: the file's fields over the run's defaults."""
 
     source: formats.PromptLine
-    spec: services.JobSpec
+    spec: submitting.JobSpec
 
     @property
     def custom_id(self) -> str:
         return self.source.custom_id or str(self.source.line)
 
 
-def estimate_tokens(*texts: str) -> int:
-    return pricing.tokens_for_chars(sum(len(text) for text in texts))
-
-
 class LineReader:
     """One pass over a file: yields its lines while none is bad, and keeps
     reading after a bad one only to count and list the problems."""
 
-    def __init__(self, stream: BinaryIO, *, filename: str, spec: services.JobSpec, fmt: str | None):
+    def __init__(
+        self, stream: BinaryIO, *, filename: str, spec: submitting.JobSpec, fmt: str | None
+    ):
         self.stream = stream
         self.filename = filename
         self.spec = spec
@@ -131,21 +130,22 @@ class LineReader:
             model = source.model
         elif source.model:
             self.estimate.replaced_models += 1
-        spec = services.JobSpec(
+        # A line's own settings override the run's; the deadline is the run's.
+        spec = replace(
+            self.spec,
             model=model,
-            tier=self.spec.tier,
-            max_attempts=self.spec.max_attempts,
-            fallback_standard=self.spec.fallback_standard,
             system_instruction=source.system_instruction or self.spec.system_instruction,
             temperature=(
                 source.temperature if source.temperature is not None else self.spec.temperature
             ),
             max_output_tokens=source.max_output_tokens or self.spec.max_output_tokens,
+            deadline_at=None,
+            deadline_policy=DeadlinePolicy.KEEP,
         )
-        problems = [services.prompt_error(source.prompt)]
+        problems = [submitting.prompt_error(source.prompt)]
         if spec != self.spec:
             # The run's own settings were checked once, before reading.
-            problems += services.job_spec_errors(spec).values()
+            problems += submitting.job_spec_errors(spec).values()
         problems = [problem for problem in problems if problem]
         if problems:
             self._error(source.line, " ".join(problems))
@@ -153,11 +153,11 @@ class LineReader:
         self._count(source.prompt, spec)
         return RunLine(source=source, spec=spec)
 
-    def _count(self, prompt: str, spec: services.JobSpec) -> None:
+    def _count(self, prompt: str, spec: submitting.JobSpec) -> None:
         estimate = self.estimate
         estimate.prompts += 1
         estimate.models[spec.model] = estimate.models.get(spec.model, 0) + 1
-        input_tokens = estimate_tokens(prompt, spec.system_instruction)
+        input_tokens = pricing.estimate_tokens(prompt, spec.system_instruction)
         output_tokens = min(input_tokens, spec.max_output_tokens or input_tokens)
         estimate.input_tokens += input_tokens
         estimate.output_tokens += output_tokens

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from jobs import views
+from jobs.web import views
 
 app_name = "jobs"
 urlpatterns = [
@@ -11,5 +11,5 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),
     path("jobs/<int:job_id>/retry/", views.job_retry, name="job_retry"),
     path("jobs/<int:job_id>/run-again/", views.job_run_again, name="job_run_again"),
-    path("runs/", include("jobs.run_urls")),
+    path("runs/", include("jobs.runs.urls")),
 ]

@@ -1,0 +1,106 @@
+"""What a person does to jobs already submitted: cancel, retry now, and
+what each owner chose to happen at a deadline."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+
+from jobs.engine import control
+from jobs.models import ACTIVE_STATES, WAITING_STATES, DeadlinePolicy, Job, State, Tier
+
+logger = logging.getLogger(__name__)
+
+
+# --- Actions a person takes --------------------------------------------------------
+def job_cancel(*, job: Job) -> bool:
+    """Cancel a job that is waiting (queued or waiting to retry)."""
+    now = timezone.now()
+    changed = Job.objects.filter(pk=job.pk, state__in=WAITING_STATES).update(
+        state=State.CANCELLED, finished_at=now, next_attempt_at=None, updated_at=now
+    )
+    job.refresh_from_db()
+    return bool(changed)
+
+
+def job_retry_now(*, job: Job) -> bool:
+    """Run a failed or waiting job again as soon as possible. A failed job
+    gets its attempt budget extended by one so the retry is allowed."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, state=State.RETRYING).update(
+            next_attempt_at=now, updated_at=now
+        )
+        changed += Job.objects.filter(pk=job.pk, state=State.FAILED).update(
+            state=State.QUEUED,
+            next_attempt_at=now,
+            finished_at=None,
+            max_attempts=F("attempts") - F("refunded_attempts") + 1,
+            deadline_policy=policy_after_retry(now),
+            updated_at=now,
+        )
+        if changed:
+            transaction.on_commit(control.wake_dispatcher)
+    job.refresh_from_db()
+    return bool(changed)
+
+
+def policy_after_retry(now: datetime) -> Case:
+    """A failed job retried by a person after its deadline is their new
+    decision: it keeps waiting instead of being cancelled again at once."""
+    return Case(
+        When(deadline_at__lte=now, then=Value(DeadlinePolicy.KEEP)),
+        default=F("deadline_policy"),
+    )
+
+
+# --- Deadlines ------------------------------------------------------------------
+CANCELLED_AT_DEADLINE = "Cancelled at its deadline: it had not finished by then."
+
+
+def jobs_apply_deadlines(*, now: datetime | None = None) -> dict[str, int]:
+    """Do what each owner chose for active jobs whose deadline has passed.
+
+    cancel: cancelled, running ones too (the answer still in flight is
+    discarded when it comes back, as the job is no longer running).
+    standard: flex jobs ask for standard from their next attempt on; waiting
+    ones become due now, a running one keeps its flex request in flight.
+    keep: left alone. Called every few seconds by the dispatcher and every
+    minute by the Schedule; repeating it changes nothing."""
+    now = now or timezone.now()
+    passed = Job.objects.filter(deadline_at__lte=now, state__in=ACTIVE_STATES)
+    to_standard = passed.filter(deadline_policy=DeadlinePolicy.STANDARD, tier_requested=Tier.FLEX)
+    with transaction.atomic():
+        cancelled = passed.filter(deadline_policy=DeadlinePolicy.CANCEL).update(
+            state=State.CANCELLED,
+            finished_at=now,
+            next_attempt_at=None,
+            lease_owner="",
+            lease_expires_at=None,
+            last_error=CANCELLED_AT_DEADLINE,
+            updated_at=now,
+        )
+        moved_waiting = to_standard.filter(state__in=WAITING_STATES).update(
+            tier_requested=Tier.STANDARD, next_attempt_at=now, updated_at=now
+        )
+        moved_running = to_standard.filter(state=State.RUNNING).update(
+            tier_requested=Tier.STANDARD, updated_at=now
+        )
+        if moved_waiting:
+            transaction.on_commit(control.wake_dispatcher)
+    if cancelled or moved_waiting or moved_running:
+        logger.info(
+            "Deadlines: %d cancelled, %d moved to standard (%d of them running)",
+            cancelled,
+            moved_waiting + moved_running,
+            moved_running,
+        )
+    return {
+        "cancelled": cancelled,
+        "moved_waiting": moved_waiting,
+        "moved_running": moved_running,
+    }

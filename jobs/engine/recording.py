@@ -1,0 +1,195 @@
+"""Recording what came back: each finished try becomes an Attempt row and
+moves its job on (succeeded, retrying at its next time, failed, or queued
+again with dispatch paused), and the model's pacing state learns from it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from jobs.engine import backoff, capacity, control, pricing
+from jobs.engine.claiming import Claim
+from jobs.engine.gemini import GeminiError, GeminiResult
+from jobs.models import Attempt, ErrorKind, Job, Outcome, State
+
+logger = logging.getLogger(__name__)
+
+
+# --- Recording what happened ------------------------------------------------------
+def attempt_succeeded(*, claim: Claim, owner: str, result: GeminiResult, latency: float) -> bool:
+    """Store the answer. False when the job was no longer ours (cancelled by a
+    person, or reclaimed after our lease lapsed): the attempt says so."""
+    now = timezone.now()
+    tier = result.tier_served or claim.tier
+    cost, standard = pricing.job_costs(
+        model=claim.model,
+        tier=tier,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens + result.thought_tokens,
+    )
+    with transaction.atomic():
+        won = Job.objects.filter(pk=claim.job_id, state=State.RUNNING, lease_owner=owner).update(
+            state=State.SUCCEEDED,
+            result_text=result.text,
+            response_id=result.response_id,
+            tier_served=tier,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            thought_tokens=result.thought_tokens,
+            cost_usd=cost,
+            standard_cost_usd=standard,
+            last_error="",
+            finished_at=now,
+            lease_owner="",
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        Attempt.objects.filter(pk=claim.attempt_id).update(
+            finished_at=now,
+            latency_seconds=latency,
+            http_status=result.http_status,
+            tier_served=result.tier_served,
+            outcome=Outcome.SUCCEEDED if won else Outcome.DISCARDED,
+        )
+    return bool(won)
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    claim: Claim
+    outcome: GeminiResult | GeminiError
+    latency: float
+
+
+def attempts_record(*, owner: str, outcomes: Sequence[AttemptOutcome]) -> list[str]:
+    """Record a dispatcher's finished requests in one transaction; returns
+    each one's decision ("succeeded", "discarded", "retry", "fail", "pause").
+    Should the batch fail, each is recorded alone so one bad row cannot take
+    the others with it."""
+    _tally_outcomes(outcomes)
+    try:
+        with transaction.atomic():
+            return [_record(owner, item) for item in outcomes]
+    except Exception:
+        logger.exception("Recording %d outcomes together failed; one by one", len(outcomes))
+    decisions = []
+    for item in outcomes:
+        try:
+            decisions.append(_record(owner, item))
+        except Exception:
+            logger.exception("Could not record the outcome of job %s", item.claim.job_id)
+            decisions.append("unrecorded")
+    return decisions
+
+
+def _tally_outcomes(outcomes: Sequence[AttemptOutcome]) -> None:
+    """What came back, per model, for the shared pacing state (503 storms,
+    429 step-downs). Pacing is advice: failing to record it loses no work."""
+    tallies: dict[str, capacity.Tally] = {}
+    for item in outcomes:
+        tally = tallies.setdefault(item.claim.model, capacity.Tally())
+        tally.calls += 1
+        if isinstance(item.outcome, GeminiError):
+            tally.n503 += item.outcome.kind == ErrorKind.CAPACITY
+            tally.n429 += item.outcome.kind == ErrorKind.RATE_LIMIT
+    try:
+        capacity.record_outcomes(tallies)
+    except Exception:
+        logger.exception("Could not record pacing state for %s", ", ".join(tallies))
+
+
+def _record(owner: str, item: AttemptOutcome) -> str:
+    if isinstance(item.outcome, GeminiResult):
+        won = attempt_succeeded(
+            claim=item.claim, owner=owner, result=item.outcome, latency=item.latency
+        )
+        return "succeeded" if won else "discarded"
+    return attempt_failed(claim=item.claim, owner=owner, error=item.outcome, latency=item.latency)
+
+
+_COUNTER_FOR_KIND = {
+    ErrorKind.CAPACITY: "http_503",
+    ErrorKind.RATE_LIMIT: "http_429",
+}
+
+
+def attempt_failed(*, claim: Claim, owner: str, error: GeminiError, latency: float) -> str:
+    """Count the failure and move the job on: retrying (with its next time),
+    failed, or back to queued with dispatch paused. Returns the decision."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = (
+            Job.objects.filter(pk=claim.job_id)
+            .only("attempts", "refunded_attempts", "max_attempts", "state", "lease_owner")
+            .first()
+        )
+        ours = job is not None and job.state == State.RUNNING and job.lease_owner == owner
+        decision = backoff.decide(
+            error.kind,
+            attempts_used=job.budgeted_attempts if job else 0,
+            policy=backoff.Policy(
+                base=settings.FLEX_BACKOFF_BASE,
+                cap=settings.FLEX_BACKOFF_CAP,
+                max_attempts=job.max_attempts if job else 1,
+            ),
+            retry_after=error.retry_after,
+        )
+        outcome = {"retry": Outcome.WILL_RETRY, "fail": Outcome.FAILED, "pause": Outcome.PAUSED}[
+            decision.action
+        ]
+        Attempt.objects.filter(pk=claim.attempt_id).update(
+            finished_at=now,
+            latency_seconds=latency,
+            http_status=error.http_status,
+            google_status=error.google_status[:64],
+            retry_after_seconds=error.retry_after,
+            tier_served=error.tier_served,
+            error_kind=error.kind,
+            error_message=error.message,
+            outcome=outcome if ours else Outcome.DISCARDED,
+        )
+        if not ours:
+            return "discarded"
+        counter = _COUNTER_FOR_KIND.get(error.kind, "other_errors")
+        changes: dict = {
+            counter: F(counter) + 1,
+            "last_error": _describe(error),
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        if decision.action == "retry":
+            changes.update(
+                state=State.RETRYING, next_attempt_at=now + timedelta(seconds=decision.delay)
+            )
+        elif decision.action == "pause":
+            changes.update(
+                state=State.QUEUED,
+                next_attempt_at=now,
+                refunded_attempts=F("refunded_attempts") + 1,
+            )
+        else:
+            changes.update(state=State.FAILED, finished_at=now, next_attempt_at=None)
+        Job.objects.filter(pk=claim.job_id, state=State.RUNNING, lease_owner=owner).update(
+            **changes
+        )
+        if decision.action == "pause":
+            control.dispatch_pause(
+                reason=f"Gemini refused the API key ({_describe(error)}). Fix GEMINI_API_KEY, "
+                "then resume dispatch."
+            )
+            logger.error("Dispatch paused: %s", _describe(error))
+    return decision.action
+
+
+def _describe(error: GeminiError) -> str:
+    status = f"HTTP {error.http_status}" if error.http_status else error.kind
+    google = f" {error.google_status}" if error.google_status else ""
+    return f"{status}{google}: {error.message}"[:2000]

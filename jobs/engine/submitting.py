@@ -1,0 +1,169 @@
+"""Submitting: what a researcher may ask for (JobSpec and its checks) and
+the service that turns prompts into queued jobs, all or nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.catalog import FLEX_MODELS
+from jobs.engine import control
+from jobs.models import DeadlinePolicy, Job, Tier
+from jobs.text import storable_text_error
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a researcher asks for; prompts share the rest of the settings."""
+
+    model: str
+    tier: str = Tier.FLEX
+    max_attempts: int | None = None
+    fallback_standard: bool = False
+    system_instruction: str = ""
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    deadline_at: datetime | None = None
+    deadline_policy: str = DeadlinePolicy.KEEP
+
+    @classmethod
+    def from_fields(cls, values: Mapping[str, Any]) -> JobSpec:
+        """The spec from anything that names its fields: a form's cleaned
+        data, a command's options, an API payload. Other keys are ignored;
+        a missing or None policy keeps waiting at the deadline."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        chosen = {name: value for name, value in values.items() if name in names}
+        if not chosen.get("deadline_policy"):
+            chosen["deadline_policy"] = DeadlinePolicy.KEEP
+        return cls(**chosen)
+
+    @classmethod
+    def of_job(cls, job: Job) -> JobSpec:
+        """The settings `job` was submitted with, to run its prompt again;
+        "Retry now" may have stretched its attempts past what may be asked."""
+        return cls(
+            model=job.model,
+            tier=job.tier_requested,
+            max_attempts=min(job.max_attempts, MAX_ATTEMPTS_LIMIT),
+            fallback_standard=job.fallback_standard,
+            system_instruction=job.system_instruction,
+            temperature=job.temperature,
+            max_output_tokens=job.max_output_tokens,
+        )
+
+
+def job_spec_errors(spec: JobSpec) -> dict[str, str]:
+    """Field name -> message for every problem with the shared settings."""
+    errors: dict[str, str] = {}
+    if spec.model not in FLEX_MODELS:
+        errors["model"] = f"Unknown model {spec.model!r}. Flex runs on: {', '.join(FLEX_MODELS)}."
+    if spec.tier not in Tier.values:
+        errors["tier"] = f"Unknown tier {spec.tier!r}; choose flex, standard or priority."
+    if spec.max_attempts is not None and not 1 <= spec.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        errors["max_attempts"] = f"Max attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}."
+    if spec.temperature is not None and not 0.0 <= spec.temperature <= 2.0:
+        errors["temperature"] = "Temperature must be between 0 and 2."
+    if spec.max_output_tokens is not None and not 1 <= spec.max_output_tokens <= 1_000_000:
+        errors["max_output_tokens"] = "Max output tokens must be between 1 and 1,000,000."
+    if len(spec.system_instruction) > settings.FLEX_MAX_PROMPT_CHARS:
+        errors["system_instruction"] = (
+            f"The system instruction is longer than {settings.FLEX_MAX_PROMPT_CHARS:,} characters."
+        )
+    elif problem := storable_text_error(spec.system_instruction):
+        errors["system_instruction"] = f"The system instruction {problem}."
+    errors.update(_deadline_errors(spec))
+    return errors
+
+
+def _deadline_errors(spec: JobSpec) -> dict[str, str]:
+    if spec.deadline_policy not in DeadlinePolicy.values:
+        return {
+            "deadline_policy": f"Unknown deadline policy {spec.deadline_policy!r}; "
+            "choose keep, cancel or standard."
+        }
+    if spec.deadline_at is None:
+        if spec.deadline_policy == DeadlinePolicy.KEEP:
+            return {}
+        cancel = spec.deadline_policy == DeadlinePolicy.CANCEL
+        action = "Cancelling" if cancel else "Moving to standard"
+        return {
+            "deadline_at": f"{action} at the deadline needs a deadline: "
+            "set one, or choose to keep waiting."
+        }
+    if timezone.is_naive(spec.deadline_at):
+        return {"deadline_at": "The deadline needs a time zone (e.g. 2030-06-01T14:00:00+00:00)."}
+    if spec.deadline_at <= timezone.now():
+        when = timezone.localtime(spec.deadline_at).strftime("%Y-%m-%d %H:%M %Z")
+        return {"deadline_at": f"The deadline {when} has already passed; choose a later time."}
+    if spec.deadline_policy == DeadlinePolicy.STANDARD and spec.tier != Tier.FLEX:
+        return {
+            "deadline_policy": f"Only flex work moves to standard at the deadline; this is on "
+            f"{spec.tier} already. Choose flex, or keep waiting or cancel."
+        }
+    return {}
+
+
+def prompt_error(prompt: str) -> str | None:
+    if not prompt or not prompt.strip():
+        return "The prompt is empty."
+    if len(prompt) > settings.FLEX_MAX_PROMPT_CHARS:
+        return (
+            f"The prompt is {len(prompt):,} characters; the limit is "
+            f"{settings.FLEX_MAX_PROMPT_CHARS:,} (FLEX_MAX_PROMPT_CHARS)."
+        )
+    if problem := storable_text_error(prompt):
+        return f"The prompt {problem}."
+    return None
+
+
+def jobs_submit(*, owner, prompts: Sequence[str], spec: JobSpec) -> list[Job]:
+    """Create one queued job per prompt, all or nothing, and wake the
+    dispatcher once the rows are committed. Raises ValidationError naming the
+    field (and the prompt's position when there are several)."""
+    errors = job_spec_errors(spec)
+    if not prompts:
+        errors["prompt"] = "There is no prompt to submit."
+    for index, prompt in enumerate(prompts, start=1):
+        problem = prompt_error(prompt)
+        if problem:
+            errors["prompt"] = problem if len(prompts) == 1 else f"Prompt {index}: {problem}"
+            break
+    if errors:
+        raise ValidationError(errors)
+    now = timezone.now()
+    max_attempts = spec.max_attempts or settings.FLEX_MAX_ATTEMPTS
+    jobs = [
+        Job(
+            owner=owner,
+            model=spec.model,
+            input_text=prompt,
+            system_instruction=spec.system_instruction,
+            temperature=spec.temperature,
+            max_output_tokens=spec.max_output_tokens,
+            tier_requested=spec.tier,
+            fallback_standard=spec.fallback_standard,
+            max_attempts=max_attempts,
+            submitted_at=now,
+            next_attempt_at=now,
+            deadline_at=spec.deadline_at,
+            deadline_policy=spec.deadline_policy,
+        )
+        for prompt in prompts
+    ]
+    with transaction.atomic():
+        created = Job.objects.bulk_create(jobs, batch_size=500)
+        transaction.on_commit(control.wake_dispatcher)
+    return created
