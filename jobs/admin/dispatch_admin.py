@@ -1,0 +1,44 @@
+"""The admin of the dispatchers' shared state: DispatchControl, the pause
+switch (with the Gemini route and endpoint in force), and DispatcherSlot, the
+dispatchers' leased slots; both read-mostly and never added by hand."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from jobs.engine import control
+from jobs.models import DispatchControl, DispatcherSlot
+
+
+@admin.register(DispatchControl)
+class DispatchControlAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "paused", "reason", "paused_at", "gemini_route", "gemini_endpoint")
+
+    @admin.display(description="Gemini API route (GEMINI_API)")
+    def gemini_route(self, obj: DispatchControl) -> str:
+        return settings.GEMINI_API
+
+    @admin.display(description="Endpoint (GEMINI_BASE_URL)")
+    def gemini_endpoint(self, obj: DispatchControl) -> str:
+        return settings.GEMINI_BASE_URL or "Google (generativelanguage.googleapis.com)"
+
+    actions = ("resume",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Resume dispatch")
+    def resume(self, request: HttpRequest, queryset: QuerySet[DispatchControl]) -> None:
+        control.dispatch_resume()
+        self.message_user(request, "Dispatch resumed.")
+
+
+@admin.register(DispatcherSlot)
+class DispatcherSlotAdmin(admin.ModelAdmin):
+    list_display = ("number", "owner", "in_flight", "heartbeat_at", "expires_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
