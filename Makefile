@@ -97,11 +97,13 @@ test: install deps ## Run the whole test suite (tests/) with pytest; PYTEST_ARGS
 	fi; \
 	exit $$status
 
-# Both checks always run, so one pass shows every problem; either failing fails.
-lint: install ## ruff check + ruff format --check
+# Every check always runs, so one pass shows every problem; any failing fails.
+# lint-imports checks the rooms' import contracts in pyproject.toml.
+lint: install ## ruff check + ruff format --check + the import contracts (lint-imports)
 	@status=0; \
 	echo "ruff check ."; $(VENV)/bin/ruff check . || status=1; \
 	echo "ruff format --check ."; $(VENV)/bin/ruff format --check . || status=1; \
+	echo "lint-imports"; $(VENV)/bin/lint-imports --no-cache || status=1; \
 	exit $$status
 
 format: install ## Apply ruff's fixes and formatting

@@ -1,3 +1,5 @@
+"""The ASGI entry point (unused by `make run` and `make serve`, kept for ASGI servers)."""
+
 import os
 
 from django.core.asgi import get_asgi_application

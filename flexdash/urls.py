@@ -1,3 +1,5 @@
+"""The root URLs: health, admin, sign-in, the account page, the API and the dashboard."""
+
 from django.contrib import admin
 from django.urls import include, path
 

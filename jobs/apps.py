@@ -1,3 +1,6 @@
+"""The app's configuration: a cluster that starts ensures the minute Schedule
+and wakes a dispatcher."""
+
 from __future__ import annotations
 
 import logging

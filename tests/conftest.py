@@ -1,3 +1,5 @@
+"""Fixtures shared by every test: the people tests act as, and helpers to make jobs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -108,3 +110,20 @@ def bob(django_user_model):
 @pytest.fixture
 def staff(django_user_model):
     return django_user_model.objects.create_user("root", is_staff=True)
+
+
+# The PostgreSQL pass of CI (FLEXDASH_DB_TESTS_ONLY=1) runs only the tests that
+# touch a database: the others would check the same thing twice.
+_DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("FLEXDASH_DB_TESTS_ONLY") != "1":
+        return
+    kept, skipped = [], []
+    for item in items:
+        uses_db = item.get_closest_marker("django_db") or _DB_FIXTURES & set(item.fixturenames)
+        (kept if uses_db else skipped).append(item)
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = kept

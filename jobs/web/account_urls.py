@@ -1,3 +1,5 @@
+"""The account page and its API tokens, under /account/ (namespace "account")."""
+
 from django.urls import path
 
 from jobs.web import account

@@ -1,3 +1,5 @@
+"""The dashboard's pages (namespace "jobs"); the run pages come from jobs/runs/urls.py."""
+
 from django.urls import include, path
 
 from jobs.web import views

@@ -1,0 +1,1 @@
+"""manage.py commands: submit, jobs, flexsim, demouser, apitoken."""
