@@ -8,6 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("account/", include("jobs.account_urls")),
-    path("api/", include("jobs.api_urls")),
+    path("api/", include("jobs.api.urls")),
     path("", include("jobs.urls")),
 ]
