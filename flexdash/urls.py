@@ -10,6 +10,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("account/", include("jobs.web.account_urls")),
-    path("api/", include("jobs.api_urls")),
+    path("api/", include("jobs.api.urls")),
     path("", include("jobs.web.urls")),
 ]

@@ -1,3 +1,5 @@
+"""The API's URLconf, included under /api/ by flexdash/urls.py."""
+
 from django.urls import path
 
 from jobs.api import api

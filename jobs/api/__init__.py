@@ -1,0 +1,100 @@
+"""The JSON API for scripts: the NinjaAPI object, its routers, and the answers
+every endpoint shares.
+
+One router per resource: jobs.py (/api/jobs), runs.py (/api/batches, runs
+uploaded from a file), capacity.py (/api/capacity). Shared schemas are in
+schemas.py, token auth in auth.py, the URLconf in urls.py.
+
+Here: the gate on the OpenAPI document and the error handlers, which answer
+through this object. Every error answers `{"detail": "..."}`; bad input (422)
+adds `"errors": {field: [messages]}`.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError
+from ninja.errors import ValidationError as NinjaValidationError
+
+from jobs.api import capacity, jobs, runs
+from jobs.api.auth import BearerToken
+
+__all__ = ["api"]
+
+
+def _signed_in_or_token(view):
+    """The OpenAPI document, like every page, is for signed-in people and
+    token holders only."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            try:
+                BearerToken()(request)
+            except AuthenticationError as refused:
+                return _unauthorised(request, refused)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+api = NinjaAPI(
+    title="FlexDash API",
+    version="1",
+    description="Submit prompts to run on Gemini's flex tier and follow them. "
+    "Authenticate with 'Authorization: Bearer <token>'; tokens are made on /account/.",
+    urls_namespace="api",
+    auth=BearerToken(),
+    # Ninja's docs page loads Swagger UI from a CDN unless ninja is an
+    # installed app; the dashboard must work offline, so only the document.
+    docs_url=None,
+    docs_decorator=_signed_in_or_token,
+)
+api.add_router("/jobs", jobs.router)
+api.add_router("/batches", runs.router)
+api.add_router("/capacity", capacity.router)
+
+
+# --- Errors --------------------------------------------------------------------
+def _unprocessable(request: HttpRequest, errors: dict[str, list[str]]) -> HttpResponse:
+    summary = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
+    return api.create_response(request, {"detail": summary, "errors": errors}, status=422)
+
+
+@api.exception_handler(NinjaValidationError)
+def _invalid_input(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors:
+        # loc is (where, [parameter name,] field, index...): keep the field.
+        where, *rest = error.get("loc") or ("body",)
+        if where == "body":
+            rest = rest[1:]
+        field = ".".join(str(part) for part in rest) or where
+        message = error.get("msg", "Invalid value.").removeprefix("Value error, ")
+        errors.setdefault(field, []).append(message)
+    return _unprocessable(request, errors)
+
+
+@api.exception_handler(DjangoValidationError)
+def _refused_by_service(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    return _unprocessable(request, exc.message_dict)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthorised(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = api.create_response(request, {"detail": exc.message}, status=401)
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    detail = f"The request body is larger than {limit:,} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)."
+    return api.create_response(request, {"detail": detail}, status=413)

@@ -1,0 +1,56 @@
+"""What the API's routers share: text and deadline input types, paging limits,
+money as text, and the error bodies every endpoint may answer.
+
+A schema that one resource uses lives with its router (jobs.py, runs.py, capacity.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from ninja import Path, Schema
+from pydantic import AfterValidator, BeforeValidator
+
+from jobs.text import storable_text_error
+
+MAX_PAGE_SIZE = 100
+MAX_ID = 2**63 - 1
+
+
+def _storable(text: str) -> str:
+    if problem := storable_text_error(text):
+        raise ValueError(problem)
+    return text
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+# An empty form field is no deadline; a time without a zone is refused by the service.
+Deadline = Annotated[datetime | None, BeforeValidator(lambda value: value or None)]
+DEADLINE_DESCRIPTION = (
+    "ISO 8601 with a time zone, e.g. 2030-06-01T14:00:00+02:00. Work not finished by then "
+    "is handled as deadline_policy says."
+)
+POLICY_DESCRIPTION = (
+    "At the deadline: keep (keep waiting), cancel (cancel what has not finished, running "
+    "jobs too), or standard (move unfinished flex jobs to the standard tier, at its price)."
+)
+# A job's or a batch's id in a path.
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def decimal_text(value) -> str | None:
+    """An amount of USD as the API writes it: a decimal string, or None."""
+    return None if value is None else str(value)
+
+
+class Message(Schema):
+    detail: str
+
+
+class Invalid(Schema):
+    detail: str
+    errors: dict[str, list[str]]
+
+
+ERRORS = {401: Message, 404: Message, 422: Invalid}
