@@ -83,7 +83,7 @@ class Dispatcher:
         next_pause_check = started
         next_deadline_check = started
         paused = False
-        claiming = True
+        taking_work = True
         # Token bucket: launches accrue at launch_rate whatever the claim and
         # the loop cost, so the time they take is not lost from the rate.
         budget = float(self.per_tick)
@@ -92,8 +92,8 @@ class Dispatcher:
             now = time.monotonic()
             budget = min(budget + (now - refilled) * self.launch_rate, 2.0 * self.per_tick)
             refilled = now
-            if claiming and now - started >= self.run_seconds:
-                claiming = False
+            if taking_work and now - started >= self.run_seconds:
+                taking_work = False
                 await self._hand_over_slot()
             if now >= next_pause_check:
                 paused = await _db(control.dispatch_is_paused)()
@@ -107,7 +107,7 @@ class Dispatcher:
             await self._record_outcomes()
             claims = []
             room = self.max_in_flight - len(self.in_flight)
-            asked = min(room, int(budget)) if claiming and not paused else 0
+            asked = min(room, int(budget)) if taking_work and not paused else 0
             if asked > 0:
                 claims = await self._claim(asked)
                 budget -= len(claims)
@@ -117,7 +117,7 @@ class Dispatcher:
                 await self._renew()
                 next_renewal = now + self.lease_seconds / RENEWALS_PER_LEASE
             if not self.in_flight and not claims:
-                if not claiming or paused:
+                if not taking_work or paused:
                     break
                 wait = await _db(claiming.seconds_until_next_due)()
                 if wait is None or wait > IDLE_HORIZON_SECONDS:
