@@ -1,19 +1,19 @@
 """Shared helpers for the benchmarks in bench/ (not a benchmark itself).
 
-Everything a benchmark needs around the engine, without importing Django in
-the benchmark's own process (so one run can use several fresh databases):
+What a benchmark needs around the engine, without importing Django in the
+benchmark's own process (so one run can use several fresh databases):
 
 - processes: start `manage.py ...` in its own process group (simulator,
   qcluster), stop it with SIGTERM to the group then SIGKILL, and make sure
   every process started here is stopped on error, Ctrl-C or SIGTERM;
-- /proc: the process tree under a pid, its memory (VmRSS and smaps_rollup
-  Pss, summed) and CPU seconds (utime+stime, plus reaped children);
-- databases: a fresh temporary SQLite file, or a PostgreSQL database created
-  and dropped on the server of a given URL; migrations; job counts read with
-  plain SQL (sqlite3 / psycopg), so polling does not need Django;
-- `django_call`: run one function inside Django (with the benchmark's
-  environment) in a subprocess and get its JSON result back;
-- machine and version facts for the result files.
+- Django: migrations, and `django_call`, which runs one function inside
+  Django (with the benchmark's environment) in a subprocess and gets its
+  JSON result back;
+- machine and version facts for the result files, and `end_run`, the end of
+  every benchmark's main() (keep or remove the work directory, exit code).
+
+What /proc says about those processes is in bench/_procfs.py; the fresh
+databases and reading them with plain SQL, in bench/_databases.py.
 
 `python bench/common.py call module:function '{"kwarg": 1}'` is that
 subprocess; without arguments the script only says what it is.
@@ -29,24 +29,19 @@ import platform
 import re
 import resource
 import shlex
+import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
-MIB = 1024.0  # KiB per MiB
 
 # Variables a benchmark sets itself; inherited values would make runs differ.
 _OWNED_PREFIXES = ("FLEX_", "GEMINI_", "DATABASE_URL", "FLEXDASH_VAR_DIR", "DJANGO_")
@@ -243,277 +238,7 @@ def sim_stats(base_url: str, *, timeout: float = 5.0) -> dict[str, Any]:
     return http_json(f"{base_url}/_sim/stats", timeout=timeout)
 
 
-# --- /proc ---------------------------------------------------------------------------
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat from field 3 (state) on; None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and all its live descendants (scans /proc once)."""
-    return list(process_depths(root))
-
-
-def process_depths(root: int) -> dict[int, int]:
-    """{pid: depth below root} for `root` and all its live descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    if _stat_fields(root) is None:
-        return {}
-    depths, todo = {}, [(root, 0)]
-    while todo:
-        pid, depth = todo.pop()
-        depths[pid] = depth
-        todo.extend((child, depth + 1) for child in children.get(pid, ()))
-    return depths
-
-
-def rss_kib(pid: int) -> int:
-    """VmRSS of one process (KiB); 0 if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
-
-
-def pss_kib(pid: int) -> int:
-    """Pss of one process from smaps_rollup (KiB): shared pages divided among
-    the processes sharing them, so forked workers are not counted twice."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
-
-
-def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
-    """utime+stime of one process; with cutime+cstime (its reaped children)."""
-    fields = _stat_fields(pid)
-    if fields is None:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12])
-    if with_children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / CLK_TCK
-
-
-def process_name(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return "?"
-    parts = [p.decode("utf-8", "replace") for p in raw.split(b"\0") if p]
-    if len(parts) == 1 and " " in parts[0]:  # setproctitle rewrote it
-        return parts[0]
-    return " ".join(Path(parts[0]).name if i == 0 else p for i, p in enumerate(parts))[:120]
-
-
-@dataclass
-class TreeSample:
-    rss_kib: int
-    pss_kib: int
-    per_process: dict[int, tuple[int, int]]  # pid -> (rss, pss) KiB
-    depths: dict[int, int]  # pid -> depth below the root
-
-
-def tree_memory(root: int, *, pss: bool = True) -> TreeSample:
-    """Memory of `root` and its descendants: summed VmRSS (counts pages shared
-    by forked processes once per process) and summed Pss (counts them once)."""
-    depths = process_depths(root)
-    per = {pid: (rss_kib(pid), pss_kib(pid) if pss else 0) for pid in depths}
-    return TreeSample(
-        rss_kib=sum(r for r, _ in per.values()),
-        pss_kib=sum(p for _, p in per.values()),
-        per_process=per,
-        depths=depths,
-    )
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds of a live tree: every member's utime+stime, plus what its
-    already-reaped children used (cutime+cstime), so nothing counts twice."""
-    return sum(cpu_seconds(pid) for pid in process_tree(root))
-
-
-def system_cpu_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, all CPUs
-    (/proc/stat): the difference over a run shows what others used."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total = sum(fields[:8])  # guest time is already in user/nice
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (total - idle) / CLK_TCK, total / CLK_TCK
-
-
-def open_files(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except (FileNotFoundError, PermissionError):
-        return 0
-
-
-def nofile_limit(pid: int) -> str:
-    """The soft/hard open-file limit of a process, as /proc/PID/limits says."""
-    try:
-        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-            if line.startswith("Max open files"):
-                soft, hard = line.split()[3:5]
-                return f"{soft}/{hard}"
-    except (FileNotFoundError, PermissionError):
-        pass
-    return "?"
-
-
-@dataclass
-class PeakTracker:
-    """Peak memory of a process tree over repeated samples, with the peak of
-    each process (named) to see which one grew."""
-
-    root: int
-    pss: bool = True
-    peak_rss_kib: int = 0
-    peak_pss_kib: int = 0
-    per_process: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-    def sample(self) -> TreeSample:
-        sample = tree_memory(self.root, pss=self.pss)
-        self.peak_rss_kib = max(self.peak_rss_kib, sample.rss_kib)
-        self.peak_pss_kib = max(self.peak_pss_kib, sample.pss_kib)
-        for pid, (rss, pss) in sample.per_process.items():
-            entry = self.per_process.get(pid)
-            if entry is None:
-                entry = self.per_process[pid] = {
-                    "pid": pid,
-                    "depth": sample.depths.get(pid, 0),
-                    "name": process_name(pid),
-                    "peak_rss_mib": 0.0,
-                    "peak_pss_mib": 0.0,
-                    "peak_open_files": 0,
-                }
-            entry["peak_rss_mib"] = max(entry["peak_rss_mib"], round(rss / MIB, 1))
-            entry["peak_pss_mib"] = max(entry["peak_pss_mib"], round(pss / MIB, 1))
-        return sample
-
-    def count_open_files(self) -> None:
-        for pid, entry in self.per_process.items():
-            entry["peak_open_files"] = max(entry["peak_open_files"], open_files(pid))
-
-
-# --- Databases -----------------------------------------------------------------------
-@dataclass
-class BenchDatabase:
-    """A database made for one benchmark run, and a plain DB-API connection
-    to read it (no Django in the benchmark process)."""
-
-    url: str
-    engine: str  # "sqlite" or "postgresql"
-    _connection: Any = None
-
-    def connect(self) -> Any:
-        if self._connection is None:
-            if self.engine == "sqlite":
-                path = urlsplit(self.url).path
-                self._connection = sqlite3.connect(path, timeout=30, isolation_level=None)
-            else:
-                import psycopg
-
-                self._connection = psycopg.connect(self.url, autocommit=True)
-        return self._connection
-
-    def rows(self, sql: str) -> list[tuple]:
-        cursor = self.connect().cursor()
-        try:
-            cursor.execute(sql)
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
-
-    def scalar(self, sql: str) -> Any:
-        rows = self.rows(sql)
-        return rows[0][0] if rows else None
-
-    def job_counts(self) -> dict[str, int]:
-        """Jobs by state (queued, running, retrying, succeeded, failed, cancelled)."""
-        return {
-            state: int(n)
-            for state, n in self.rows("SELECT state, COUNT(*) FROM jobs_job GROUP BY state")
-        }
-
-    def close(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                self._connection.close()
-            self._connection = None
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _pg_admin_connect(server_url: str, name: str) -> Any:
-    import psycopg
-
-    # Connect to the URL's own database, or to `postgres` if it names ours.
-    current = urlsplit(server_url).path.lstrip("/")
-    admin_url = _with_database(server_url, "postgres" if current in ("", name) else current)
-    return psycopg.connect(admin_url, autocommit=True)
-
-
-@contextlib.contextmanager
-def fresh_database(
-    workdir: Path, database_url: str | None = None, *, name: str = "flexdash_bench"
-) -> Iterator[BenchDatabase]:
-    """A new, empty database for one run, removed afterwards.
-
-    Default: a SQLite file in `workdir`. With a postgres:// URL: database
-    `name` is dropped (if left over), created on that server, and dropped at
-    the end (WITH (FORCE), so a stray connection cannot keep it)."""
-    if not database_url or database_url.startswith("sqlite"):
-        path = workdir / f"{name}.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        database = BenchDatabase(url=f"sqlite:///{path}", engine="sqlite")
-        try:
-            yield database
-        finally:
-            database.close()
-        return
-    if not database_url.startswith(("postgres://", "postgresql://")):
-        raise ValueError(f"unsupported database URL {database_url!r} (sqlite or postgres)")
-    from psycopg import sql
-
-    with _pg_admin_connect(database_url, name) as admin:
-        admin.execute(_drop(name))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    database = BenchDatabase(url=_with_database(database_url, name), engine="postgresql")
-    try:
-        yield database
-    finally:
-        database.close()
-        with _pg_admin_connect(database_url, name) as admin:
-            admin.execute(_drop(name))
-
-
-def _drop(name: str) -> Any:
-    from psycopg import sql
-
-    return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-
-
+# --- Running Django: migrations, code inside Django ------------------------------------
 def migrate(env: Mapping[str, str], log: Path) -> None:
     """`manage.py migrate` on the database of env's DATABASE_URL (a subprocess)."""
     run_checked(["migrate", "--no-input", "-v", "0"], env, log)
@@ -526,7 +251,6 @@ def migrate_here() -> None:
     call_command("migrate", interactive=False, verbosity=0)
 
 
-# --- Running code inside Django -------------------------------------------------------
 def django_call(
     target: str, env: Mapping[str, str], log: Path, timeout: float = 600.0, **kwargs: Any
 ) -> Any:
@@ -558,20 +282,7 @@ def _call(target: str, kwargs_json: str) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-# --- Waiting, facts ------------------------------------------------------------------
-def wait_for(
-    condition: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what or condition}")
-        time.sleep(interval)
-
-
+# --- Facts for the result files, the end of a run ---------------------------------------
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -619,6 +330,26 @@ def machine_info() -> dict[str, Any]:
 def command_line() -> str:
     """How this benchmark was started, to paste into a shell from the project root."""
     return shlex.join(["python", *sys.argv])
+
+
+def end_run(workdir: Path, *, keep: bool, failed: bool = False, interrupted: bool = False) -> int:
+    """The end of a benchmark's main(): keep or remove its work directory (logs,
+    databases), and return the exit code.
+
+    After a run: kept, and said so, when it failed or `keep` (--keep) asks,
+    removed otherwise; exit 1 if it failed, else 0. After Ctrl-C or SIGTERM
+    (`interrupted`, with every process already stopped): said on stderr, kept
+    only when `keep` asks, exit 130."""
+    if interrupted:
+        print("\ninterrupted: every process started here was stopped", file=sys.stderr)
+    if failed or keep:
+        where = sys.stderr if interrupted else sys.stdout
+        print(f"logs and databases kept in {workdir}", file=where)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if interrupted:
+        return 130
+    return 1 if failed else 0
 
 
 def main(argv: list[str]) -> int:

@@ -25,7 +25,6 @@ import datetime as dt
 import itertools
 import json
 import math
-import shutil
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import _databases, _procfs, common  # noqa: E402
 
 ROUTES = ("interactions", "generate_content")
 API_KEY = "bench-key"
@@ -84,7 +83,7 @@ def run_route(route: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
     n, hold = args.jobs, args.hold
     result: dict[str, Any] = {"route": route, "jobs": n}
     print(f"\n[{route}] fresh database ...", flush=True)
-    with common.fresh_database(rdir, args.database_url) as db:
+    with _databases.fresh_database(rdir, args.database_url) as db:
         result["database"] = db.engine
         base_env = common.clean_env(DATABASE_URL=db.url, FLEXDASH_VAR_DIR=var_dir)
         # The simulator boots while the database is migrated and the jobs submitted.
@@ -141,7 +140,7 @@ def run_route(route: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
 def _observe(
     route: str,
     args: argparse.Namespace,
-    db: common.BenchDatabase,
+    db: _databases.BenchDatabase,
     cluster: Any,
     simulator: Any,
     sim_url: str,
@@ -151,8 +150,8 @@ def _observe(
     n, hold = args.jobs, args.hold
     ideal_seconds = n / args.launch_rate + hold
     timeout = args.timeout or max(120.0, 4 * ideal_seconds + 60)
-    cluster_mem = common.PeakTracker(cluster.pid, pss=True)
-    sim_mem = common.PeakTracker(simulator.pid, pss=False)
+    cluster_mem = _procfs.PeakTracker(cluster.pid, pss=True)
+    sim_mem = _procfs.PeakTracker(simulator.pid, pss=False)
     samples: list[dict[str, Any]] = []
     stats: dict[str, Any] = {}
     stats_errors = 0
@@ -162,7 +161,7 @@ def _observe(
     last_print = 0.0
     timed_out = False
     counts: dict[str, int] = {}
-    machine_before = common.system_cpu_seconds()
+    machine_before = _procfs.system_cpu_seconds()
     next_tick = time.monotonic()
     while True:
         now = time.monotonic()
@@ -192,9 +191,9 @@ def _observe(
                 "t": round(t, 2),
                 "in_flight": in_flight,
                 "requests": stats.get("requests", 0),
-                "cluster_rss_mib": round(mem.rss_kib / common.MIB, 1),
-                "cluster_pss_mib": round(mem.pss_kib / common.MIB, 1),
-                "sim_rss_mib": round(sim.rss_kib / common.MIB, 1),
+                "cluster_rss_mib": round(mem.rss_kib / _procfs.MIB, 1),
+                "cluster_pss_mib": round(mem.pss_kib / _procfs.MIB, 1),
+                "sim_rss_mib": round(sim.rss_kib / _procfs.MIB, 1),
                 "succeeded": counts.get("succeeded", 0),
                 "running": counts.get("running", 0),
             }
@@ -205,9 +204,9 @@ def _observe(
                 f"[{route}] t={t:6.1f}s in flight {in_flight:5d} (peak {peak:5d}) "
                 f"requests {stats.get('requests', 0):5d} "
                 f"succeeded {counts.get('succeeded', 0):5d} "
-                f"cluster PSS {mem.pss_kib / common.MIB:6.0f} MiB "
-                f"RSS {mem.rss_kib / common.MIB:6.0f} MiB "
-                f"sim RSS {sim.rss_kib / common.MIB:5.0f} MiB",
+                f"cluster PSS {mem.pss_kib / _procfs.MIB:6.0f} MiB "
+                f"RSS {mem.rss_kib / _procfs.MIB:6.0f} MiB "
+                f"sim RSS {sim.rss_kib / _procfs.MIB:5.0f} MiB",
                 flush=True,
             )
         terminal = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
@@ -221,9 +220,9 @@ def _observe(
         time.sleep(max(0.0, next_tick - time.monotonic()))
 
     # Measured while everything is still alive.
-    cpu = common.tree_cpu_seconds(cluster.pid)
-    sim_cpu = common.cpu_seconds(simulator.pid)
-    busy, total = (a - b for a, b in zip(common.system_cpu_seconds(), machine_before, strict=True))
+    cpu = _procfs.tree_cpu_seconds(cluster.pid)
+    sim_cpu = _procfs.cpu_seconds(simulator.pid)
+    busy, total = (a - b for a, b in zip(_procfs.system_cpu_seconds(), machine_before, strict=True))
     try:
         stats = common.sim_stats(sim_url, timeout=10)
     except OSError:
@@ -244,15 +243,15 @@ def _observe(
         else None,
         "submit_to_done_seconds": _round(done_at - submit_started) if done_at else None,
         "cluster_start_to_done_seconds": _round(done_at - cluster_started) if done_at else None,
-        "cluster_peak_rss_mib": round(cluster_mem.peak_rss_kib / common.MIB, 1),
-        "cluster_peak_pss_mib": round(cluster_mem.peak_pss_kib / common.MIB, 1),
+        "cluster_peak_rss_mib": round(cluster_mem.peak_rss_kib / _procfs.MIB, 1),
+        "cluster_peak_pss_mib": round(cluster_mem.peak_pss_kib / _procfs.MIB, 1),
         "cluster_idle_pss_mib": idle_pss_mib,
         "cluster_cpu_seconds": round(cpu, 1),
         "cluster_processes": sorted(
             cluster_mem.per_process.values(), key=lambda p: -p["peak_rss_mib"]
         ),
         "dispatcher_worker": biggest,
-        "sim_peak_rss_mib": round(sim_mem.peak_rss_kib / common.MIB, 1),
+        "sim_peak_rss_mib": round(sim_mem.peak_rss_kib / _procfs.MIB, 1),
         "sim_cpu_seconds": round(sim_cpu, 1),
         # Everything else on the machine meanwhile (this script included):
         # other people's work on a shared machine competes for the cores.
@@ -275,7 +274,7 @@ def _observe(
     return figures
 
 
-def _check(db: common.BenchDatabase, n: int) -> dict[str, Any]:
+def _check(db: _databases.BenchDatabase, n: int) -> dict[str, Any]:
     """Nothing lost, nothing run twice: straight from the tables."""
     succeeded = int(db.scalar("SELECT COUNT(*) FROM jobs_job WHERE state = 'succeeded'") or 0)
     latency = db.rows(
@@ -301,7 +300,7 @@ def _check(db: common.BenchDatabase, n: int) -> dict[str, Any]:
     }
 
 
-def _claim_batches(db: common.BenchDatabase) -> dict[str, Any]:
+def _claim_batches(db: _databases.BenchDatabase) -> dict[str, Any]:
     """The dispatcher's claims as the Attempt rows show them: one claim gives
     its attempts one started_at, so the gaps between distinct started_at
     values are the claim loop's real period."""
@@ -572,12 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.append({"route": route, "error": error})
     except KeyboardInterrupt:
         # No result files from a partial run: they would replace a whole one.
-        print("\ninterrupted: every process started here was stopped", file=sys.stderr)
-        if args.keep:
-            print(f"logs and databases kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return 130
+        return common.end_run(workdir, keep=args.keep, interrupted=True)
     failed = failed or not all(r.get("ok") for r in results)
     text = table(results, args)
     print("\n" + text + "\n")
@@ -585,11 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     write_results(results, args, info, text)
     out = Path(args.results)
     print(f"\nwrote {out / 'inflight.json'} and {out / 'inflight.md'}")
-    if failed or args.keep:
-        print(f"logs and databases kept in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+    return common.end_run(workdir, keep=args.keep, failed=failed)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import _databases, _procfs, common  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 USERNAME = "bench"
@@ -206,7 +206,7 @@ class Meter:
         self.hwm_reset = _reset_hwm()
         self.rss_before_kib = _status_kib("VmRSS")
         self.cpu_before = _own_cpu()
-        self.machine_before = common.system_cpu_seconds()
+        self.machine_before = _procfs.system_cpu_seconds()
         if self.traced:
             tracemalloc.start()
 
@@ -234,7 +234,7 @@ class Meter:
         if self.traced:
             tracemalloc.stop()
         own = _own_cpu() - self.cpu_before
-        busy_after, total_after = common.system_cpu_seconds()
+        busy_after, total_after = _procfs.system_cpu_seconds()
         busy = busy_after - self.machine_before[0]
         total = total_after - self.machine_before[1]
         pythons = [p["python_peak_mib"] for p in self.phases if p["python_peak_mib"] is not None]
@@ -651,7 +651,7 @@ def run_steps(args: argparse.Namespace, workdir: Path, source: Path) -> dict[str
             sdir = workdir / f"{step}-{kind}-{number}"
             sdir.mkdir()
             print(f"[{step}] {name}: fresh database, migrate, measure ...", flush=True)
-            with common.fresh_database(sdir, args.database_url) as db:
+            with _databases.fresh_database(sdir, args.database_url) as db:
                 env = common.clean_env(DATABASE_URL=db.url, **env_values)
                 common.migrate(env, sdir / "step.log")
                 result = common.django_call(
@@ -939,11 +939,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(f"- {line}" for line in note_lines))
     out = write_results(args, info, file_facts, steps, rows, text, note_lines)
     print(f"\nwrote {out / 'ingest.json'} and {out / 'ingest.md'}")
-    if failed or args.keep:
-        print(f"logs and databases kept in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+    return common.end_run(workdir, keep=args.keep, failed=failed)
 
 
 if __name__ == "__main__":
