@@ -65,9 +65,10 @@ def _sdk_client() -> Any:
     """One synchronous client per worker process, as the spec's example has."""
     global _client
     if _client is None:
-        import jobs.gemini  # noqa: F401  (applies the SDK's model-class cache)
         from google import genai
         from google.genai import types
+
+        import jobs.engine.gemini  # noqa: F401  (applies the SDK's model-class cache)
 
         _client = genai.Client(
             api_key=settings.GEMINI_API_KEY,

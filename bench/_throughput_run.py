@@ -55,14 +55,14 @@ def prepare_flexdash(jobs: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
 
     common.migrate_here()
-    from jobs import services
     from jobs.catalog import DEFAULT_MODEL
+    from jobs.engine import submitting
 
     user, _ = get_user_model().objects.get_or_create(username=USERNAME)
     prompts = [PROMPT.format(i=i) for i in range(jobs)]
     started = time.time()
-    created = services.jobs_submit(
-        owner=user, prompts=prompts, spec=services.JobSpec(model=DEFAULT_MODEL)
+    created = submitting.jobs_submit(
+        owner=user, prompts=prompts, spec=submitting.JobSpec(model=DEFAULT_MODEL)
     )
     return {"created": len(created), "model": DEFAULT_MODEL, "seconds": time.time() - started}
 

@@ -2,7 +2,7 @@
 
 For each API route (Interactions, generateContent), in one run:
 fresh database + migrations + a user; the simulator holding every request
-HOLD seconds; N jobs submitted through `jobs.services.jobs_submit` (timed);
+HOLD seconds; N jobs submitted through `jobs.engine.submitting.jobs_submit` (timed);
 one `manage.py qcluster`; every 0.5 s the simulator's requests in flight,
 the cluster's memory (summed over the qcluster process and all its
 descendants: VmRSS, and smaps_rollup Pss which counts pages shared by the
@@ -56,14 +56,14 @@ def prepare_and_submit(jobs: int, username: str) -> dict[str, Any]:
 
     common.migrate_here()
 
-    from jobs import services
     from jobs.catalog import DEFAULT_MODEL
+    from jobs.engine import submitting
 
     user, _ = get_user_model().objects.get_or_create(username=username)
     prompts = [f"Benchmark prompt {i}: say one short sentence about flex." for i in range(jobs)]
-    spec = services.JobSpec(model=DEFAULT_MODEL)
+    spec = submitting.JobSpec(model=DEFAULT_MODEL)
     started = time.monotonic()
-    created = services.jobs_submit(owner=user, prompts=prompts, spec=spec)
+    created = submitting.jobs_submit(owner=user, prompts=prompts, spec=spec)
     finished = time.monotonic()
     return {
         "created": len(created),

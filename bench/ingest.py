@@ -362,9 +362,10 @@ def _prepared_run(user: Any, source: Path) -> tuple[Any, dict[str, Any]]:
     from django.db.models.functions import Concat, Length
     from django.utils import timezone
 
-    from jobs import runs, services
     from jobs.catalog import DEFAULT_MODEL
+    from jobs.engine import submitting
     from jobs.models import Job, State, Tier
+    from jobs.runs import services as runs
 
     started = time.perf_counter()
     with source.open("rb") as stream:
@@ -372,7 +373,7 @@ def _prepared_run(user: Any, source: Path) -> tuple[Any, dict[str, Any]]:
             owner=user,
             stream=stream,
             filename=source.name,
-            spec=services.JobSpec(model=DEFAULT_MODEL),
+            spec=submitting.JobSpec(model=DEFAULT_MODEL),
             name="bench ingest",
         )
     created = time.perf_counter()

@@ -5,7 +5,7 @@ In one run, each part with its own fresh database and its own simulator
 60 s window in which every request, 503s included, counts, as Google's quota
 does):
 
-- FlexDash: N jobs (2,000) submitted with `jobs.services.jobs_submit`, one
+- FlexDash: N jobs (2,000) submitted with `jobs.engine.submitting.jobs_submit`, one
   `manage.py qcluster` (2 workers, one dispatcher) with FLEX_RPM_LIMIT set to
   the simulator's limit, so the dispatcher paces to it;
 - the naive design (bench/_naive.py): one django-q2 task per prompt, the
