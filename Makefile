@@ -12,10 +12,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.flexdash-installed
 PYTEST_ARGS ?=
+# pytest-xdist workers. Most of the suite's time is spent waiting on real
+# clusters and the simulator, not on the CPU, so more workers than cores pay.
+TEST_WORKERS ?= 4
 BENCH ?=
 BENCH_ARGS ?=
 
-.PHONY: help venv install deps run serve test lint format bench clean
+.PHONY: help venv install deps run serve test coverage lint format bench clean
 
 help: ## List the targets
 	@echo "FlexDash make targets:"
@@ -88,7 +91,7 @@ serve: install ## Migrate, collectstatic, then gunicorn on 127.0.0.1:$PORT with 
 test: install deps ## Run the whole test suite (tests/) with pytest; PYTEST_ARGS="..." adds options
 	@mkdir -p "$${FLEXDASH_VAR_DIR:-var}"
 	@echo "Database: $$(printf '%s' "$${DATABASE_URL:-SQLite (default)}" | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')"
-	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then \
 		if [ "$${CI:-}" = true ]; then \
 			echo "error: pytest ran no tests (exit 5); CI refuses an empty run" >&2; exit 5; \
@@ -96,6 +99,13 @@ test: install deps ## Run the whole test suite (tests/) with pytest; PYTEST_ARGS
 		echo "warning: pytest ran no tests (exit 5); nothing was tested" >&2; exit 0; \
 	fi; \
 	exit $$status
+
+# The share of jobs/ and flexdash/ the suite runs, measured in the test
+# processes (the qcluster and flexsim subprocesses are not measured).
+coverage: install deps ## Run the suite with coverage.py and print the covered share per module
+	@mkdir -p "$${FLEXDASH_VAR_DIR:-var}"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --cov=jobs --cov=flexdash \
+		--cov-report=term:skip-covered $(PYTEST_ARGS)
 
 # Every check always runs, so one pass shows every problem; any failing fails.
 # lint-imports checks the rooms' import contracts in pyproject.toml.
