@@ -1,4 +1,4 @@
-"""The run pages, included by jobs/urls.py under runs/ (names in the jobs namespace)."""
+"""The run pages, included by jobs/web/urls.py under runs/ (names in the jobs namespace)."""
 
 from django.urls import path
 

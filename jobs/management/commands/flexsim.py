@@ -1,4 +1,4 @@
-"""Run the bundled Flex simulator in the foreground (see jobs/simulator.py)."""
+"""Run the bundled Flex simulator in the foreground (see jobs/simulator/)."""
 
 from __future__ import annotations
 
