@@ -14,7 +14,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from bench import _databases
+from bench import _databases, common
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -30,17 +30,6 @@ def unix_seconds(value: Any) -> float | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.timestamp()
-
-
-def rounded(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(float(value), digits)
-
-
-def thin(samples: list[dict[str, Any]], limit: int = 400) -> list[dict[str, Any]]:
-    if len(samples) <= limit:
-        return samples
-    step = math.ceil(len(samples) / limit)
-    return samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
 
 
 def rates(offsets: list[float], n: int) -> dict[str, Any]:
@@ -133,7 +122,7 @@ def flexdash_tables(
         "attempt_rows": attempt_rows,
         "attempts_by_outcome": by_outcome,
         "attempts_by_http_status": by_http,
-        "first_request_seconds": rounded(first_sent - started) if first_sent else None,
+        "first_request_seconds": common.rounded(first_sent - started) if first_sent else None,
         "finish_offsets": [round(x, 2) for x in offsets],
         **rates(offsets, n),
         **wasted(sim, finished),

@@ -9,11 +9,10 @@ bench/_throughput_chart.py. A helper module (bench/_*.py), not a benchmark.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-from pathlib import Path
 from typing import Any
 
+from bench import common
 from bench._throughput_run import PACE_SHARE, SAMPLE_SECONDS, latency_range
 
 TARGET_RATIO = 0.90
@@ -38,11 +37,8 @@ def physical_limit(args: argparse.Namespace, in_flight_cap: int) -> dict[str, An
 
 
 def _cell(value: Any, fmt: str = "{:,.1f}") -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, str):
-        return value
-    return fmt.format(value)
+    """This report's cells: one decimal unless told otherwise."""
+    return common.cell(value, fmt)
 
 
 def _ratio(value: float | None, limit: float) -> float | None:
@@ -270,13 +266,7 @@ def write_results(
     text: str,
     chart_note: str | None,
 ) -> None:
-    out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "benchmark": "throughput",
-        "command": info["command"],
-        "date": info["date"],
-        "machine": info["machine"],
+    figures = {
         "code": info.get("code"),
         "parameters": {
             "jobs": args.jobs,
@@ -293,7 +283,7 @@ def write_results(
         "physical_limit": limit,
         "parts": parts,
     }
-    (out / "throughput.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    out = common.write_results_json(args.results, "throughput", info, figures, indent=1)
     machine = info["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
     database = (

@@ -12,21 +12,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import _databases, _procfs, common
-from bench._throughput_count import (
-    FINISHED,
-    flexdash_tables,
-    naive_tables,
-    per_minute,
-    rounded,
-    thin,
-)
+from bench._throughput_count import FINISHED, flexdash_tables, naive_tables, per_minute
 from bench._throughput_kill import Killer
 
 API_KEY = "bench-key"
@@ -42,11 +34,6 @@ def latency_range(text: str) -> tuple[float, float]:
     """--latency's MIN:MAX seconds as two numbers (ValueError if it is not)."""
     low, _, high = text.partition(":")
     return float(low), float(high)
-
-
-def _own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # --- Runs inside Django (through common.django_call) -----------------------------------
@@ -143,7 +130,7 @@ class Part:
         last_print = 0.0
         timed_out = False
         state: dict[str, int] = {}
-        machine_before, own_before = _procfs.system_cpu_seconds(), _own_cpu()
+        machine_before, own_before = _procfs.system_cpu_seconds(), common.own_cpu_seconds()
         next_tick = time.monotonic()
         while True:
             now = time.monotonic()
@@ -205,7 +192,7 @@ class Part:
         busy, total = (
             a - b for a, b in zip(_procfs.system_cpu_seconds(), machine_before, strict=True)
         )
-        own = _own_cpu() - own_before
+        own = common.own_cpu_seconds() - own_before
         with contextlib.suppress(OSError):
             stats = common.sim_stats(sim_url, timeout=10)
         return {
@@ -229,7 +216,7 @@ class Part:
             "peak_requests_per_sliding_minute": max(sliding, default=0),
             "machine_busy_percent": round(100 * busy / total, 1) if total else None,
             "other_cpu_seconds": round(busy - cpu - sim_cpu - own, 1),
-            "samples": thin(samples),
+            "samples": common.thin(samples),
         }
 
 
@@ -373,6 +360,6 @@ def run_naive(args: argparse.Namespace, workdir: Path, workers: int) -> dict[str
             common.stop_process(simulator, grace=5.0)
     rate = result.get("steady_per_min") or result.get("whole_run_per_min")
     # At its steady rate: labelled "extrapolated" wherever it is shown.
-    result["extrapolated_seconds_for_all"] = rounded(args.jobs / rate * 60) if rate else None
+    result["extrapolated_seconds_for_all"] = common.rounded(args.jobs / rate * 60) if rate else None
     result["ok"] = not result.get("timed_out") and result.get("lost") == 0
     return result

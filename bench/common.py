@@ -9,8 +9,12 @@ benchmark's own process (so one run can use several fresh databases):
 - Django: migrations, and `django_call`, which runs one function inside
   Django (with the benchmark's environment) in a subprocess and gets its
   JSON result back;
-- machine and version facts for the result files, and `end_run`, the end of
-  every benchmark's main() (keep or remove the work directory, exit code).
+- machine and version facts for the result files (`run_info`), the head of
+  every result JSON (`write_results_json`), this process's own CPU seconds,
+  and `end_run`, the end of every benchmark's main() (keep or remove the work
+  directory, exit code);
+- small figures for the reports: a value rounded or "-", samples thinned for
+  a JSON file, a table cell.
 
 What /proc says about those processes is in bench/_procfs.py; the fresh
 databases and reading them with plain SQL, in bench/_databases.py.
@@ -22,8 +26,10 @@ subprocess; without arguments the script only says what it is.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib
 import json
+import math
 import os
 import platform
 import re
@@ -332,6 +338,35 @@ def command_line() -> str:
     return shlex.join(["python", *sys.argv])
 
 
+def run_info() -> dict[str, Any]:
+    """What every result file opens with: the command, the date (UTC), the machine."""
+    return {
+        "command": command_line(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "machine": machine_info(),
+    }
+
+
+def write_results_json(
+    directory: str | Path, benchmark: str, info: dict[str, Any], figures: dict, *, indent: int
+) -> Path:
+    """DIRECTORY/BENCHMARK.json (the directory made if missing): the benchmark's
+    name, the command, date and machine of `info` (run_info), then `figures`.
+    Returns the directory, for the Markdown file next to it."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    head = {"benchmark": benchmark, **{key: info[key] for key in ("command", "date", "machine")}}
+    payload = {**head, **figures}
+    (out / f"{benchmark}.json").write_text(json.dumps(payload, indent=indent, default=str) + "\n")
+    return out
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def end_run(workdir: Path, *, keep: bool, failed: bool = False, interrupted: bool = False) -> int:
     """The end of a benchmark's main(): keep or remove its work directory (logs,
     databases), and return the exit code.
@@ -350,6 +385,28 @@ def end_run(workdir: Path, *, keep: bool, failed: bool = False, interrupted: boo
     if interrupted:
         return 130
     return 1 if failed else 0
+
+
+# --- Figures and table cells for the reports ---------------------------------------------
+def rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def thin(samples: list[dict[str, Any]], limit: int = 400) -> list[dict[str, Any]]:
+    """At most about `limit` of the samples, evenly spaced, the last one kept."""
+    if len(samples) <= limit:
+        return samples
+    step = math.ceil(len(samples) / limit)
+    return samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
+
+
+def cell(value: Any, fmt: str) -> str:
+    """A Markdown table cell: "-" for None or "", text as it is, a number in `fmt`."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, str):
+        return value
+    return fmt.format(value)
 
 
 def main(argv: list[str]) -> int:

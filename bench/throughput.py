@@ -37,7 +37,6 @@ bench/_throughput_chart.py's.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import tempfile
@@ -148,12 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs and --naive-jobs at least 10, 0 <= --p503 < 1, --rpm >= 0")
     if args.lease_seconds < 5:
         parser.error("--lease-seconds must be at least 5 (FLEX_LEASE_SECONDS' minimum)")
-    info = {
-        "command": common.command_line(),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "machine": common.machine_info(),
-        "code": code_version(),
-    }
+    info = {**common.run_info(), "code": code_version()}
     limit = physical_limit(args, 5000)
     print(
         f"throughput: {args.jobs:,} jobs, latency {args.latency} s, p503 {args.p503:g}, "
