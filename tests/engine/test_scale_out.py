@@ -26,9 +26,9 @@ from django_q.status import Stat
 
 from jobs.engine import control
 from jobs.models import Attempt, Job, Outcome, State
+from tests.engine.test_cluster import finished, submit
+from tests.project.test_settings import start_up
 from tests.support import busiest_minute, engine_env, qcluster, stop_process, wait_for
-from tests.test_engine import finished, submit
-from tests.test_settings import start_up
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -26,7 +26,7 @@ from jobs.formats import (
     request_fields,
 )
 
-DATA = Path(__file__).parent / "data" / "formats"
+DATA = Path(__file__).parent / "data"
 CHAT_URL = "/v1/chat/completions"
 
 SAMPLES = {
