@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from jobs.engine import control, submitting
+from jobs.engine import control
 from jobs.models import Attempt, Job, Outcome, State
+from tests.support import make_run, submit
 
 pytestmark = pytest.mark.django_db
 
@@ -18,9 +19,7 @@ def operator(admin_client):
 
 @pytest.fixture
 def job(admin_user):
-    (job,) = submitting.jobs_submit(
-        owner=admin_user, prompts=["a prompt"], spec=submitting.JobSpec(model="gemini-2.5-flash")
-    )
+    (job,) = submit(admin_user, "a prompt")
     Attempt.objects.create(
         job=job,
         number=1,
@@ -87,19 +86,7 @@ def test_django_q2_admin_stays_available(operator):
 
 @pytest.fixture
 def run(admin_user):
-    import io
-
-    from jobs.runs import services as runs
-    from tests.run_files import prompt_file
-
-    name, content = prompt_file("jsonl", [("q1", "first"), ("q2", "second")])
-    return runs.run_create(
-        owner=admin_user,
-        stream=io.BytesIO(content),
-        filename=name,
-        spec=submitting.JobSpec(model="gemini-2.5-flash"),
-        name="eval",
-    )
+    return make_run(admin_user, [("q1", "first"), ("q2", "second")], name="eval")
 
 
 def test_runs_are_listed_and_their_actions_call_the_run_services(operator, run):

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 
 import pytest
 import schemathesis
-from django.contrib.auth import get_user_model
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import Client
@@ -18,8 +17,9 @@ from schemathesis.checks import not_a_server_error
 
 from flexdash.wsgi import application
 from jobs.api import api
-from jobs.engine import submitting, tokens
+from jobs.engine import tokens
 from jobs.models import Job, State
+from tests.support import submit
 
 MAX_EXAMPLES = 50
 
@@ -39,17 +39,14 @@ def connection_kept_across_requests() -> Iterator[None]:
 
 
 @pytest.fixture
-def bearer(db) -> dict[str, str]:
-    """A researcher's token, with jobs of theirs in every state and one of
-    someone else's, so small generated ids reach real rows."""
-    researcher = get_user_model().objects.create_user("fuzz")
-    other = get_user_model().objects.create_user("other")
-    spec = submitting.JobSpec(model="gemini-2.5-flash")
-    submitting.jobs_submit(owner=other, prompts=["not yours"], spec=spec)
-    jobs = submitting.jobs_submit(owner=researcher, prompts=list(State.values), spec=spec)
+def bearer(ada, bob) -> dict[str, str]:
+    """Ada's token, with jobs of hers in every state and one of Bob's, so
+    small generated ids reach real rows."""
+    submit(bob, "not yours")
+    jobs = submit(ada, *State.values)
     for job, state in zip(jobs, State.values, strict=True):
         Job.objects.filter(pk=job.pk).update(state=state)
-    _, token = tokens.api_token_create(user=researcher, name="fuzz")
+    _, token = tokens.api_token_create(user=ada, name="fuzz")
     return {"Authorization": f"Bearer {token}"}
 
 

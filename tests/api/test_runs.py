@@ -3,49 +3,21 @@ isolation between users."""
 
 from __future__ import annotations
 
-import io
 from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from jobs.engine import submitting, tokens
 from jobs.models import Job, Run, State
-from jobs.runs import services as runs
 from tests.run_files import json_lines, prompt_file
+from tests.support import api_client, make_run, streamed
 
 pytestmark = pytest.mark.django_db
-
-MODEL = "gemini-2.5-flash"
-
-
-def api_client(user) -> Client:
-    _, token = tokens.api_token_create(user=user, name="script")
-    return Client(headers={"Authorization": f"Bearer {token}"})
-
-
-@pytest.fixture
-def as_ada(ada) -> Client:
-    return api_client(ada)
 
 
 def post_file(client: Client, filename: str, content: bytes, **fields):
     return client.post("/api/batches", {"file": SimpleUploadedFile(filename, content), **fields})
-
-
-def streamed(response) -> bytes:
-    return b"".join(response.streaming_content)
-
-
-def make_run(owner, fmt="jsonl", lines=(("a", "one"), ("b", "two"))) -> Run:
-    filename, content = prompt_file(fmt, list(lines))
-    return runs.run_create(
-        owner=owner,
-        stream=io.BytesIO(content),
-        filename=filename,
-        spec=submitting.JobSpec(model=MODEL),
-    )
 
 
 @pytest.mark.parametrize(
@@ -140,7 +112,7 @@ def test_the_list_and_detail_show_progress_and_cost(as_ada, ada):
 
 
 def test_downloads_stream_results_csv_and_unfinished_lines(as_ada, ada):
-    run = make_run(ada, "openai_batch", [("r1", "one"), ("r2", "two")])
+    run = make_run(ada, [("r1", "one"), ("r2", "two")], fmt="openai_batch")
     first = run.jobs.order_by("id").first()
     Job.objects.filter(pk=first.pk).update(state=State.SUCCEEDED, result_text="Uno")
     results = json_lines(streamed(as_ada.get(f"/api/batches/{run.pk}/results")))
@@ -166,11 +138,11 @@ def test_another_users_batch_is_not_found(as_ada, bob, path):
     assert as_ada.get("/api/batches").json()["items"] == []
 
 
-def test_staff_see_every_batch(ada, django_user_model):
+def test_staff_see_every_batch(ada, staff):
     run = make_run(ada)
-    staff = api_client(django_user_model.objects.create_user("root", is_staff=True))
-    assert staff.get(f"/api/batches/{run.pk}").json()["owner"] == "ada"
-    assert staff.get("/api/batches").json()["total"] == 1
+    as_staff = api_client(staff)
+    assert as_staff.get(f"/api/batches/{run.pk}").json()["owner"] == "ada"
+    assert as_staff.get("/api/batches").json()["total"] == 1
 
 
 def test_a_token_is_needed(ada):

@@ -6,11 +6,10 @@ import json
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from jobs.engine import submitting
 from jobs.models import Job, State
+from tests.support import submit
 
 pytestmark = pytest.mark.django_db
 
@@ -36,12 +35,9 @@ def lines(*args: str) -> list[dict]:
 
 
 @pytest.fixture
-def jobs():
-    ada = get_user_model().objects.create_user("ada")
-    bob = get_user_model().objects.create_user("bob")
-    spec = submitting.JobSpec(model="gemini-2.5-flash")
-    a1, a2 = submitting.jobs_submit(owner=ada, prompts=["a1", "a2"], spec=spec)
-    submitting.jobs_submit(owner=bob, prompts=["b1"], spec=spec)
+def jobs(ada, bob):
+    a1, a2 = submit(ada, "a1", "a2")
+    submit(bob, "b1")
     Job.objects.filter(pk=a2.pk).update(
         state=State.SUCCEEDED, result_text="answer", http_503=2, tier_served="flex"
     )

@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from jobs.models import Job, State
+from tests.support import submit_command
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def researcher():
-    return get_user_model().objects.create_user("ada", password="pw")
-
-
-def submit(*args: str) -> dict:
-    from io import StringIO
-
-    out = StringIO()
-    call_command("submit", *args, stdout=out)
-    return json.loads(out.getvalue())
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ada")]
 
 
 def test_it_submits_one_prompt_and_prints_the_id():
-    printed = submit("--user", "ada", "--model", "gemini-2.5-flash", "--prompt", "Hello")
+    printed = submit_command("--model", "gemini-2.5-flash", "--prompt", "Hello")
     (job,) = Job.objects.all()
     assert printed == {"jobs": [job.pk]}
     assert (job.input_text, job.state, job.tier_requested) == ("Hello", State.QUEUED, "flex")
 
 
 def test_it_takes_tier_attempts_and_fallback():
-    submit(
-        "--user",
-        "ada",
+    submit_command(
         "--model",
         "gemini-2.5-pro",
         "--tier",
@@ -59,7 +42,7 @@ def test_it_takes_tier_attempts_and_fallback():
 def test_a_text_file_is_one_prompt_per_line(tmp_path):
     path = tmp_path / "prompts.txt"
     path.write_text("first\n\nsecond\nthird\n", encoding="utf-8")
-    printed = submit("--user", "ada", "--file", str(path))
+    printed = submit_command("--file", str(path))
     assert len(printed["jobs"]) == 3
     assert list(Job.objects.order_by("id").values_list("input_text", flat=True)) == [
         "first",
@@ -71,7 +54,7 @@ def test_a_text_file_is_one_prompt_per_line(tmp_path):
 def test_a_jsonl_file_takes_the_prompt_field(tmp_path):
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"prompt": "a"}\n{"prompt": "b", "id": "x"}\n', encoding="utf-8")
-    assert len(submit("--user", "ada", "--file", str(path))["jobs"]) == 2
+    assert len(submit_command("--file", str(path))["jobs"]) == 2
 
 
 @pytest.mark.parametrize(

@@ -3,28 +3,14 @@ creates nothing and names its lines."""
 
 from __future__ import annotations
 
-import json
-from io import StringIO
-
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from jobs.models import Job, Run
 from tests.run_files import prompt_file
+from tests.support import submit_command
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def researcher():
-    return get_user_model().objects.create_user("ada", password="pw")
-
-
-def submit(*args: str) -> dict:
-    out = StringIO()
-    call_command("submit", "--user", "ada", *args, stdout=out)
-    return json.loads(out.getvalue())
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ada")]
 
 
 @pytest.mark.parametrize(
@@ -34,7 +20,7 @@ def test_each_format_becomes_a_run_and_prints_its_jobs(tmp_path, fmt):
     filename, content = prompt_file(fmt, [("one", "First?"), ("two", "Second?")])
     path = tmp_path / filename
     path.write_bytes(content)
-    printed = submit("--file", str(path), "--name", "nightly", "--tier", "standard")
+    printed = submit_command("--file", str(path), "--name", "nightly", "--tier", "standard")
     run = Run.objects.get()
     assert printed == {
         "run": run.pk,
@@ -54,7 +40,7 @@ def test_each_format_becomes_a_run_and_prints_its_jobs(tmp_path, fmt):
 def test_the_format_can_be_forced(tmp_path):
     path = tmp_path / "prompts.data"
     path.write_text('{"prompt": "raw"}\n', encoding="utf-8")
-    submit("--file", str(path), "--format", "text")
+    submit_command("--file", str(path), "--format", "text")
     assert Job.objects.get().input_text == '{"prompt": "raw"}'
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs.engine import capacity, claiming, pacing, recording, submitting
+from jobs.engine import capacity, claiming, pacing, recording
 from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Attempt, Job, ModelLimit, State
+from tests.support import submit
 
 pytestmark = pytest.mark.django_db
 
@@ -37,16 +37,9 @@ def clock(monkeypatch):
     return held
 
 
-@pytest.fixture
-def owner():
-    return get_user_model().objects.create_user("ada")
-
-
 def queue(owner, count: int, *, model: str = FLASH, prompt: str = "p") -> list[Job]:
-    spec = submitting.JobSpec(model=model)
-    return submitting.jobs_submit(
-        owner=owner, prompts=[f"{prompt} {n}" for n in range(count)], spec=spec
-    )
+    """`count` jobs of `model`, their prompts numbered."""
+    return submit(owner, *(f"{prompt} {n}" for n in range(count)), model=model)
 
 
 def claim(limit: int = 1000):
@@ -57,15 +50,15 @@ def limit(model: str = FLASH, **limits) -> None:
     ModelLimit.objects.filter(model=model).update(**limits)
 
 
-def test_every_flex_model_has_a_row_and_no_limit_by_default(owner, clock):
+def test_every_flex_model_has_a_row_and_no_limit_by_default(ada, clock):
     assert set(ModelLimit.objects.values_list("model", flat=True)) >= {FLASH, LITE}
-    queue(owner, 40)
+    queue(ada, 40)
     assert len(claim()) == 40
 
 
-def test_rpm_paces_evenly_after_a_small_burst(owner, clock, settings):
+def test_rpm_paces_evenly_after_a_small_burst(ada, clock, settings):
     settings.FLEX_RPM_LIMIT = 600
-    queue(owner, 100)
+    queue(ada, 100)
     burst = len(claim())
     assert burst == 18  # 3% of the limit at once
     assert claim() == []
@@ -76,29 +69,29 @@ def test_rpm_paces_evenly_after_a_small_burst(owner, clock, settings):
     assert len(claim()) == 27
 
 
-def test_a_row_limit_overrides_the_environment_and_zero_means_none(owner, clock, settings):
+def test_a_row_limit_overrides_the_environment_and_zero_means_none(ada, clock, settings):
     settings.FLEX_RPM_LIMIT = 600
     limit(rpm_limit=0)
-    queue(owner, 50)
+    queue(ada, 50)
     assert len(claim()) == 50
 
 
-def test_a_model_at_its_limit_does_not_hold_up_another(owner, clock):
+def test_a_model_at_its_limit_does_not_hold_up_another(ada, clock):
     limit(FLASH, rpm_limit=60)
-    queue(owner, 5, model=FLASH)
-    queue(owner, 5, model=LITE)
+    queue(ada, 5, model=FLASH)
+    queue(ada, 5, model=LITE)
     claims = claim()
     assert sorted(c.model for c in claims) == [FLASH] + [LITE] * 5
     clock.tick(0.1)
     assert claim() == []
 
 
-def test_tokens_per_minute_count_the_prompt_before_it_is_sent(owner, clock):
+def test_tokens_per_minute_count_the_prompt_before_it_is_sent(ada, clock):
     limit(tpm_limit=40_000)  # burst: 1,200 tokens
-    queue(owner, 10, prompt="x" * 1590)  # 398 tokens each
+    queue(ada, 10, prompt="x" * 1590)  # 398 tokens each
     assert len(claim()) == 3
     clock.tick(60)
-    huge = queue(owner, 1, prompt="y" * 40_000)[0]  # 10,000 tokens, more than any burst
+    huge = queue(ada, 1, prompt="y" * 40_000)[0]  # 10,000 tokens, more than any burst
     Job.objects.exclude(pk=huge.pk).filter(state=State.QUEUED).update(
         next_attempt_at=T0 + timedelta(hours=1)
     )
@@ -106,9 +99,9 @@ def test_tokens_per_minute_count_the_prompt_before_it_is_sent(owner, clock):
     assert alone.job_id == huge.pk  # an idle bucket lets one big prompt go alone
 
 
-def test_the_daily_cap_waits_for_midnight_pacific(owner, clock):
+def test_the_daily_cap_waits_for_midnight_pacific(ada, clock):
     limit(rpd_limit=5)
-    queue(owner, 8)
+    queue(ada, 8)
     first = claim()
     assert len(first) == 5
     recording.attempts_record(owner="d1", outcomes=[_outcome(c) for c in first])
@@ -134,9 +127,9 @@ def _rate_limited():
     return GeminiError("rate_limit", "Resource exhausted", http_status=429, retry_after=1)
 
 
-def test_429s_step_the_rate_down_once_per_burst_and_it_recovers_slowly(owner, clock, settings):
+def test_429s_step_the_rate_down_once_per_burst_and_it_recovers_slowly(ada, clock, settings):
     settings.FLEX_RPM_LIMIT = 600
-    queue(owner, 200)
+    queue(ada, 200)
     first = claim()
     recording.attempts_record(
         owner="d1", outcomes=[_outcome(c, _rate_limited()) for c in first[:5]]
@@ -163,10 +156,10 @@ def test_429s_step_the_rate_down_once_per_burst_and_it_recovers_slowly(owner, cl
     assert flash.state == "throttled" and "429" in flash.reason
 
 
-def test_a_storm_caps_how_many_are_in_flight(owner, clock, settings):
+def test_a_storm_caps_how_many_are_in_flight(ada, clock, settings):
     settings.FLEX_MAX_IN_FLIGHT = 128
     settings.FLEX_LAUNCH_RATE = 1000  # so the storm's lowered rate is not what binds
-    queue(owner, 20)
+    queue(ada, 20)
     limit(storm_factor=1 / 32, storm_factor_at=T0)
     assert len(claim()) == 4  # 128 / 32
     clock.tick(1)
@@ -175,8 +168,8 @@ def test_a_storm_caps_how_many_are_in_flight(owner, clock, settings):
     assert (flash.state, flash.in_flight, flash.concurrency_cap) == ("throttled", 4, 4)
 
 
-def test_shed_calls_start_a_storm_and_answers_end_it(owner, clock):
-    queue(owner, 60)
+def test_shed_calls_start_a_storm_and_answers_end_it(ada, clock):
+    queue(ada, 60)
     claims = claim()
     shed = GeminiError("capacity", "overloaded", http_status=503)
     recording.attempts_record(owner="d1", outcomes=[_outcome(c, shed) for c in claims[:30]])

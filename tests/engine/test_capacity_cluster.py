@@ -6,45 +6,38 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import uuid
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 
-from jobs.engine import submitting
-from jobs.models import FINISHED_STATES, Attempt, Job, ModelLimit, State
-from tests.support import busiest_minute, engine_env, qcluster, wait_for
+from jobs.models import Attempt, Job, ModelLimit, State
+from tests.support import (
+    MODEL,
+    busiest_minute,
+    engine_env,
+    finished,
+    qcluster,
+    submit,
+    tag,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MODEL = "gemini-2.5-flash"
+
+def numbered(count: int, label: str) -> list[str]:
+    """`count` prompts of this test's own, numbered."""
+    word = tag()
+    return [f"{label} {word} {n}" for n in range(count)]
 
 
-@pytest.fixture
-def researcher():
-    return get_user_model().objects.create_user("ada", password="pw")
-
-
-def submit(owner, count: int, label: str, **spec) -> list[Job]:
-    t = uuid.uuid4().hex[:8]
-    prompts = [f"{label} {t} {n}" for n in range(count)]
-    spec = submitting.JobSpec(model=MODEL, **spec)
-    return submitting.jobs_submit(owner=owner, prompts=prompts, spec=spec)
-
-
-def all_finished(jobs: list[Job]):
-    ids = [job.pk for job in jobs]
-    return lambda: not Job.objects.filter(pk__in=ids).exclude(state__in=FINISHED_STATES).exists()
-
-
-def test_pacing_keeps_below_the_rpm_limit_and_near_it(start_simulator, researcher, tmp_path):
+def test_pacing_keeps_below_the_rpm_limit_and_near_it(start_simulator, ada, tmp_path):
     rpm = 240
     sim = start_simulator(rpm=rpm, latency="0.2:0.6")
-    jobs = submit(researcher, 300, "paced")
+    jobs = submit(ada, *numbered(300, "paced"))
     env = engine_env(sim.url, GEMINI_API="generate_content", FLEX_RPM_LIMIT=rpm)
     with qcluster(env, tmp_path / "q.log"):
-        wait_for(all_finished(jobs), timeout=150, what="300 paced jobs finished")
+        wait_for(finished(jobs), timeout=150, what="300 paced jobs finished")
 
     stats = sim.stats()
     calls = stats["requests"]
@@ -61,11 +54,9 @@ def test_pacing_keeps_below_the_rpm_limit_and_near_it(start_simulator, researche
     assert achieved >= 0.85 * rpm, f"sent {achieved:.0f}/min against {rpm}"
 
 
-def test_a_503_storm_lowers_the_rate_and_every_job_still_finishes(
-    start_simulator, researcher, tmp_path
-):
+def test_a_503_storm_lowers_the_rate_and_every_job_still_finishes(start_simulator, ada, tmp_path):
     sim = start_simulator(latency="0.3:0.8")
-    jobs = submit(researcher, 400, "storm", max_attempts=30)
+    jobs = submit(ada, *numbered(400, "storm"), max_attempts=30)
     env = engine_env(
         sim.url,
         GEMINI_API="generate_content",
@@ -102,7 +93,7 @@ def test_a_503_storm_lowers_the_rate_and_every_job_still_finishes(
             in_storm = sim.stats()["by_status"].get("503", 0)
             sim.configure(p503=0.0)
             storm_over = time.monotonic()
-            wait_for(all_finished(jobs), timeout=120, what="all jobs finished after the storm")
+            wait_for(finished(jobs), timeout=120, what="all jobs finished after the storm")
             finished_in = time.monotonic() - storm_over
             wait_for(lambda: seen["recovered_at"], timeout=30, what="the factor back at 1")
         finally:

@@ -1,19 +1,26 @@
 """End to end through a real django-q2 cluster, the real SDK and the simulator:
-what a researcher submits ends in a terminal state with every try recorded."""
+what a ada submits ends in a terminal state with every try recorded."""
 
 from __future__ import annotations
 
 import json
 import signal
-import uuid
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs.engine import control, submitting
-from jobs.models import FINISHED_STATES, Attempt, DispatcherSlot, Job, Outcome, State
-from tests.support import engine_env, qcluster, start_process, stop_process, wait_for
+from jobs.engine import control
+from jobs.models import Attempt, DispatcherSlot, Job, Outcome, State
+from tests.support import (
+    engine_env,
+    finished,
+    qcluster,
+    start_process,
+    stop_process,
+    submit,
+    tag,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,31 +41,10 @@ def env(simulator, route):
     return make
 
 
-@pytest.fixture
-def researcher():
-    return get_user_model().objects.create_user("ada", password="pw")
-
-
-def submit(owner, *prompts: str, **spec) -> list[Job]:
-    spec.setdefault("model", "gemini-2.5-flash")
-    return submitting.jobs_submit(
-        owner=owner, prompts=list(prompts), spec=submitting.JobSpec(**spec)
-    )
-
-
-def finished(jobs: list[Job]):
-    ids = [job.pk for job in jobs]
-    return lambda: not Job.objects.filter(pk__in=ids).exclude(state__in=FINISHED_STATES).exists()
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def test_planted_503s_and_429s_are_retried_to_success(env, route, researcher, tmp_path):
+def test_planted_503s_and_429s_are_retried_to_success(env, route, ada, tmp_path):
     t = tag()
     jobs = submit(
-        researcher,
+        ada,
         f"plain {t}",
         f"shed twice {t} [sim:503x2]",
         f"rate limited {t} [sim:429x1][sim:503x1]",
@@ -92,8 +78,8 @@ def test_planted_503s_and_429s_are_retried_to_success(env, route, researcher, tm
     assert "INVALID_ARGUMENT" in bad.last_error
 
 
-def test_retry_after_is_never_undercut(env, researcher, tmp_path):
-    job = submit(researcher, f"wait for it {tag()} [sim:429x1:retry-after=3]")[0]
+def test_retry_after_is_never_undercut(env, ada, tmp_path):
+    job = submit(ada, f"wait for it {tag()} [sim:429x1:retry-after=3]")[0]
     with qcluster(env(), tmp_path / "q.log"):
         wait_for(finished([job]), timeout=60, what="job finished")
     first, second = Attempt.objects.filter(job=job).order_by("number")
@@ -102,8 +88,8 @@ def test_retry_after_is_never_undercut(env, researcher, tmp_path):
     assert Job.objects.get(pk=job.pk).state == State.SUCCEEDED
 
 
-def test_attempts_run_out_after_max_attempts(env, researcher, tmp_path):
-    job = submit(researcher, f"always shed {tag()} [sim:503x9]", max_attempts=3)[0]
+def test_attempts_run_out_after_max_attempts(env, ada, tmp_path):
+    job = submit(ada, f"always shed {tag()} [sim:503x9]", max_attempts=3)[0]
     with qcluster(env(), tmp_path / "q.log"):
         wait_for(finished([job]), timeout=60, what="job finished")
     job.refresh_from_db()
@@ -111,10 +97,8 @@ def test_attempts_run_out_after_max_attempts(env, researcher, tmp_path):
     assert "503" in job.last_error
 
 
-def test_fallback_runs_the_last_attempt_on_standard(env, researcher, tmp_path):
-    job = submit(
-        researcher, f"fallback {tag()} [sim:503x2]", max_attempts=3, fallback_standard=True
-    )[0]
+def test_fallback_runs_the_last_attempt_on_standard(env, ada, tmp_path):
+    job = submit(ada, f"fallback {tag()} [sim:503x2]", max_attempts=3, fallback_standard=True)[0]
     with qcluster(env(), tmp_path / "q.log"):
         wait_for(finished([job]), timeout=60, what="job finished")
     job.refresh_from_db()
@@ -127,8 +111,8 @@ def test_fallback_runs_the_last_attempt_on_standard(env, researcher, tmp_path):
     assert job.cost_usd == job.standard_cost_usd
 
 
-def test_bad_credentials_pause_dispatch_without_burning_attempts(env, researcher, tmp_path):
-    jobs = submit(researcher, *(f"key check {tag()} {n}" for n in range(3)), max_attempts=2)
+def test_bad_credentials_pause_dispatch_without_burning_attempts(env, ada, tmp_path):
+    jobs = submit(ada, *(f"key check {tag()} {n}" for n in range(3)), max_attempts=2)
     wrong_key = env(GEMINI_API_KEY="a-wrong-key")
     with qcluster(wrong_key, tmp_path / "q.log"):
         wait_for(control.dispatch_is_paused, timeout=30, what="dispatch paused")
@@ -151,10 +135,10 @@ def test_bad_credentials_pause_dispatch_without_burning_attempts(env, researcher
     }
 
 
-def test_a_killed_cluster_loses_nothing(env, researcher, tmp_path):
+def test_a_killed_cluster_loses_nothing(env, ada, tmp_path):
     t = tag()
-    jobs = submit(researcher, *(f"slow {t} {n} [sim:sleep=6]" for n in range(5)))
-    jobs += submit(researcher, *(f"quick {t} {n}" for n in range(5)))
+    jobs = submit(ada, *(f"slow {t} {n} [sim:sleep=6]" for n in range(5)))
+    jobs += submit(ada, *(f"quick {t} {n}" for n in range(5)))
     short_lease = env(FLEX_LEASE_SECONDS=5)
     first = start_process(["qcluster"], short_lease, tmp_path / "q1.log")
     try:
@@ -189,10 +173,10 @@ def test_a_killed_cluster_loses_nothing(env, researcher, tmp_path):
         assert job.attempts == 2 and job.budgeted_attempts == 1
 
 
-def test_two_clusters_never_run_a_job_twice(env, simulator, researcher, tmp_path):
+def test_two_clusters_never_run_a_job_twice(env, simulator, ada, tmp_path):
     simulator.reset()
     t = tag()
-    jobs = submit(researcher, *(f"shared {t} {n} [sim:sleep=0.5]" for n in range(120)))
+    jobs = submit(ada, *(f"shared {t} {n} [sim:sleep=0.5]" for n in range(120)))
     two = env(FLEX_DISPATCHERS=2, FLEX_MAX_IN_FLIGHT=40)
     with qcluster(two, tmp_path / "a.log"), qcluster(two, tmp_path / "b.log"):
         wait_for(finished(jobs), timeout=90, what="all jobs finished")
@@ -205,7 +189,7 @@ def test_two_clusters_never_run_a_job_twice(env, simulator, researcher, tmp_path
     assert len(dispatchers) >= 2, "both dispatchers should have taken part"
 
 
-def test_both_routes_record_a_job_the_same_way(simulator, researcher, tmp_path):
+def test_both_routes_record_a_job_the_same_way(simulator, ada, tmp_path):
     """The same prompt shapes run on each route give the same job records in
     `manage.py jobs --json` (and so in the pages and API, which read the same
     rows), apart from ids and the echoed prompt."""
@@ -216,8 +200,8 @@ def test_both_routes_record_a_job_the_same_way(simulator, researcher, tmp_path):
     records = {}
     for route in ROUTES:
         t = tag()
-        jobs = submit(researcher, f"same {t} [sim:503x1][sim:429x1:retry-after=1]")
-        jobs += submit(researcher, f"same {t} [sim:400]")
+        jobs = submit(ada, f"same {t} [sim:503x1][sim:429x1:retry-after=1]")
+        jobs += submit(ada, f"same {t} [sim:400]")
         with qcluster(engine_env(simulator.url, GEMINI_API=route), tmp_path / f"{route}.log"):
             wait_for(finished(jobs), timeout=60, what=f"jobs on {route} finished")
         out = StringIO()

@@ -4,38 +4,35 @@ each policy does what it says, and every way in shows and checks it."""
 
 from __future__ import annotations
 
-import io
-import json
-import uuid
 import zoneinfo
 from datetime import datetime, timedelta
-from io import StringIO
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management import CommandError, call_command
-from django.test import Client, override_settings
+from django.core.management import CommandError
+from django.test import override_settings
 from django.utils import timezone
 
-from jobs.engine import actions, claiming, recording, submitting, tokens
+from jobs.engine import actions, claiming, recording
 from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Attempt, Job, Outcome, Run, State, Tier
-from jobs.runs import services as runs
 from tests.run_files import prompt_file
-from tests.support import as_user, engine_env, qcluster, wait_for
+from tests.support import (
+    HTMX,
+    MODEL,
+    api_client,
+    engine_env,
+    make_run,
+    post_json,
+    qcluster,
+    submit,
+    submit_command,
+    tag,
+    wait_for,
+)
 
-pytestmark = pytest.mark.django_db
-
-MODEL = "gemini-2.5-flash"
-HTMX = {"HX-Request": "true"}
-
-
-def submit(owner, *prompts: str, **spec) -> list[Job]:
-    spec.setdefault("model", MODEL)
-    return submitting.jobs_submit(
-        owner=owner, prompts=list(prompts), spec=submitting.JobSpec(**spec)
-    )
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_in_tmp")]
 
 
 def soon(**delta) -> datetime:
@@ -202,16 +199,6 @@ def test_bad_deadlines_are_refused_with_a_clear_message(ada, spec, field, words)
 
 
 # --- Runs -----------------------------------------------------------------------------
-def make_run(owner, *, lines=(("a", "first prompt"), ("b", "second prompt")), **spec) -> Run:
-    filename, content = prompt_file("jsonl", list(lines))
-    return runs.run_create(
-        owner=owner,
-        stream=io.BytesIO(content),
-        filename=filename,
-        spec=submitting.JobSpec(model=MODEL, **spec),
-    )
-
-
 def test_a_run_carries_its_deadline_onto_every_job(ada):
     deadline = soon(hours=3)
     run = make_run(ada, deadline_at=deadline, deadline_policy="standard")
@@ -236,16 +223,6 @@ def test_a_run_with_a_passed_deadline_is_refused_whole(ada):
 
 
 # --- The pages --------------------------------------------------------------------
-@pytest.fixture
-def signed_in(client, ada):
-    return as_user(client, ada)
-
-
-@pytest.fixture(autouse=True)
-def uploads_in_tmp(settings, tmp_path):
-    settings.VAR_DIR = tmp_path
-
-
 def local_input(moment: datetime) -> str:
     """What a datetime-local input sends: the site's local time, no zone."""
     return timezone.localtime(moment).strftime("%Y-%m-%dT%H:%M")
@@ -402,15 +379,6 @@ def test_the_run_page_shows_time_left_then_what_the_deadline_did(signed_in, ada)
 
 
 # --- The API and the command ---------------------------------------------------------
-def api_client(user) -> Client:
-    _, token = tokens.api_token_create(user=user, name="script")
-    return Client(headers={"Authorization": f"Bearer {token}"})
-
-
-def post_json(client: Client, url: str, body):
-    return client.post(url, json.dumps(body), content_type="application/json")
-
-
 def test_the_api_takes_a_deadline_and_returns_it(ada):
     response = post_json(
         api_client(ada),
@@ -473,21 +441,15 @@ def test_a_batch_takes_a_deadline_for_every_line(ada):
     assert Job.objects.filter(deadline_policy="cancel").count() == 2
 
 
-def run_submit(*args: str) -> dict:
-    out = StringIO()
-    call_command("submit", "--user", "ada", *args, stdout=out)
-    return json.loads(out.getvalue())
-
-
 def test_the_command_takes_a_relative_deadline_and_a_policy(ada):
-    run_submit("--prompt", "x", "--deadline", "+2h", "--at-deadline", "standard")
+    submit_command("--prompt", "x", "--deadline", "+2h", "--at-deadline", "standard")
     job = Job.objects.get()
     assert abs((job.deadline_at - soon(hours=2)).total_seconds()) < 60
     assert job.deadline_policy == "standard"
 
 
 def test_the_command_takes_an_iso_deadline(ada):
-    run_submit(
+    submit_command(
         "--prompt", "x", "--deadline", "2099-06-01T14:00:00+00:00", "--at-deadline", "cancel"
     )
     assert Job.objects.get().deadline_at == datetime(
@@ -505,7 +467,7 @@ def test_the_command_takes_an_iso_deadline(ada):
 )
 def test_the_command_refuses_a_bad_deadline_and_creates_nothing(ada, args, words):
     with pytest.raises(CommandError, match=words):
-        run_submit("--prompt", "x", *args)
+        submit_command("--prompt", "x", *args)
     assert not Job.objects.exists()
 
 
@@ -521,12 +483,12 @@ def test_flex_work_shed_until_its_deadline_finishes_on_standard(start_simulator,
     """Flex is always shed here; at the deadline the job moves to standard,
     which the simulator never sheds, and is answered there."""
     simulator = start_simulator(p503=1.0)
-    tag = uuid.uuid4().hex[:8]
+    word = tag()
     with qcluster(engine_env(simulator.url), tmp_path / "q.log"):
         # A standard job first: once it is answered the cluster is up, and the
         # deadline job's flex tries begin before its deadline (a worker's first
         # dispatcher takes a few seconds to start).
-        (warm,) = submit(ada, f"warm up {tag}", tier="standard")
+        (warm,) = submit(ada, f"warm up {word}", tier="standard")
         wait_for(
             lambda: Job.objects.filter(pk=warm.pk, state=State.SUCCEEDED).exists(),
             timeout=60,
@@ -534,7 +496,7 @@ def test_flex_work_shed_until_its_deadline_finishes_on_standard(start_simulator,
         )
         (job,) = submit(
             ada,
-            f"deadline {tag}",
+            f"deadline {word}",
             max_attempts=50,
             deadline_at=soon(seconds=6),
             deadline_policy="standard",

@@ -26,9 +26,16 @@ from django_q.status import Stat
 
 from jobs.engine import control
 from jobs.models import Attempt, Job, Outcome, State
-from tests.engine.test_cluster import finished, submit
-from tests.project.test_settings import start_up
-from tests.support import busiest_minute, engine_env, qcluster, stop_process, wait_for
+from tests.support import (
+    busiest_minute,
+    engine_env,
+    finished,
+    qcluster,
+    start_up,
+    stop_process,
+    submit,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

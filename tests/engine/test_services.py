@@ -5,32 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
-from jobs.engine import actions, claiming, control, recording, submitting
+from jobs.engine import actions, claiming, control, recording
 from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Attempt, Job, Outcome, State
+from tests.support import submit
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def owner():
-    return get_user_model().objects.create_user("grace", password="pw")
-
-
-def submit(owner, *prompts, **spec):
-    spec.setdefault("model", "gemini-2.5-flash")
-    return submitting.jobs_submit(
-        owner=owner, prompts=list(prompts), spec=submitting.JobSpec(**spec)
-    )
-
-
-def test_submit_creates_queued_jobs_due_now(owner):
-    jobs = submit(owner, "one", "two", max_attempts=4)
+def test_submit_creates_queued_jobs_due_now(ada):
+    jobs = submit(ada, "one", "two", max_attempts=4)
     assert [j.state for j in jobs] == [State.QUEUED, State.QUEUED]
     assert all(j.next_attempt_at <= timezone.now() and j.max_attempts == 4 for j in jobs)
 
@@ -51,29 +39,29 @@ def test_submit_creates_queued_jobs_due_now(owner):
         (["\ud800"], {}, "prompt"),
     ],
 )
-def test_bad_input_names_the_field_and_creates_nothing(owner, prompts, spec, field):
+def test_bad_input_names_the_field_and_creates_nothing(ada, prompts, spec, field):
     with pytest.raises(ValidationError) as caught:
-        submit(owner, *prompts, **spec)
+        submit(ada, *prompts, **spec)
     assert field in caught.value.message_dict
     assert not Job.objects.exists()
 
 
-def test_one_bad_prompt_among_many_creates_nothing_and_says_which(owner):
+def test_one_bad_prompt_among_many_creates_nothing_and_says_which(ada):
     with pytest.raises(ValidationError) as caught:
-        submit(owner, "fine", "", "also fine")
+        submit(ada, "fine", "", "also fine")
     assert "Prompt 2" in caught.value.message_dict["prompt"][0]
     assert not Job.objects.exists()
 
 
 @override_settings(FLEX_MAX_PROMPT_CHARS=10)
-def test_prompt_size_limit_has_a_clear_message(owner):
+def test_prompt_size_limit_has_a_clear_message(ada):
     with pytest.raises(ValidationError) as caught:
-        submit(owner, "x" * 11)
+        submit(ada, "x" * 11)
     assert "limit is 10" in caught.value.message_dict["prompt"][0]
 
 
-def test_claim_takes_due_jobs_once(owner):
-    jobs = submit(owner, "a", "b", "c")
+def test_claim_takes_due_jobs_once(ada):
+    jobs = submit(ada, "a", "b", "c")
     first = claiming.jobs_claim(owner="d1", limit=2, lease_seconds=60)
     second = claiming.jobs_claim(owner="d2", limit=10, lease_seconds=60)
     assert len(first) == 2 and len(second) == 1
@@ -85,16 +73,16 @@ def test_claim_takes_due_jobs_once(owner):
         assert Attempt.objects.get(job=job).outcome == Outcome.IN_FLIGHT
 
 
-def test_jobs_waiting_for_a_later_retry_are_not_claimed(owner):
-    job = submit(owner, "later")[0]
+def test_jobs_waiting_for_a_later_retry_are_not_claimed(ada):
+    job = submit(ada, "later")[0]
     Job.objects.filter(pk=job.pk).update(
         state=State.RETRYING, next_attempt_at=timezone.now() + timedelta(minutes=5)
     )
     assert claiming.jobs_claim(owner="d1", limit=10, lease_seconds=60) == []
 
 
-def test_an_expired_lease_is_reclaimed_and_the_lost_try_recorded(owner):
-    job = submit(owner, "crash me")[0]
+def test_an_expired_lease_is_reclaimed_and_the_lost_try_recorded(ada):
+    job = submit(ada, "crash me")[0]
     claiming.jobs_claim(owner="dead", limit=1, lease_seconds=60)
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     claims = claiming.jobs_claim(owner="alive", limit=1, lease_seconds=60)
@@ -107,8 +95,8 @@ def test_an_expired_lease_is_reclaimed_and_the_lost_try_recorded(owner):
     ]
 
 
-def test_a_paused_queue_claims_nothing(owner):
-    submit(owner, "x")
+def test_a_paused_queue_claims_nothing(ada):
+    submit(ada, "x")
     control.dispatch_pause(reason="maintenance")
     assert claiming.jobs_claim(owner="d1", limit=10, lease_seconds=60) == []
     control.dispatch_resume()
@@ -126,8 +114,8 @@ def _result(text="answer"):
     )
 
 
-def test_success_stores_answer_usage_and_cost(owner):
-    job = submit(owner, "q")[0]
+def test_success_stores_answer_usage_and_cost(ada):
+    job = submit(ada, "q")[0]
     (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     assert recording.attempt_succeeded(claim=claim, owner="d1", result=_result(), latency=1.5)
     job.refresh_from_db()
@@ -143,8 +131,8 @@ def test_success_stores_answer_usage_and_cost(owner):
     )
 
 
-def test_a_result_for_a_job_no_longer_ours_is_discarded(owner):
-    job = submit(owner, "q")[0]
+def test_a_result_for_a_job_no_longer_ours_is_discarded(ada):
+    job = submit(ada, "q")[0]
     (claim,) = claiming.jobs_claim(owner="slow", limit=1, lease_seconds=60)
     Job.objects.filter(pk=job.pk).update(lease_owner="someone-else")
     assert not recording.attempt_succeeded(claim=claim, owner="slow", result=_result(), latency=1)
@@ -153,8 +141,8 @@ def test_a_result_for_a_job_no_longer_ours_is_discarded(owner):
     assert job.attempt_log.get().outcome == Outcome.DISCARDED
 
 
-def test_a_503_schedules_a_retry_and_counts_it(owner):
-    job = submit(owner, "q")[0]
+def test_a_503_schedules_a_retry_and_counts_it(ada):
+    job = submit(ada, "q")[0]
     (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     error = GeminiError("capacity", "overloaded", http_status=503, google_status="UNAVAILABLE")
     assert recording.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "retry"
@@ -163,8 +151,8 @@ def test_a_503_schedules_a_retry_and_counts_it(owner):
     assert job.next_attempt_at is not None and "UNAVAILABLE" in job.last_error
 
 
-def test_a_429_waits_at_least_retry_after(owner):
-    job = submit(owner, "q")[0]
+def test_a_429_waits_at_least_retry_after(ada):
+    job = submit(ada, "q")[0]
     (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     before = timezone.now()
     error = GeminiError("rate_limit", "slow down", http_status=429, retry_after=42)
@@ -175,8 +163,8 @@ def test_a_429_waits_at_least_retry_after(owner):
     assert job.attempt_log.get().retry_after_seconds == 42
 
 
-def test_auth_failure_pauses_dispatch_and_refunds_the_attempt(owner):
-    job = submit(owner, "q")[0]
+def test_auth_failure_pauses_dispatch_and_refunds_the_attempt(ada):
+    job = submit(ada, "q")[0]
     (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     error = GeminiError("auth", "API key not valid", http_status=403)
     assert recording.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "pause"
@@ -186,15 +174,15 @@ def test_auth_failure_pauses_dispatch_and_refunds_the_attempt(owner):
     assert "GEMINI_API_KEY" in control.dispatch_control().reason
 
 
-def test_cancel_only_waiting_jobs(owner):
-    queued, running = submit(owner, "a", "b")
+def test_cancel_only_waiting_jobs(ada):
+    queued, running = submit(ada, "a", "b")
     Job.objects.filter(pk=running.pk).update(state=State.RUNNING)
     assert actions.job_cancel(job=queued) and queued.state == State.CANCELLED
     assert not actions.job_cancel(job=running) and running.state == State.RUNNING
 
 
-def test_retry_now_gives_a_failed_job_one_more_attempt(owner):
-    job = submit(owner, "a", max_attempts=1)[0]
+def test_retry_now_gives_a_failed_job_one_more_attempt(ada):
+    job = submit(ada, "a", max_attempts=1)[0]
     (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     error = GeminiError("capacity", "overloaded", http_status=503)
     assert recording.attempt_failed(claim=claim, owner="d1", error=error, latency=0.1) == "fail"
@@ -203,17 +191,17 @@ def test_retry_now_gives_a_failed_job_one_more_attempt(owner):
     assert len(claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)) == 1
 
 
-def test_retry_now_brings_a_waiting_retry_forward(owner):
-    job = submit(owner, "a")[0]
+def test_retry_now_brings_a_waiting_retry_forward(ada):
+    job = submit(ada, "a")[0]
     later = timezone.now() + timedelta(hours=1)
     Job.objects.filter(pk=job.pk).update(state=State.RETRYING, next_attempt_at=later)
     assert actions.job_retry_now(job=job)
     assert job.next_attempt_at <= timezone.now()
-    assert not actions.job_retry_now(job=submit(owner, "fresh")[0])
+    assert not actions.job_retry_now(job=submit(ada, "fresh")[0])
 
 
-def test_a_job_that_keeps_losing_its_worker_ends_failed_not_sent_forever(owner):
-    job = submit(owner, "poison pill")[0]
+def test_a_job_that_keeps_losing_its_worker_ends_failed_not_sent_forever(ada):
+    job = submit(ada, "poison pill")[0]
     Job.objects.filter(pk=job.pk).update(max_attempts=3)
     sent = 0
     for _ in range(10):
@@ -232,9 +220,7 @@ def test_a_job_that_keeps_losing_its_worker_ends_failed_not_sent_forever(owner):
     assert job.finished_at is not None and job.lease_owner == ""
 
 
-def test_a_stopping_dispatcher_wakes_another_for_work_that_came_while_it_stopped(
-    owner, monkeypatch
-):
+def test_a_stopping_dispatcher_wakes_another_for_work_that_came_while_it_stopped(ada, monkeypatch):
     from jobs.engine import dispatch
 
     woken = []
@@ -242,7 +228,7 @@ def test_a_stopping_dispatcher_wakes_another_for_work_that_came_while_it_stopped
     dispatch._wake_for_work_that_came_late()
     assert woken == []  # nothing to do
 
-    submit(owner, "came late")
+    submit(ada, "came late")
     control.dispatch_pause(reason="maintenance")
     dispatch._wake_for_work_that_came_late()
     assert woken == []  # paused: a new run would stop at once

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.support import ROOT
-
-
-def start_up(**env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "flexdash.settings", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.support import start_up
 
 
 @pytest.mark.parametrize(

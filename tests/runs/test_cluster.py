@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 
-from jobs.engine import tokens
 from jobs.models import ACTIVE_STATES, Job, Run, State
 from jobs.simulator import ANSWER_PREFIX
 from tests.run_files import answer_of, json_lines, line_id, prompt_file
-from tests.support import as_user, engine_env, qcluster, wait_for
+from tests.support import api_client, as_user, engine_env, qcluster, streamed, tag, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,24 +22,18 @@ FORMATS = ("text", "jsonl", "csv", "gemini_batch", "openai_batch", "anthropic_ba
 SETTINGS = {"model": "gemini-2.5-flash-lite", "tier": "flex", "max_attempts": "4"}
 
 
-def streamed(response) -> bytes:
-    assert response.status_code == 200, response
-    return b"".join(response.streaming_content)
-
-
 def test_every_format_round_trips_through_the_engine(simulator, tmp_path: Path, client, ada):
-    tag = uuid.uuid4().hex[:8]
+    word = tag()
     env = engine_env(simulator.url)
     page = as_user(client, ada)
-    _, token = tokens.api_token_create(user=ada, name="engine test")
-    api = Client(headers={"Authorization": f"Bearer {token}"})
+    api = api_client(ada)
     sent: dict[int, tuple[str, str, list[tuple[str, str]]]] = {}
     for fmt in FORMATS:
         for way in ("page", "api"):
             # The second prompt is shed once (503) before it is answered.
             lines = [
-                (f"{fmt}-{way}-1", f"{tag} {fmt} {way} first"),
-                (f"{fmt}-{way}-2", f"{tag} {fmt} {way} second [sim:503x1]"),
+                (f"{fmt}-{way}-1", f"{word} {fmt} {way} first"),
+                (f"{fmt}-{way}-2", f"{word} {fmt} {way} second [sim:503x1]"),
             ]
             filename, content = prompt_file(fmt, lines)
             upload = SimpleUploadedFile(filename, content)

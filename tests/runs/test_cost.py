@@ -10,31 +10,29 @@ tokens: (100 * 0.30 + 40 * 2.50) / 1e6 = $0.00013 on standard, $0.000065 on flex
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
-from jobs.engine import claiming, recording, submitting
+from jobs.engine import claiming, recording
 from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Job, Run, Tier
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.web import queries
-from tests.support import as_user
+from tests.support import as_user, make_run
 
 pytestmark = pytest.mark.django_db
 
-MODEL = "gemini-2.5-flash"
 PROMPT = "x" * 400  # 100 tokens by the estimate (characters / 4)
 
 
-def make_run(owner, count: int, *, fallback: bool = False) -> Run:
-    content = "".join(f"{PROMPT}\n" for _ in range(count)).encode()
-    spec = submitting.JobSpec(model=MODEL, max_attempts=2, fallback_standard=fallback)
-    return runs.run_create(owner=owner, stream=io.BytesIO(content), filename="p.txt", spec=spec)
+def run_of(owner, count: int, *, fallback: bool = False) -> Run:
+    """A run of `count` lines of PROMPT, each with two attempts."""
+    lines = [("", PROMPT)] * count
+    return make_run(owner, lines, fmt="text", max_attempts=2, fallback_standard=fallback)
 
 
 def answer(count: int, *, served: str | None = None) -> list[Job]:
@@ -68,7 +66,7 @@ def progress(run: Run) -> run_queries.RunProgress:
 
 
 def test_flex_answers_cost_half_of_standard(ada):
-    run = make_run(ada, 2)
+    run = run_of(ada, 2)
     answer(2)
     figures = progress(run)
     assert figures.cost_usd == Decimal("0.00013")  # 2 x 0.000065
@@ -78,7 +76,7 @@ def test_flex_answers_cost_half_of_standard(ada):
 
 
 def test_a_fallback_answer_is_billed_at_standard(ada):
-    run = make_run(ada, 3, fallback=True)
+    run = run_of(ada, 3, fallback=True)
     answer(2)
     fail_once(1)
     # The last of its 2 attempts runs on standard: the dispatcher asks for it.
@@ -91,7 +89,7 @@ def test_a_fallback_answer_is_billed_at_standard(ada):
 
 
 def test_the_projection_is_the_average_answer_for_each_job_still_to_run(ada):
-    run = make_run(ada, 4)
+    run = run_of(ada, 4)
     answer(1)
     figures = progress(run)
     # 0.000065 so far, and 3 more at 0.000065 each.
@@ -101,7 +99,7 @@ def test_the_projection_is_the_average_answer_for_each_job_still_to_run(ada):
 
 
 def test_before_any_answer_the_projection_is_the_upload_estimate(ada):
-    run = make_run(ada, 2)
+    run = run_of(ada, 2)
     # 100 tokens in and (assumed) 100 out: (30 + 250) / 1e6 = 0.00028 a job on standard.
     assert run.estimated_standard_cost_usd == Decimal("0.00056")
     figures = progress(run)
@@ -110,7 +108,7 @@ def test_before_any_answer_the_projection_is_the_upload_estimate(ada):
 
 
 def test_moving_to_standard_is_quoted_from_the_answers_so_far_and_billed_at_standard(ada):
-    run = make_run(ada, 3)
+    run = run_of(ada, 3)
     answer(1)
     quote = run_queries.standard_quote(run)
     # 2 unfinished: 100 tokens in each, and 40 out as the one answer so far.
@@ -132,9 +130,9 @@ def test_moving_to_standard_is_quoted_from_the_answers_so_far_and_billed_at_stan
 
 
 def test_the_overview_shows_this_months_cost_and_standard_for_me_only(client, ada, bob):
-    mine = make_run(ada, 2)
+    mine = run_of(ada, 2)
     answer(2)
-    make_run(bob, 1)
+    run_of(bob, 1)
     answer(1)
     # An answer from before this month does not count.
     last_month = timezone.localtime().replace(day=1) - timedelta(days=1)

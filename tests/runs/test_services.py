@@ -18,30 +18,16 @@ from jobs.models import Attempt, Job, Run, State, Tier
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
 from tests.run_files import prompt_file
+from tests.support import MODEL, run_from_file
 
 pytestmark = pytest.mark.django_db
 
-MODEL = "gemini-2.5-flash"
 FORMATS = ("text", "jsonl", "csv", "gemini_batch", "openai_batch", "anthropic_batch")
-
-
-def spec(**fields) -> submitting.JobSpec:
-    return submitting.JobSpec(**{"model": MODEL, **fields})
-
-
-def create(owner, content: bytes, filename: str = "prompts.jsonl", name="", **fields) -> Run:
-    return runs.run_create(
-        owner=owner,
-        stream=io.BytesIO(content),
-        filename=filename,
-        spec=spec(**fields),
-        name=name,
-    )
 
 
 def rejected(owner, content: bytes, filename: str = "prompts.jsonl") -> RunRejected:
     with pytest.raises(RunRejected) as caught:
-        create(owner, content, filename)
+        run_from_file(owner, content, filename)
     assert not Run.objects.exists()
     assert not Job.objects.exists()
     return caught.value
@@ -51,7 +37,7 @@ def rejected(owner, content: bytes, filename: str = "prompts.jsonl") -> RunRejec
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_format_becomes_one_queued_job_per_line_with_its_id(ada, fmt):
     filename, content = prompt_file(fmt, [("first", "Name a colour."), ("second", "Name a fish.")])
-    run = create(ada, content, filename, name="colours")
+    run = run_from_file(ada, content, filename, name="colours")
     assert (run.name, run.source_name, run.source_format) == ("colours", filename, fmt)
     jobs = list(run.jobs.order_by("id"))
     expected_ids = ["1", "2"] if fmt == "text" else ["first", "second"]
@@ -69,7 +55,7 @@ def test_a_model_flex_does_not_run_is_replaced_by_the_runs_model_and_counted(ada
         b'{"prompt": "c", "model": "claude-sonnet-4-5"}\n'
         b'{"prompt": "d"}\n'
     )
-    run = create(ada, content, model="gemini-2.5-flash-lite")
+    run = run_from_file(ada, content, model="gemini-2.5-flash-lite")
     models = list(run.jobs.order_by("id").values_list("model", flat=True))
     assert models == [
         "gemini-2.5-pro",
@@ -86,7 +72,7 @@ def test_a_lines_own_settings_win_over_the_runs_defaults(ada):
         b' "max_output_tokens": 50}\n'
         b'{"prompt": "b"}\n'
     )
-    run = create(
+    run = run_from_file(
         ada,
         content,
         system_instruction="Be kind.",
@@ -118,13 +104,13 @@ def test_the_dispatcher_is_woken_once_the_run_is_committed(
     woken = []
     monkeypatch.setattr(control, "wake_dispatcher", lambda: woken.append(1))
     with django_capture_on_commit_callbacks(execute=True):
-        create(ada, b'{"prompt": "a"}\n')
+        run_from_file(ada, b'{"prompt": "a"}\n')
     assert woken == [1]
 
 
 def test_bad_settings_are_refused_before_the_file_is_read(ada):
     with pytest.raises(ValidationError) as caught:
-        create(ada, b'{"prompt": "a"}\n', max_attempts=0)
+        run_from_file(ada, b'{"prompt": "a"}\n', max_attempts=0)
     assert "max_attempts" in caught.value.message_dict
     assert not Run.objects.exists()
 
@@ -132,7 +118,7 @@ def test_bad_settings_are_refused_before_the_file_is_read(ada):
 def test_the_estimate_is_characters_over_four_with_answers_as_long_as_prompts(ada):
     # 400 characters -> 100 input tokens, and 100 output tokens assumed;
     # gemini-2.5-flash standard: $0.30 in, $2.50 out per million.
-    run = create(ada, ('{"prompt": "' + "x" * 400 + '"}\n').encode() * 2)
+    run = run_from_file(ada, ('{"prompt": "' + "x" * 400 + '"}\n').encode() * 2)
     assert (run.estimated_input_tokens, run.estimated_output_tokens) == (200, 200)
     # 200 * 0.30 / 1e6 + 200 * 2.50 / 1e6 = 0.00006 + 0.0005
     assert run.estimated_standard_cost_usd == Decimal("0.00056")
@@ -140,13 +126,17 @@ def test_the_estimate_is_characters_over_four_with_answers_as_long_as_prompts(ad
 
 
 def test_a_max_output_tokens_caps_the_assumed_answer(ada):
-    run = create(ada, ('{"prompt": "' + "x" * 400 + '", "max_output_tokens": 10}\n').encode())
+    run = run_from_file(
+        ada, ('{"prompt": "' + "x" * 400 + '", "max_output_tokens": 10}\n').encode()
+    )
     assert (run.estimated_input_tokens, run.estimated_output_tokens) == (100, 10)
 
 
 def test_a_preview_reads_the_whole_file_and_creates_nothing(ada):
     filename, content = prompt_file("openai_batch", [("a", "x" * 40), ("b", "y" * 40)])
-    preview = runs.run_preview(stream=io.BytesIO(content), filename=filename, spec=spec())
+    preview = runs.run_preview(
+        stream=io.BytesIO(content), filename=filename, spec=submitting.JobSpec(model=MODEL)
+    )
     assert preview.format == "openai_batch"
     assert preview.format_label == "OpenAI Batch JSONL"
     assert (preview.estimate.prompts, preview.estimate.replaced_models) == (2, 2)
@@ -160,7 +150,7 @@ def test_fifty_thousand_lines_are_accepted_in_seconds(ada):
         "gemini_batch", [(f"row-{n}", f"Summarise item {n} in one line.") for n in range(50_000)]
     )
     started = time.monotonic()
-    run = create(ada, content, filename)
+    run = run_from_file(ada, content, filename)
     elapsed = time.monotonic() - started
     assert run.jobs.count() == 50_000
     assert run.jobs.order_by("-id").values_list("custom_id", flat=True)[0] == "row-49999"
@@ -231,7 +221,7 @@ def test_a_line_the_engine_would_refuse_is_named(ada):
 # --- Actions -----------------------------------------------------------------------
 def run_with_states(owner, *states: str) -> Run:
     content = "".join(f"p{n}\n" for n in range(len(states))).encode()
-    run = create(owner, content, "prompts.txt", max_attempts=4)
+    run = run_from_file(owner, content, "prompts.txt", max_attempts=4)
     for job, state in zip(run.jobs.order_by("id"), states, strict=True):
         job.state = state
         job.attempts = 4 if state == State.FAILED else job.attempts

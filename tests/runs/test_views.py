@@ -3,7 +3,6 @@ fragments, the actions, the streamed downloads, and who may see what."""
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from datetime import timedelta
@@ -15,37 +14,17 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from jobs.engine import submitting
 from jobs.models import Job, Run, State, Tier
-from jobs.runs import services as runs
 from tests.run_files import json_lines, prompt_file
-from tests.support import as_user
+from tests.support import HTMX, MODEL, as_user, make_run
 
-pytestmark = pytest.mark.django_db
-
-HTMX = {"HX-Request": "true"}
-MODEL = "gemini-2.5-flash"
-
-
-@pytest.fixture(autouse=True)
-def uploads_in_tmp(settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_in_tmp")]
 
 
 def upload(client, filename: str, content: bytes, **fields):
     data = {"model": MODEL, "tier": "flex", "max_attempts": "8", **fields}
     data["file"] = SimpleUploadedFile(filename, content)
     return client.post("/runs/new/", data)
-
-
-def make_run(owner, fmt="jsonl", lines=(("a", "first prompt"), ("b", "second prompt"))) -> Run:
-    filename, content = prompt_file(fmt, list(lines))
-    return runs.run_create(
-        owner=owner,
-        stream=io.BytesIO(content),
-        filename=filename,
-        spec=submitting.JobSpec(model=MODEL),
-    )
 
 
 def body(response) -> str:
@@ -211,13 +190,7 @@ def test_a_finished_run_stops_polling_and_records_when_it_finished(client, ada):
 
 
 def test_the_page_says_how_many_models_were_replaced(client, ada):
-    filename, content = prompt_file("anthropic_batch", [("a", "x"), ("b", "y")])
-    run = runs.run_create(
-        owner=ada,
-        stream=io.BytesIO(content),
-        filename=filename,
-        spec=submitting.JobSpec(model=MODEL),
-    )
+    run = make_run(ada, [("a", "x"), ("b", "y")], fmt="anthropic_batch")
     page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
     assert "2 lines named models that flex does not run; they use gemini-2.5-flash." in page
     assert "Anthropic Message Batches JSONL" in page
@@ -292,7 +265,7 @@ def test_move_to_standard_shows_the_price_difference_first(client, ada):
 
 # --- Downloads ---------------------------------------------------------------------
 def test_downloads_are_streamed_in_the_uploaded_format_keyed_by_the_ids(client, ada):
-    run = make_run(ada, "gemini_batch", [("k1", "one"), ("k2", "two"), ("k3", "three")])
+    run = make_run(ada, [("k1", "one"), ("k2", "two"), ("k3", "three")], fmt="gemini_batch")
     k1, k2, _ = run.jobs.order_by("id")
     Job.objects.filter(pk=k1.pk).update(
         state=State.SUCCEEDED, result_text="Answer one", cost_usd=Decimal("0.00001")
@@ -318,7 +291,7 @@ def test_downloads_are_streamed_in_the_uploaded_format_keyed_by_the_ids(client, 
 
 
 def test_the_unfinished_lines_of_a_text_run_are_plain_text(client, ada):
-    run = make_run(ada, "text", [("", "alpha"), ("", "beta")])
+    run = make_run(ada, [("", "alpha"), ("", "beta")], fmt="text")
     run.jobs.filter(custom_id="1").update(state=State.SUCCEEDED)
     response = as_user(client, ada).get(f"/runs/{run.pk}/unfinished/")
     assert response["Content-Type"] == "text/plain; charset=utf-8"

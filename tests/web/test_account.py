@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from jobs.engine import tokens
@@ -21,18 +20,6 @@ def revoke_url(token: ApiToken) -> str:
     return f"/account/tokens/{token.pk}/revoke/"
 
 
-@pytest.fixture
-def alice():
-    return get_user_model().objects.create_user("alice")
-
-
-@pytest.fixture
-def browser(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
 def shown_token(html: str) -> str:
     match = re.search(r'id="new-token"[^>]*value="([^"]+)"', html)
     assert match, "the new token is not on the page"
@@ -46,43 +33,42 @@ def test_it_needs_a_login():
     assert not ApiToken.objects.exists()
 
 
-def test_it_lists_my_tokens_and_not_anyone_elses(alice, browser):
-    tokens.api_token_create(user=alice, name="nightly export")
-    bob = get_user_model().objects.create_user("bob")
+def test_it_lists_my_tokens_and_not_anyone_elses(ada, bob, signed_in):
+    tokens.api_token_create(user=ada, name="nightly export")
     tokens.api_token_create(user=bob, name="bob's script")
-    html = browser.get(ACCOUNT).content.decode()
+    html = signed_in.get(ACCOUNT).content.decode()
     assert "nightly export" in html
     assert "bob&#x27;s script" not in html and "bob's script" not in html
-    assert ApiToken.objects.get(user=alice).prefix in html
+    assert ApiToken.objects.get(user=ada).prefix in html
     assert "never" in html
 
 
-def test_creating_a_token_shows_it_once_and_it_works(alice, browser):
-    response = browser.post(CREATE, {"name": "analysis notebook"})
+def test_creating_a_token_shows_it_once_and_it_works(ada, signed_in):
+    response = signed_in.post(CREATE, {"name": "analysis notebook"})
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     html = response.content.decode()
     token = shown_token(html)
     assert "shown only this once" in html
-    row = ApiToken.objects.get(user=alice)
+    row = ApiToken.objects.get(user=ada)
     assert row.name == "analysis notebook"
     assert row.token_hash == tokens.token_hash(token)
-    assert token not in browser.get(ACCOUNT).content.decode()
+    assert token not in signed_in.get(ACCOUNT).content.decode()
     api = Client(headers={"Authorization": f"Bearer {token}"})
     assert api.get("/api/jobs").status_code == 200
 
 
-def test_a_token_needs_a_name(browser):
-    response = browser.post(CREATE, {"name": "  "})
+def test_a_token_needs_a_name(signed_in):
+    response = signed_in.post(CREATE, {"name": "  "})
     assert response.status_code == 200
     assert "This field is required." in response.content.decode()
     assert 'id="new-token"' not in response.content.decode()
     assert not ApiToken.objects.exists()
 
 
-def test_revoking_stops_the_token_working(alice, browser):
-    row, token = tokens.api_token_create(user=alice, name="old script")
-    response = browser.post(revoke_url(row), follow=True)
+def test_revoking_stops_the_token_working(ada, signed_in):
+    row, token = tokens.api_token_create(user=ada, name="old script")
+    response = signed_in.post(revoke_url(row), follow=True)
     assert response.redirect_chain[-1][0] == ACCOUNT
     assert "Revoked the token" in response.content.decode()
     row.refresh_from_db()
@@ -91,35 +77,34 @@ def test_revoking_stops_the_token_working(alice, browser):
     assert api.get("/api/jobs").status_code == 401
 
 
-def test_revoking_twice_keeps_the_first_time(alice, browser):
-    row, _ = tokens.api_token_create(user=alice, name="old script")
-    browser.post(revoke_url(row))
+def test_revoking_twice_keeps_the_first_time(ada, signed_in):
+    row, _ = tokens.api_token_create(user=ada, name="old script")
+    signed_in.post(revoke_url(row))
     row.refresh_from_db()
     first = row.revoked_at
-    browser.post(revoke_url(row))
+    signed_in.post(revoke_url(row))
     row.refresh_from_db()
     assert row.revoked_at == first
 
 
-def test_revoke_needs_post(alice, browser):
-    row, _ = tokens.api_token_create(user=alice, name="script")
-    assert browser.get(revoke_url(row)).status_code == 405
+def test_revoke_needs_post(ada, signed_in):
+    row, _ = tokens.api_token_create(user=ada, name="script")
+    assert signed_in.get(revoke_url(row)).status_code == 405
     row.refresh_from_db()
     assert row.revoked_at is None
 
 
-def test_someone_elses_token_is_a_404(browser):
-    bob = get_user_model().objects.create_user("bob")
+def test_someone_elses_token_is_a_404(bob, signed_in):
     row, _ = tokens.api_token_create(user=bob, name="bob's script")
-    assert browser.post(revoke_url(row)).status_code == 404
+    assert signed_in.post(revoke_url(row)).status_code == 404
     row.refresh_from_db()
     assert row.revoked_at is None
 
 
-def test_forms_need_the_csrf_token(alice):
-    row, _ = tokens.api_token_create(user=alice, name="script")
+def test_forms_need_the_csrf_token(ada):
+    row, _ = tokens.api_token_create(user=ada, name="script")
     client = Client(enforce_csrf_checks=True)
-    client.force_login(alice)
+    client.force_login(ada)
     assert client.post(CREATE, {"name": "sneaky"}).status_code == 403
     assert client.post(revoke_url(row)).status_code == 403
     row.refresh_from_db()

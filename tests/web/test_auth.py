@@ -11,13 +11,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def researcher(django_user_model):
-    return django_user_model.objects.create_user("ada", password="correct horse")
-
-
-@pytest.fixture
-def job(researcher):
-    return Job.objects.create(owner=researcher, input_text="hello")
+def job(ada):
+    return Job.objects.create(owner=ada, input_text="hello")
 
 
 def test_it_shows_the_styled_login_page(client):
@@ -27,15 +22,15 @@ def test_it_shows_the_styled_login_page(client):
     assert b"css/flexdash.css" in response.content
 
 
-def test_it_logs_in_and_lands_on_the_overview(client, researcher):
+def test_it_logs_in_and_lands_on_the_overview(client, ada_password):
     response = client.post(
-        "/accounts/login/", {"username": "ada", "password": "correct horse"}, follow=True
+        "/accounts/login/", {"username": "ada", "password": ada_password}, follow=True
     )
     assert response.redirect_chain[-1][0] == "/"
     assert b"<h1>Overview</h1>" in response.content
 
 
-def test_it_says_when_the_password_is_wrong(client, researcher):
+def test_it_says_when_the_password_is_wrong(client, ada_password):
     response = client.post("/accounts/login/", {"username": "ada", "password": "nope"})
     assert response.status_code == 200
     assert b"Please enter a correct username and password" in response.content
@@ -64,9 +59,9 @@ def test_actions_require_login(client, job, action):
     assert Job.objects.count() == 1
 
 
-def test_logout_is_a_post_form_with_csrf(researcher):
+def test_logout_is_a_post_form_with_csrf(ada):
     client = Client(enforce_csrf_checks=True)
-    client.force_login(researcher)
+    client.force_login(ada)
     page = client.get("/")
     assert b'<form class="logout" method="post" action="/accounts/logout/">' in page.content
 
@@ -83,9 +78,8 @@ def test_logout_is_a_post_form_with_csrf(researcher):
     ("path", "current"),
     [("/", "/"), ("/jobs/", "/jobs/"), ("/jobs/new/", "/jobs/new/"), ("/account/", "/account/")],
 )
-def test_the_navigation_marks_the_current_page(client, researcher, path, current):
-    client.force_login(researcher)
-    page = client.get(path).content.decode()
+def test_the_navigation_marks_the_current_page(signed_in, path, current):
+    page = signed_in.get(path).content.decode()
     for link in ("/", "/jobs/", "/jobs/new/", "/account/"):
         assert f'<a href="{link}"' in page
     assert f'<a href="{current}" aria-current="page">' in page

@@ -12,15 +12,15 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from jobs.catalog import FLEX_MODELS
-from jobs.engine import pacing, tokens
-from jobs.models import Attempt, Job, ModelLimit, Outcome, State
-from tests.support import as_user
+from jobs.engine import pacing
+from jobs.models import Attempt, ModelLimit, Outcome, State
+from tests.support import HTMX, api_client, as_user, make_job
 
 pytestmark = pytest.mark.django_db
 
-HTMX = {"HX-Request": "true"}
 FLASH = "gemini-2.5-flash"
 PRO = "gemini-2.5-pro"
+PROMPT = "x" * 400  # about 100 tokens
 
 
 def set_limit(model: str, **fields) -> ModelLimit:
@@ -28,15 +28,11 @@ def set_limit(model: str, **fields) -> ModelLimit:
     return ModelLimit.objects.get(model=model)
 
 
-def make_job(owner, model: str = FLASH, state: str = State.SUCCEEDED, **fields) -> Job:
-    return Job.objects.create(owner=owner, model=model, input_text="x" * 400, state=state, **fields)
-
-
 def sent_lately(owner, model: str, count: int, status: int = 200) -> None:
     """`count` attempts started within the last minute (each a 400-character prompt)."""
     now = timezone.now()
     for _ in range(count):
-        job = make_job(owner, model, attempts=1)
+        job = make_job(owner, model=model, prompt=PROMPT, attempts=1)
         Attempt.objects.create(
             job=job,
             number=1,
@@ -130,7 +126,7 @@ def test_a_model_throttled_by_429s_says_what_it_paces_to_and_why(client, ada):
 @override_settings(FLEX_MAX_IN_FLIGHT=40, FLEX_DISPATCHERS=1)
 def test_a_model_in_a_503_storm_shows_its_concurrency_cap(client, ada):
     in_a_storm()
-    make_job(ada, FLASH, State.RUNNING, attempts=1)
+    make_job(ada, State.RUNNING, model=FLASH, attempts=1)
 
     row = text(weather_row(as_user(client, ada).get("/").content.decode(), FLASH))
 
@@ -191,7 +187,7 @@ def test_a_throttled_or_paused_model_keeps_an_idle_overview_polling_slowly(clien
     assert 'hx-trigger="every 10s, jobs-changed from:body"' in unsettled
     assert "a model is throttled or paused, so this page updates every 10 seconds" in unsettled
 
-    make_job(ada, FLASH, State.QUEUED)
+    make_job(ada, State.QUEUED, model=FLASH)
     busy = client.get("/", headers=HTMX).content.decode()
     assert 'hx-trigger="every 2s, jobs-changed from:body"' in busy
 
@@ -200,7 +196,7 @@ def test_a_throttled_or_paused_model_keeps_an_idle_overview_polling_slowly(clien
 @pytest.mark.parametrize("state", [State.QUEUED, State.RETRYING])
 def test_a_waiting_job_says_the_daily_cap_holds_it_until_midnight_pacific(client, ada, state):
     at_daily_cap(cap=250)
-    job = make_job(ada, FLASH, state, next_attempt_at=timezone.now())
+    job = make_job(ada, state, model=FLASH, next_attempt_at=timezone.now())
 
     for headers in ({}, HTMX):
         page = as_user(client, ada).get(f"/jobs/{job.pk}/", headers=headers).content.decode()
@@ -214,7 +210,7 @@ def test_a_waiting_job_says_the_daily_cap_holds_it_until_midnight_pacific(client
 
 def test_a_waiting_job_of_a_throttled_model_gets_a_short_note(client, ada):
     throttled_by_429()
-    job = make_job(ada, FLASH, State.QUEUED)
+    job = make_job(ada, State.QUEUED, model=FLASH)
 
     note = text(as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode())
 
@@ -225,14 +221,14 @@ def test_a_waiting_job_of_a_throttled_model_gets_a_short_note(client, ada):
 @pytest.mark.parametrize("state", [State.RUNNING, State.SUCCEEDED])
 def test_a_job_not_waiting_gets_no_capacity_note(client, ada, state):
     at_daily_cap()
-    job = make_job(ada, FLASH, state)
+    job = make_job(ada, state, model=FLASH)
     page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
     assert "capacity-hold" not in page
 
 
 def test_a_job_of_another_model_is_not_held_by_this_ones_cap(client, ada):
     at_daily_cap(PRO)
-    job = make_job(ada, FLASH, State.QUEUED)
+    job = make_job(ada, State.QUEUED, model=FLASH)
     assert "capacity-hold" not in as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
 
 
@@ -373,11 +369,11 @@ def test_the_action_forgets_learned_503_and_429_state(admin_client):
 
 # --- GET /api/capacity ---------------------------------------------------------------
 def test_the_api_reports_the_weather_per_model(ada):
-    _, token = tokens.api_token_create(user=ada, name="script")
+    as_ada = api_client(ada)
     at_daily_cap(cap=100)
     throttled_by_429(PRO)
 
-    response = Client(headers={"Authorization": f"Bearer {token}"}).get("/api/capacity")
+    response = as_ada.get("/api/capacity")
 
     assert response.status_code == 200
     models = {report["model"]: report for report in response.json()["models"]}

@@ -10,31 +10,26 @@ from django.test import Client
 from django.utils import timezone
 
 from jobs.models import Job, State
-from tests.support import as_user
+from tests.support import as_user, make_job
 
 pytestmark = pytest.mark.django_db
 
 ACTIONS = ("cancel", "retry", "run-again")
-
-
-def make_job(owner, state, **fields):
-    return Job.objects.create(
-        owner=owner,
-        input_text="Explain flex",
-        state=state,
-        model="gemini-2.5-pro",
-        tier_requested="flex",
-        fallback_standard=True,
-        system_instruction="Be brief.",
-        temperature=0.3,
-        max_output_tokens=99,
-        max_attempts=4,
-        **fields,
-    )
+# Every setting a job is asked with, most of them not the default, so "run
+# again" is seen to copy each one.
+ASKED_WITH = {
+    "model": "gemini-2.5-pro",
+    "tier_requested": "flex",
+    "fallback_standard": True,
+    "system_instruction": "Be brief.",
+    "temperature": 0.3,
+    "max_output_tokens": 99,
+    "max_attempts": 4,
+}
 
 
 def test_cancel_stops_a_queued_job(client, ada):
-    job = make_job(ada, State.QUEUED, next_attempt_at=timezone.now())
+    job = make_job(ada, State.QUEUED, **ASKED_WITH, next_attempt_at=timezone.now())
     response = as_user(client, ada).post(f"/jobs/{job.pk}/cancel/", follow=True)
     job.refresh_from_db()
     assert (job.state, job.next_attempt_at) == (State.CANCELLED, None)
@@ -44,7 +39,7 @@ def test_cancel_stops_a_queued_job(client, ada):
 
 
 def test_cancel_refuses_a_running_job_and_says_why(client, ada):
-    job = make_job(ada, State.RUNNING)
+    job = make_job(ada, State.RUNNING, **ASKED_WITH)
     response = as_user(client, ada).post(f"/jobs/{job.pk}/cancel/", follow=True)
     job.refresh_from_db()
     assert job.state == State.RUNNING
@@ -53,7 +48,11 @@ def test_cancel_refuses_a_running_job_and_says_why(client, ada):
 
 def test_retry_now_brings_a_waiting_job_forward(client, ada):
     job = make_job(
-        ada, State.RETRYING, attempts=1, next_attempt_at=timezone.now() + timedelta(hours=1)
+        ada,
+        State.RETRYING,
+        **ASKED_WITH,
+        attempts=1,
+        next_attempt_at=timezone.now() + timedelta(hours=1),
     )
     as_user(client, ada).post(f"/jobs/{job.pk}/retry/")
     job.refresh_from_db()
@@ -62,7 +61,7 @@ def test_retry_now_brings_a_waiting_job_forward(client, ada):
 
 
 def test_retry_now_requeues_a_failed_job_with_one_more_attempt(client, ada):
-    job = make_job(ada, State.FAILED, attempts=4, finished_at=timezone.now())
+    job = make_job(ada, State.FAILED, **ASKED_WITH, attempts=4, finished_at=timezone.now())
     response = as_user(client, ada).post(f"/jobs/{job.pk}/retry/", follow=True)
     job.refresh_from_db()
     assert (job.state, job.max_attempts, job.finished_at) == (State.QUEUED, 5, None)
@@ -71,7 +70,7 @@ def test_retry_now_requeues_a_failed_job_with_one_more_attempt(client, ada):
 
 
 def test_retry_now_refuses_a_succeeded_job(client, ada):
-    job = make_job(ada, State.SUCCEEDED)
+    job = make_job(ada, State.SUCCEEDED, **ASKED_WITH)
     response = as_user(client, ada).post(f"/jobs/{job.pk}/retry/", follow=True)
     job.refresh_from_db()
     assert job.state == State.SUCCEEDED
@@ -79,7 +78,7 @@ def test_retry_now_refuses_a_succeeded_job(client, ada):
 
 
 def test_run_again_submits_a_new_job_with_the_same_settings(client, ada):
-    job = make_job(ada, State.SUCCEEDED, attempts=2)
+    job = make_job(ada, State.SUCCEEDED, **ASKED_WITH, attempts=2)
     response = as_user(client, ada).post(f"/jobs/{job.pk}/run-again/")
     new = Job.objects.exclude(pk=job.pk).get()
     assert response["Location"] == f"/jobs/{new.pk}/"
@@ -98,14 +97,14 @@ def test_run_again_submits_a_new_job_with_the_same_settings(client, ada):
 
 
 def test_run_again_keeps_max_attempts_within_the_limit(client, ada):
-    job = make_job(ada, State.FAILED)
+    job = make_job(ada, State.FAILED, **ASKED_WITH)
     Job.objects.filter(pk=job.pk).update(max_attempts=60)
     as_user(client, ada).post(f"/jobs/{job.pk}/run-again/")
     assert Job.objects.exclude(pk=job.pk).get().max_attempts == 50
 
 
 def test_run_again_says_why_a_job_cannot_be_repeated(client, ada):
-    job = make_job(ada, State.SUCCEEDED)
+    job = make_job(ada, State.SUCCEEDED, **ASKED_WITH)
     Job.objects.filter(pk=job.pk).update(model="gemini-1.0-retired")
     response = as_user(client, ada).post(f"/jobs/{job.pk}/run-again/", follow=True)
     assert response.redirect_chain == [(f"/jobs/{job.pk}/", 302)]
@@ -117,7 +116,9 @@ def test_run_again_says_why_a_job_cannot_be_repeated(client, ada):
 
 @pytest.mark.parametrize("action", ACTIONS)
 def test_actions_on_another_users_job_are_not_found(client, bob, ada, action):
-    job = make_job(ada, State.RETRYING, next_attempt_at=timezone.now() + timedelta(hours=1))
+    job = make_job(
+        ada, State.RETRYING, **ASKED_WITH, next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
     response = as_user(client, bob).post(f"/jobs/{job.pk}/{action}/")
     assert response.status_code == 404
     job.refresh_from_db()
@@ -127,13 +128,15 @@ def test_actions_on_another_users_job_are_not_found(client, bob, ada, action):
 
 @pytest.mark.parametrize("action", ACTIONS)
 def test_actions_need_a_post(client, ada, action):
-    job = make_job(ada, State.QUEUED)
+    job = make_job(ada, State.QUEUED, **ASKED_WITH)
     assert as_user(client, ada).get(f"/jobs/{job.pk}/{action}/").status_code == 405
 
 
 @pytest.mark.parametrize("action", ACTIONS)
 def test_actions_need_the_csrf_token(ada, action):
-    job = make_job(ada, State.RETRYING, next_attempt_at=timezone.now() + timedelta(hours=1))
+    job = make_job(
+        ada, State.RETRYING, **ASKED_WITH, next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
     client = Client(enforce_csrf_checks=True)
     client.force_login(ada)
     assert client.post(f"/jobs/{job.pk}/{action}/").status_code == 403
@@ -146,7 +149,7 @@ def test_actions_need_the_csrf_token(ada, action):
 
 
 def test_the_token_in_hx_headers_passes_the_csrf_check(ada):
-    job = make_job(ada, State.QUEUED)
+    job = make_job(ada, State.QUEUED, **ASKED_WITH)
     client = Client(enforce_csrf_checks=True)
     client.force_login(ada)
     page = client.get(f"/jobs/{job.pk}/").content.decode()

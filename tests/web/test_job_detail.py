@@ -8,16 +8,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from jobs.models import Attempt, ErrorKind, Job, Outcome, State
-from tests.support import as_user
+from jobs.models import Attempt, ErrorKind, Outcome, State
+from tests.support import HTMX, as_user, make_job
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HX-Request": "true"}
-
-
-def make_job(owner, state=State.SUCCEEDED, **fields):
-    return Job.objects.create(owner=owner, input_text="Explain flex", state=state, **fields)
 
 
 @pytest.fixture
@@ -104,8 +98,7 @@ def test_another_users_job_is_not_found_in_page_and_fragment(client, bob, retrie
     assert client.get(f"/jobs/{retried_job.pk}/", headers=HTMX).status_code == 404
 
 
-def test_staff_can_open_anyones_job(client, django_user_model, retried_job):
-    staff = django_user_model.objects.create_user("root", is_staff=True)
+def test_staff_can_open_anyones_job(client, staff, retried_job):
     page = as_user(client, staff).get(f"/jobs/{retried_job.pk}/")
     assert page.status_code == 200
     assert b"by ada" in page.content

@@ -9,18 +9,13 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import Attempt, Job, Outcome, State
-from tests.support import as_user
+from tests.support import HTMX, as_user, make_job
 
 pytestmark = pytest.mark.django_db
 
-HTMX = {"HX-Request": "true"}
 
-
-def make_job(owner, prompt="a prompt", state=State.SUCCEEDED, age_seconds=0, **fields):
-    submitted = timezone.now() - timedelta(seconds=age_seconds)
-    return Job.objects.create(
-        owner=owner, input_text=prompt, state=state, submitted_at=submitted, **fields
-    )
+def seconds_ago(seconds: float):
+    return timezone.now() - timedelta(seconds=seconds)
 
 
 def listed(response) -> list[int]:
@@ -28,9 +23,9 @@ def listed(response) -> list[int]:
 
 
 def test_it_lists_my_jobs_newest_first(client, ada, bob):
-    old = make_job(ada, "old", age_seconds=60)
-    new = make_job(ada, "new")
-    make_job(bob, "bob's secret")
+    old = make_job(ada, prompt="old", submitted_at=seconds_ago(60))
+    new = make_job(ada, prompt="new")
+    make_job(bob, prompt="bob's secret")
     response = as_user(client, ada).get("/jobs/")
     assert listed(response) == [new.pk, old.pk]
     assert b"bob&#x27;s secret" not in response.content
@@ -39,7 +34,7 @@ def test_it_lists_my_jobs_newest_first(client, ada, bob):
 def test_a_row_shows_state_attempts_errors_latency_tier_and_cost(client, ada):
     job = make_job(
         ada,
-        state=State.SUCCEEDED,
+        State.SUCCEEDED,
         attempts=2,
         max_attempts=8,
         http_503=1,
@@ -61,7 +56,7 @@ def test_a_row_shows_state_attempts_errors_latency_tier_and_cost(client, ada):
 
 
 def test_a_waiting_row_counts_down_to_its_next_retry(client, ada):
-    make_job(ada, state=State.RETRYING, next_attempt_at=timezone.now() + timedelta(seconds=90))
+    make_job(ada, State.RETRYING, next_attempt_at=timezone.now() + timedelta(seconds=90))
     page = as_user(client, ada).get("/jobs/").content.decode()
     assert "Waiting to retry" in page
     assert "data-countdown=" in page
@@ -81,9 +76,11 @@ def test_a_waiting_row_counts_down_to_its_next_retry(client, ada):
 def test_it_filters_by_state_model_and_prompt_text_from_the_query_string(
     client, ada, query, expected
 ):
-    make_job(ada, "done flash", State.SUCCEEDED, age_seconds=3)
-    make_job(ada, "failed flash", State.FAILED, age_seconds=2)
-    make_job(ada, "queued pro", State.QUEUED, age_seconds=1, model="gemini-2.5-pro")
+    make_job(ada, State.SUCCEEDED, prompt="done flash", submitted_at=seconds_ago(3))
+    make_job(ada, State.FAILED, prompt="failed flash", submitted_at=seconds_ago(2))
+    make_job(
+        ada, State.QUEUED, prompt="queued pro", submitted_at=seconds_ago(1), model="gemini-2.5-pro"
+    )
     response = as_user(client, ada).get(f"/jobs/?{query}")
     prompts = [Job.objects.get(pk=pk).input_text for pk in listed(response)]
     assert prompts == expected
@@ -98,7 +95,7 @@ def test_a_bad_filter_is_reported_and_ignored(client, ada):
 
 def test_it_paginates_and_keeps_the_filters_in_page_links(client, ada):
     for n in range(30):
-        make_job(ada, f"flash {n}", age_seconds=100 - n)
+        make_job(ada, prompt=f"flash {n}", submitted_at=seconds_ago(100 - n))
     response = as_user(client, ada).get("/jobs/?q=flash")
     assert len(listed(response)) == 25
     assert b'href="?q=flash&amp;page=2"' in response.content
@@ -109,7 +106,7 @@ def test_it_paginates_and_keeps_the_filters_in_page_links(client, ada):
 
 
 def test_staff_see_everyone_and_filter_by_user(client, ada, bob, staff):
-    a = make_job(ada, age_seconds=1)
+    a = make_job(ada, submitted_at=seconds_ago(1))
     b = make_job(bob)
     as_user(client, staff)
     assert listed(client.get("/jobs/")) == [b.pk, a.pk]
@@ -119,7 +116,7 @@ def test_staff_see_everyone_and_filter_by_user(client, ada, bob, staff):
 
 
 def test_the_table_fragment_renders_alone_with_out_of_band_counts(client, ada):
-    make_job(ada, state=State.QUEUED)
+    make_job(ada, State.QUEUED)
     as_user(client, ada)
     page = client.get("/jobs/").content.decode()
     fragment = client.get("/jobs/", headers=HTMX).content.decode()
@@ -132,21 +129,21 @@ def test_the_table_fragment_renders_alone_with_out_of_band_counts(client, ada):
 
 
 def test_the_table_polls_with_its_own_filters_while_a_row_is_active(client, ada):
-    make_job(ada, state=State.RUNNING)
+    make_job(ada, State.RUNNING)
     fragment = as_user(client, ada).get("/jobs/?model=gemini-2.5-flash", headers=HTMX)
     assert 'hx-get="/jobs/?model=gemini-2.5-flash"' in fragment.content.decode()
     assert 'hx-trigger="every 2s, jobs-changed from:body"' in fragment.content.decode()
 
 
 def test_the_table_stops_polling_when_no_row_is_active(client, ada):
-    make_job(ada, state=State.SUCCEEDED)
-    make_job(ada, state=State.RUNNING, model="gemini-2.5-pro")
+    make_job(ada, State.SUCCEEDED)
+    make_job(ada, State.RUNNING, model="gemini-2.5-pro")
     fragment = as_user(client, ada).get("/jobs/?model=gemini-2.5-flash", headers=HTMX)
     assert "every 2s" not in fragment.content.decode()
 
 
 def test_a_prompt_with_html_is_shown_as_text(client, ada):
-    make_job(ada, "<script>window.__xss=1</script>")
+    make_job(ada, prompt="<script>window.__xss=1</script>")
     page = as_user(client, ada).get("/jobs/").content.decode()
     assert "<script>window" not in page
     assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page

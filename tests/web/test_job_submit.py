@@ -21,12 +21,6 @@ FIELDS = {
 }
 
 
-@pytest.fixture
-def signed_in(client, ada):
-    client.force_login(ada)
-    return client
-
-
 def test_the_form_offers_flex_models_tiers_and_their_prices(signed_in):
     page = signed_in.get("/jobs/new/").content.decode()
     assert '<option value="gemini-2.5-flash" selected>' in page

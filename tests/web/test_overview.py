@@ -10,16 +10,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from jobs.engine import control
-from jobs.models import Attempt, DispatcherSlot, Job, Outcome, State
-from tests.support import as_user
+from jobs.models import Attempt, DispatcherSlot, Outcome, State
+from tests.support import HTMX, as_user, make_job
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HX-Request": "true"}
-
-
-def make_job(owner, state=State.SUCCEEDED, **fields):
-    return Job.objects.create(owner=owner, input_text="a prompt", state=state, **fields)
 
 
 def test_it_counts_my_jobs_by_state(client, ada, bob):

@@ -9,14 +9,11 @@ import pytest
 
 from jobs.models import Attempt, Job, Outcome, State
 from jobs.web import queries
+from tests.support import make_job
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2025, 6, 1, 12, 30, 40, tzinfo=UTC)
-
-
-def make_job(owner, state=State.SUCCEEDED, **fields):
-    return Job.objects.create(owner=owner, input_text="p", state=state, **fields)
 
 
 def attempt(job, number, *, started, finished=None, status=None, outcome=Outcome.WILL_RETRY):
