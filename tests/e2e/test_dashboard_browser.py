@@ -14,7 +14,7 @@ from jobs.engine import control
 from tests.e2e.browsing import SCREENSHOTS, log_in
 from tests.support import tag
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 XSS = '<script>window.__xss=1</script> <img src=x onerror="window.__xss=2">'
 

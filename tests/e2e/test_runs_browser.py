@@ -17,7 +17,7 @@ from tests.e2e.browsing import SCREENSHOTS, log_in
 from tests.run_files import prompt_file
 from tests.support import tag
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 
 DROP_FILE = """([name, text]) => {

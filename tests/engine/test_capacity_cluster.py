@@ -22,7 +22,7 @@ from tests.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 
 def numbered(count: int, label: str) -> list[str]:
@@ -31,6 +31,8 @@ def numbered(count: int, label: str) -> list[str]:
     return [f"{label} {word} {n}" for n in range(count)]
 
 
+# Measures a rate: under `-n N --dist loadgroup` the "rates" group shares one worker.
+@pytest.mark.xdist_group("rates")
 def test_pacing_keeps_below_the_rpm_limit_and_near_it(start_simulator, ada, tmp_path):
     rpm = 240
     sim = start_simulator(rpm=rpm, latency="0.2:0.6")
@@ -54,6 +56,8 @@ def test_pacing_keeps_below_the_rpm_limit_and_near_it(start_simulator, ada, tmp_
     assert achieved >= 0.85 * rpm, f"sent {achieved:.0f}/min against {rpm}"
 
 
+# Measures a rate: under `-n N --dist loadgroup` the "rates" group shares one worker.
+@pytest.mark.xdist_group("rates")
 def test_a_503_storm_lowers_the_rate_and_every_job_still_finishes(start_simulator, ada, tmp_path):
     sim = start_simulator(latency="0.3:0.8")
     jobs = submit(ada, *numbered(400, "storm"), max_attempts=30)

@@ -22,7 +22,7 @@ from tests.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 ROUTES = ["interactions", "generate_content"]
 

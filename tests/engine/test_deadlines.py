@@ -478,6 +478,7 @@ def test_the_admin_shows_the_deadline(admin_client, admin_user):
 
 
 # --- End to end ------------------------------------------------------------------------
+@pytest.mark.engine
 @pytest.mark.django_db(transaction=True)
 def test_flex_work_shed_until_its_deadline_finishes_on_standard(start_simulator, tmp_path, ada):
     """Flex is always shed here; at the deadline the job moves to standard,

@@ -131,6 +131,9 @@ RPM = 120
 JOBS = 125
 
 
+# Measures a rate: under `-n N --dist loadgroup` the "rates" group shares one worker.
+@pytest.mark.engine
+@pytest.mark.xdist_group("rates")
 def test_two_clusters_share_the_work_and_the_rate_limit(start_simulator, ada, tmp_path: Path):
     simulator = start_simulator(rpm=RPM, latency="0.5:1.5")
     env = two_cluster_env(simulator.url, FLEX_RPM_LIMIT=RPM)
@@ -161,6 +164,7 @@ def test_two_clusters_share_the_work_and_the_rate_limit(start_simulator, ada, tm
     assert stats["by_status"].get("429", 0) <= 0.02 * stats["requests"], stats
 
 
+@pytest.mark.engine
 def test_a_killed_cluster_leaves_its_work_to_the_other(start_simulator, ada, tmp_path: Path):
     lease = 5
     simulator = start_simulator(latency="2:4")

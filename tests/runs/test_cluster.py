@@ -16,7 +16,7 @@ from jobs.simulator import ANSWER_PREFIX
 from tests.run_files import answer_of, json_lines, line_id, prompt_file
 from tests.support import api_client, as_user, engine_env, qcluster, streamed, tag, wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 FORMATS = ("text", "jsonl", "csv", "gemini_batch", "openai_batch", "anthropic_batch")
 SETTINGS = {"model": "gemini-2.5-flash-lite", "tier": "flex", "max_attempts": "4"}
