@@ -37,7 +37,7 @@ def test_pacing_keeps_below_the_rpm_limit_and_near_it(start_simulator, ada, tmp_
     rpm = 240
     sim = start_simulator(rpm=rpm, latency="0.2:0.6")
     jobs = submit(ada, *numbered(300, "paced"))
-    env = engine_env(sim.url, GEMINI_API="generate_content", FLEX_RPM_LIMIT=rpm)
+    env = engine_env(sim.url, FLEX_RPM_LIMIT=rpm)
     with qcluster(env, tmp_path / "q.log"):
         wait_for(finished(jobs), timeout=150, what="300 paced jobs finished")
 
@@ -63,7 +63,6 @@ def test_a_503_storm_lowers_the_rate_and_every_job_still_finishes(start_simulato
     jobs = submit(ada, *numbered(400, "storm"), max_attempts=30)
     env = engine_env(
         sim.url,
-        GEMINI_API="generate_content",
         FLEX_LAUNCH_RATE=40,
         FLEX_BACKOFF_BASE=0.5,
         FLEX_BACKOFF_CAP=2,

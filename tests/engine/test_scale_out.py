@@ -4,7 +4,8 @@ engine can tell) against one database and one Gemini quota.
 Runs on whichever database the suite uses: PostgreSQL (row locks, SKIP LOCKED)
 or one SQLite file (WAL, IMMEDIATE transactions). No job may run twice while
 its lease is alive, and a per-model limit holds for both clusters together,
-because every claim locks the model's ModelLimit row."""
+because every claim locks the model's ModelLimit row. A cluster killed mid-run
+loses nothing: the other takes its requests over once their leases lapse."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import uuid
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from tests.support import (
     start_up,
     stop_process,
     submit,
+    tag,
     wait_for,
 )
 
@@ -134,14 +135,16 @@ JOBS = 125
 # Measures a rate: under `-n N --dist loadgroup` the "rates" group shares one worker.
 @pytest.mark.engine
 @pytest.mark.xdist_group("rates")
-def test_two_clusters_share_the_work_and_the_rate_limit(start_simulator, ada, tmp_path: Path):
+def test_two_clusters_share_the_work_and_the_rate_limit_and_run_each_job_once(
+    start_simulator, ada, tmp_path: Path
+):
     simulator = start_simulator(rpm=RPM, latency="0.5:1.5")
     env = two_cluster_env(simulator.url, FLEX_RPM_LIMIT=RPM)
-    tag = uuid.uuid4().hex[:8]
+    word = tag()
     with qcluster(env, tmp_path / "a.log") as a, qcluster(env, tmp_path / "b.log") as b:
         clusters = {a.pid: "a", b.pid: "b"}
         wait_until_up(a, b)
-        jobs = submit(ada, *(f"scale {tag} {n}" for n in range(JOBS)))
+        jobs = submit(ada, *(f"scale {word} {n}" for n in range(JOBS)))
         dispatch_on_both(jobs, clusters)
         wait_for(finished(jobs), timeout=150, interval=1.0, what="every job finished")
         owners = owners_by_cluster(jobs, clusters)  # while the workers are alive
@@ -150,6 +153,11 @@ def test_two_clusters_share_the_work_and_the_rate_limit(start_simulator, ada, tm
     attempts = Attempt.objects.filter(job__in=jobs)
     stats = simulator.stats()
     assert stats["requests"] == attempts.count(), "every request is on record, and once"
+    # No job was sent twice: one attempt each, and it succeeded, but for the
+    # few the simulator refused (429) before answering, each then sent again.
+    sent_through = attempts.exclude(http_status=429)
+    assert sent_through.count() == len(jobs)
+    assert set(sent_through.values_list("outcome", flat=True)) == {Outcome.SUCCEEDED}
 
     by_cluster = Counter(owners[owner] for owner in attempts.values_list("dispatcher", flat=True))
     assert set(by_cluster) == {"a", "b"}, f"both clusters should have sent requests: {owners}"
@@ -165,15 +173,17 @@ def test_two_clusters_share_the_work_and_the_rate_limit(start_simulator, ada, tm
 
 
 @pytest.mark.engine
-def test_a_killed_cluster_leaves_its_work_to_the_other(start_simulator, ada, tmp_path: Path):
+def test_a_killed_cluster_loses_nothing_and_leaves_its_work_to_the_other(
+    start_simulator, ada, tmp_path: Path
+):
     lease = 5
     simulator = start_simulator(latency="2:4")
     env = two_cluster_env(simulator.url, FLEX_LEASE_SECONDS=lease, FLEX_MAX_IN_FLIGHT=20)
-    tag = uuid.uuid4().hex[:8]
+    word = tag()
     with qcluster(env, tmp_path / "a.log") as a, qcluster(env, tmp_path / "b.log") as b:
         clusters = {a.pid: "a", b.pid: "b"}
         wait_until_up(a, b)
-        jobs = submit(ada, *(f"crash {tag} {n}" for n in range(120)))
+        jobs = submit(ada, *(f"crash {word} {n}" for n in range(120)))
         dispatch_on_both(jobs, clusters)
 
         def both_in_flight() -> bool:
@@ -186,6 +196,19 @@ def test_a_killed_cluster_leaves_its_work_to_the_other(start_simulator, ada, tmp
         a_pid = next(int(owner.split(":")[1]) for owner, name in owners.items() if name == "a")
         stop_process(a, signal.SIGKILL)
         killed_at = timezone.now()
+        # What a had in flight is stranded: its jobs stay running, leased to
+        # a dead cluster, until their leases lapse.
+        stranded = list(
+            Attempt.objects.filter(
+                job__in=jobs, outcome=Outcome.IN_FLIGHT, dispatcher__contains=f":{a_pid}:"
+            ).values_list("job", flat=True)
+        )
+        assert stranded, "the kill should have caught requests in flight"
+        assert Job.objects.filter(pk__in=stranded, state=State.RUNNING).count() == len(stranded)
+        # Requests that outlive their lease, sent by b alone: b renews the
+        # leases while they run, so none of them is taken for lost.
+        slow = submit(ada, *(f"slow {word} {n} [sim:sleep=6]" for n in range(5)))
+        jobs += slow
         wait_for(finished(jobs), timeout=90, interval=1.0, what="b to finish every job")
         # a's worker is dead now: what is not b's was a's.
         owners = {
@@ -212,6 +235,12 @@ def test_a_killed_cluster_leaves_its_work_to_the_other(start_simulator, ada, tmp
         assert owners[again.dispatcher] == "b" and again.outcome == Outcome.SUCCEEDED
         assert again.started_at >= gone.started_at + timedelta(seconds=lease)
     assert {job.budgeted_attempts for job in Job.objects.filter(pk__in=[j.pk for j in jobs])} == {1}
+    for job in Job.objects.filter(pk__in=stranded):
+        outcomes = list(job.attempt_log.order_by("number").values_list("outcome", flat=True))
+        assert outcomes == [Outcome.LOST, Outcome.SUCCEEDED], job
+        assert (job.attempts, job.budgeted_attempts) == (2, 1)
+    for job in slow:
+        assert list(job.attempt_log.values_list("outcome", flat=True)) == [Outcome.SUCCEEDED]
     # Every attempt was sent at most once; one a's claim took but a died
     # before sending was never sent at all.
     requests = simulator.stats()["requests"]
