@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: the people tests act as, and helpers to make jobs."""
+"""Fixtures shared by every room's tests: the people tests act as, their
+signed-in client, and the simulator (shared, or started with options of its own)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import start_process, stop_process, wait_for
+from tests.support import PASSWORD, as_user, start_process, stop_process, wait_for
 
 SIMULATOR_DEFAULTS: dict[str, Any] = {"latency": "0:0", "api_key": "test-key"}
 
@@ -96,7 +97,8 @@ def start_simulator(tmp_path: Path) -> Iterator[Callable[..., RunningSimulator]]
         yield start
 
 
-# People the view, query and admin tests act as: two researchers and an operator.
+# The people tests act as: two researchers and an operator. Ada is the one a
+# test means unless it says otherwise ("--user ada" in the command tests).
 @pytest.fixture
 def ada(django_user_model):
     return django_user_model.objects.create_user("ada")
@@ -110,6 +112,27 @@ def bob(django_user_model):
 @pytest.fixture
 def staff(django_user_model):
     return django_user_model.objects.create_user("root", is_staff=True)
+
+
+@pytest.fixture
+def ada_password(ada) -> str:
+    """Ada's password, set for the tests that log in through the login form
+    (only they pay for hashing it)."""
+    ada.set_password(PASSWORD)
+    ada.save(update_fields=["password"])
+    return PASSWORD
+
+
+@pytest.fixture
+def signed_in(client, ada):
+    """The test client, logged in as Ada."""
+    return as_user(client, ada)
+
+
+@pytest.fixture
+def uploads_in_tmp(settings, tmp_path: Path) -> None:
+    """Staged uploads go to this test's own folder."""
+    settings.VAR_DIR = tmp_path
 
 
 # The PostgreSQL pass of CI (FLEXDASH_DB_TESTS_ONLY=1) runs only the tests that

@@ -1,23 +1,139 @@
-"""Helpers for tests that run the real engine: a qcluster subprocess talking
-to the simulator over loopback, sharing the test database."""
+"""Helpers every room's tests share: jobs and runs made the way the product
+makes them, API and command calls, and the real engine (a qcluster subprocess
+talking to the simulator over loopback, sharing the test database)."""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection
+from django.test import Client
+
+from jobs.engine import submitting, tokens
+from jobs.models import FINISHED_STATES, Job, Run, State
+from jobs.runs import services as runs
+from tests.run_files import prompt_file
 
 ROOT = Path(__file__).resolve().parent.parent
+MODEL = "gemini-2.5-flash"
+HTMX = {"HX-Request": "true"}
+# Ada's password, for the tests that log in through the login form (the
+# `ada_password` fixture sets it).
+PASSWORD = "correct horse battery staple"
+
+
+# --- Jobs and runs, made as the product makes them ----------------------------------
+def submit(owner, *prompts: str, **spec) -> list[Job]:
+    """Queue one job per prompt through the engine's one way in; the model is
+    gemini-2.5-flash unless `spec` names another."""
+    spec.setdefault("model", MODEL)
+    return submitting.jobs_submit(
+        owner=owner, prompts=list(prompts), spec=submitting.JobSpec(**spec)
+    )
+
+
+def make_job(owner, state: str = State.SUCCEEDED, *, prompt: str = "Explain flex", **fields) -> Job:
+    """A stored job row in any state, with whatever counters and times `fields`
+    give it (for the pages and queries that only read jobs)."""
+    return Job.objects.create(owner=owner, input_text=prompt, state=state, **fields)
+
+
+def run_from_file(
+    owner, content: bytes, filename: str = "prompts.jsonl", *, name: str = "", **spec
+) -> Run:
+    """A run created by the run service from a file's bytes; `spec` as for `submit`."""
+    spec.setdefault("model", MODEL)
+    return runs.run_create(
+        owner=owner,
+        stream=io.BytesIO(content),
+        filename=filename,
+        spec=submitting.JobSpec(**spec),
+        name=name,
+    )
+
+
+def make_run(
+    owner,
+    lines: Iterable[tuple[str, str]] = (("a", "first prompt"), ("b", "second prompt")),
+    *,
+    fmt: str = "jsonl",
+    name: str = "",
+    **spec,
+) -> Run:
+    """A run of the (id, prompt) `lines`, uploaded as a file in format `fmt`."""
+    filename, content = prompt_file(fmt, list(lines))
+    return run_from_file(owner, content, filename, name=name, **spec)
+
+
+def tag() -> str:
+    """A fresh word for a test's prompts: the shared simulator counts planted
+    directives per prompt, so each test's prompts must be its own."""
+    return uuid.uuid4().hex[:8]
+
+
+def finished(jobs: list[Job]) -> Callable[[], bool]:
+    """For `wait_for`: true once every one of `jobs` is in a finished state."""
+    ids = [job.pk for job in jobs]
+    return lambda: not Job.objects.filter(pk__in=ids).exclude(state__in=FINISHED_STATES).exists()
+
+
+# --- The ways in: the web, the API, the commands ----------------------------------
+def as_user(client, user):
+    """The test client, logged in as `user`."""
+    client.force_login(user)
+    return client
+
+
+def api_client(user) -> Client:
+    """A client that sends a new API token of `user` with every request."""
+    _, token = tokens.api_token_create(user=user, name="script")
+    return Client(headers={"Authorization": f"Bearer {token}"})
+
+
+def post_json(client: Client, url: str, body):
+    return client.post(url, json.dumps(body), content_type="application/json")
+
+
+def streamed(response) -> bytes:
+    """The whole body of a streamed download, which must have succeeded."""
+    assert response.status_code == 200, response
+    return b"".join(response.streaming_content)
+
+
+def submit_command(*args: str) -> dict:
+    """`manage.py submit --user ada ARGS`, and the JSON it prints."""
+    out = io.StringIO()
+    call_command("submit", "--user", "ada", *args, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def start_up(**env: str) -> subprocess.CompletedProcess:
+    """Load the settings in a fresh interpreter with `env` added to the environment."""
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "flexdash.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# --- The real engine ------------------------------------------------------------------
 
 
 def test_database_url() -> str:
@@ -103,12 +219,6 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
-
-
-def as_user(client, user):
-    """The test client, logged in as `user`."""
-    client.force_login(user)
-    return client
 
 
 def busiest_minute(starts: list[datetime]) -> int:

@@ -1,5 +1,5 @@
 """Shared by the browser tests: how Chromium is started, where screenshots
-go, and how the test researcher logs in."""
+go, and how Ada logs in."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = ROOT / "test-results" / "e2e"
-PASSWORD = "flex-e2e-password"
 
 
-def log_in(page: Page, base_url: str) -> None:
+def log_in(page: Page, base_url: str, password: str) -> None:
+    """Log Ada in with `password` (the `ada_password` fixture's)."""
     page.goto(f"{base_url}/accounts/login/")
     page.get_by_label("Username").fill("ada")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()

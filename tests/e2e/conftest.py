@@ -1,5 +1,5 @@
-"""What every browser test needs: Debian's Chromium through Playwright, a
-researcher who can log in, and a real qcluster on the shared simulator."""
+"""What every browser test needs: Debian's Chromium through Playwright and a
+real qcluster on the shared simulator (Ada logs in with `ada_password`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.e2e.browsing import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS
+from tests.e2e.browsing import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 from tests.support import engine_env, start_process, stop_process
 
 
@@ -39,8 +39,3 @@ def browser(monkeypatch) -> Iterator[Browser]:
             yield chromium
         finally:
             chromium.close()
-
-
-@pytest.fixture
-def researcher(django_user_model):
-    return django_user_model.objects.create_user("ada", password=PASSWORD)

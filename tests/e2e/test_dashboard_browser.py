@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 
 import pytest
 from playwright.sync_api import expect
 
 from jobs.engine import control
 from tests.e2e.browsing import SCREENSHOTS, log_in
+from tests.support import tag
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 XSS = '<script>window.__xss=1</script> <img src=x onerror="window.__xss=2">'
 
@@ -31,14 +31,14 @@ def engine(held_dispatch, cluster) -> None:
 
 
 def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_reload(
-    live_server, engine, browser, researcher
+    live_server, engine, browser, ada_password
 ):
     started = time.monotonic()
     base = live_server.url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     jobs_page = context.new_page()
-    log_in(jobs_page, base)
+    log_in(jobs_page, base, ada_password)
 
     # An overview opened while nothing is active does not poll ...
     overview = context.new_page()
@@ -49,7 +49,7 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
 
     # ... submit a prompt that is shed once (Retry-After 3 s) and whose answer
     # echoes HTML; dispatch is paused, so the job stays queued.
-    prompt = f"e2e {uuid.uuid4().hex[:8]} [sim:503x1:retry-after=3] {XSS}"
+    prompt = f"e2e {tag()} [sim:503x1:retry-after=3] {XSS}"
     jobs_page.goto(f"{base}/jobs/new/")
     jobs_page.get_by_label("Prompt").fill(prompt)
     jobs_page.get_by_text("System instruction, temperature and output length").click()
@@ -119,7 +119,7 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone_page = phone.new_page()
-    log_in(phone_page, base)
+    log_in(phone_page, base, ada_password)
     phone_page.goto(f"{base}/jobs/")
     expect(phone_page.locator(f"#job-{job_id}")).to_contain_text("Succeeded")
     phone_page.screenshot(path=SCREENSHOTS / "jobs-phone.png", full_page=True)

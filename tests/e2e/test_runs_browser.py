@@ -7,7 +7,6 @@ Screenshots go to test-results/e2e/."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from playwright.sync_api import expect
@@ -16,8 +15,9 @@ from jobs.models import Run
 from jobs.simulator import ANSWER_PREFIX
 from tests.e2e.browsing import SCREENSHOTS, log_in
 from tests.run_files import prompt_file
+from tests.support import tag
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 
 DROP_FILE = """([name, text]) => {
@@ -29,21 +29,21 @@ DROP_FILE = """([name, text]) => {
 
 
 def test_a_dropped_file_runs_to_100_percent_and_its_results_download(
-    live_server, cluster, browser, researcher, tmp_path
+    live_server, cluster, browser, ada_password, tmp_path
 ):
     base = live_server.url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
+    word = tag()
     # Answers take a moment, and one is shed once, so the bar is seen moving.
     lines = [
-        ("q-alpha", f"e2e run {tag}: alpha [sim:sleep=1.5]"),
-        ("q-beta", f"e2e run {tag}: beta [sim:503x1]"),
-        ("q-gamma", f"e2e run {tag}: gamma [sim:sleep=3]"),
+        ("q-alpha", f"e2e run {word}: alpha [sim:sleep=1.5]"),
+        ("q-beta", f"e2e run {word}: beta [sim:503x1]"),
+        ("q-gamma", f"e2e run {word}: gamma [sim:sleep=3]"),
     ]
     filename, content = prompt_file("gemini_batch", lines, model="gpt-4o")
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
-    log_in(page, base)
+    log_in(page, base, ada_password)
 
     page.get_by_role("link", name="Runs").click()
     page.get_by_role("link", name="Upload a file", exact=True).click()
@@ -51,7 +51,7 @@ def test_a_dropped_file_runs_to_100_percent_and_its_results_download(
     page.wait_for_load_state("load")  # the drop zone's script has run
     page.evaluate(DROP_FILE, [filename, content.decode()])
     expect(page.locator("[data-dropzone-hint]")).to_have_text(f"Chosen: {filename}")
-    page.get_by_label("Run name").fill(f"E2E run {tag}")
+    page.get_by_label("Run name").fill(f"E2E run {word}")
     page.get_by_role("button", name="Upload and preview").click()
 
     expect(page.locator("#detected-format")).to_have_text("Gemini Batch API JSONL")
@@ -92,6 +92,6 @@ def test_a_dropped_file_runs_to_100_percent_and_its_results_download(
     assert [line["key"] for line in got] == ["q-alpha", "q-beta", "q-gamma"]
     texts = [line["response"]["candidates"][0]["content"]["parts"][0]["text"] for line in got]
     assert texts == [
-        ANSWER_PREFIX + f"e2e run {tag}: {word}" for word in ("alpha", "beta", "gamma")
+        ANSWER_PREFIX + f"e2e run {word}: {line}" for line in ("alpha", "beta", "gamma")
     ]
     context.close()

@@ -1,0 +1,1 @@
+"""FlexDash's tests; the folders mirror the rooms of jobs/ (STYLE.md, "Layout")."""

@@ -1,0 +1,1 @@
+"""Tests of jobs/admin/: the operator's admin pages and actions."""

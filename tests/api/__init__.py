@@ -1,0 +1,1 @@
+"""Tests of jobs/api/: the JSON API for jobs, batches and capacity."""

@@ -1,0 +1,1 @@
+"""Tests of jobs/management/commands/: submit, jobs and apitoken."""

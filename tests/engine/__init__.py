@@ -1,0 +1,1 @@
+"""Tests of jobs/engine/: the state changes, the dispatcher, pacing and the Gemini door."""

@@ -1,0 +1,1 @@
+"""Tests of jobs/formats/: the upload and result file shapes."""

@@ -1,0 +1,1 @@
+"""Tests of flexdash/: settings from the environment and production serving."""

@@ -1,0 +1,1 @@
+"""Tests of jobs/runs/: bulk runs from a file, their pages and their results."""

@@ -1,0 +1,1 @@
+"""Tests of jobs/simulator/: the bundled stand-in for Gemini and its flexsim command."""
