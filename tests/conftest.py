@@ -4,6 +4,7 @@ signed-in client, and the simulator (shared, or started with options of its own)
 from __future__ import annotations
 
 import contextlib
+import importlib
 import itertools
 import json
 import os
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps
+from django.db.models.signals import post_migrate
 
 from tests.support import PASSWORD, as_user, start_process, stop_process, wait_for
 
@@ -135,18 +138,47 @@ def uploads_in_tmp(settings, tmp_path: Path) -> None:
     settings.VAR_DIR = tmp_path
 
 
+# A test that uses real transactions ends with a flush, which also empties what
+# the data migrations seeded (prices, model limits, the minute Schedule), and so
+# would change the world of whichever test that worker runs next. A flush sends
+# post_migrate: seed it again then, with the migrations' own functions.
+_SEEDS = (
+    ("jobs.migrations.0002_seed_prices", "seed"),
+    ("jobs.migrations.0003_dispatch_schedule", "schedule"),
+    ("jobs.migrations.0006_capacity_and_deadlines", "seed_limits"),
+)
+
+
+def _seed_again(sender, **kwargs) -> None:
+    for module, function in _SEEDS:
+        getattr(importlib.import_module(module), function)(apps, None)
+
+
+post_migrate.connect(_seed_again, sender=apps.get_app_config("jobs"))
+
+
 # The PostgreSQL pass of CI (FLEXDASH_DB_TESTS_ONLY=1) runs only the tests that
 # touch a database: the others would check the same thing twice.
 _DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 
 
+def _start_order(item: pytest.Item) -> int:
+    """Long tests first, so pytest-xdist's workers share out the short ones
+    while they run instead of waiting on a long one at the end: the rate
+    measurements (one xdist_group), then the other real clusters, then the rest."""
+    group = item.get_closest_marker("xdist_group")
+    if group and group.args == ("rates",):
+        return 0
+    return 1 if item.get_closest_marker("engine") else 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("FLEXDASH_DB_TESTS_ONLY") != "1":
-        return
-    kept, skipped = [], []
-    for item in items:
-        uses_db = item.get_closest_marker("django_db") or _DB_FIXTURES & set(item.fixturenames)
-        (kept if uses_db else skipped).append(item)
-    if skipped:
-        config.hook.pytest_deselected(items=skipped)
-        items[:] = kept
+    if os.environ.get("FLEXDASH_DB_TESTS_ONLY") == "1":
+        kept, skipped = [], []
+        for item in items:
+            uses_db = item.get_closest_marker("django_db") or _DB_FIXTURES & set(item.fixturenames)
+            (kept if uses_db else skipped).append(item)
+        if skipped:
+            config.hook.pytest_deselected(items=skipped)
+            items[:] = kept
+    items.sort(key=_start_order)

@@ -132,9 +132,9 @@ RPM = 120
 JOBS = 125
 
 
-# Measures a rate: under `-n N --dist loadgroup` the "rates" group shares one worker.
+# It checks a ceiling (no minute over the limit), which a busy machine cannot
+# push it past, so it runs beside the "rates" group rather than in it.
 @pytest.mark.engine
-@pytest.mark.xdist_group("rates")
 def test_two_clusters_share_the_work_and_the_rate_limit_and_run_each_job_once(
     start_simulator, ada, tmp_path: Path
 ):
