@@ -166,7 +166,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # On the handler, not a logger, so it sees every record that reaches it
+    # (the SDK's, django-q2's, Django's): none writes the Gemini key.
+    "filters": {"redact_api_key": {"()": "jobs.redaction.RedactApiKeyFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_api_key"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         # Django's own console handler is replaced so lines are not printed twice.

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from jobs.catalog import DEFAULT_MODEL
 from jobs.formats import FORMAT_LABELS
+from jobs.redaction import redact_api_key
 
 
 class Tier(models.TextChoices):
@@ -227,7 +228,10 @@ class DispatchControl(models.Model):
         verbose_name_plural = "dispatch control"
 
     def __str__(self) -> str:
-        return f"Dispatch paused: {self.reason}" if self.paused else "Dispatch running"
+        # The admin shows this and keeps it in its history; the reason can quote Gemini.
+        return (
+            f"Dispatch paused: {redact_api_key(self.reason)}" if self.paused else "Dispatch running"
+        )
 
 
 class DispatcherSlot(models.Model):

@@ -9,13 +9,25 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from jobs.admin.redacted import redacted_display
 from jobs.engine import control
 from jobs.models import DispatchControl, DispatcherSlot
 
 
 @admin.register(DispatchControl)
 class DispatchControlAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "paused", "reason", "paused_at", "gemini_route", "gemini_endpoint")
+    list_display = (
+        "__str__",
+        "paused",
+        "paused_reason",
+        "paused_at",
+        "gemini_route",
+        "gemini_endpoint",
+    )
+    # The reason can quote Gemini's error: shown read-only, without the key.
+    exclude = ("reason",)
+    readonly_fields = ("paused_reason",)
+    paused_reason = redacted_display("reason", "reason")
 
     @admin.display(description="Gemini API route (GEMINI_API)")
     def gemini_route(self, obj: DispatchControl) -> str:

@@ -9,8 +9,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from jobs.admin.redacted import redacted_display
 from jobs.engine import actions, control
 from jobs.models import Attempt, Job
+from jobs.redaction import redact_api_key
 
 # What an operator reads about one try, in the job's inline and the list.
 ATTEMPT_COLUMNS = (
@@ -31,9 +33,10 @@ class AttemptInline(admin.TabularInline):
     model = Attempt
     extra = 0
     can_delete = False
-    fields = (*ATTEMPT_COLUMNS, "error_kind", "error_message")
+    fields = (*ATTEMPT_COLUMNS, "error_kind", "error")
     readonly_fields = fields
     ordering = ("number",)
+    error = redacted_display("error_message", "error message")
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
@@ -73,7 +76,9 @@ class JobAdmin(admin.ModelAdmin):
         "http_503",
         "http_429",
         "other_errors",
-        "result_text",
+        "prompt",
+        "instruction",
+        "result",
         "response_id",
         "tier_served",
         "input_tokens",
@@ -81,7 +86,7 @@ class JobAdmin(admin.ModelAdmin):
         "thought_tokens",
         "cost_usd",
         "standard_cost_usd",
-        "last_error",
+        "error",
         "submitted_at",
         "first_started_at",
         "finished_at",
@@ -98,8 +103,8 @@ class JobAdmin(admin.ModelAdmin):
                     "tier_requested",
                     "fallback_standard",
                     "max_attempts",
-                    "input_text",
-                    "system_instruction",
+                    "prompt",
+                    "instruction",
                     "temperature",
                     "max_output_tokens",
                 )
@@ -116,7 +121,7 @@ class JobAdmin(admin.ModelAdmin):
                     "http_503",
                     "http_429",
                     "other_errors",
-                    "last_error",
+                    "error",
                     "lease_owner",
                     "lease_expires_at",
                 )
@@ -126,7 +131,7 @@ class JobAdmin(admin.ModelAdmin):
             "Result",
             {
                 "fields": (
-                    "result_text",
+                    "result",
                     "response_id",
                     "tier_served",
                     "input_tokens",
@@ -140,6 +145,11 @@ class JobAdmin(admin.ModelAdmin):
         ("Times", {"fields": ("submitted_at", "first_started_at", "finished_at")}),
         ("Deadline", {"fields": ("deadline_at", "deadline_policy")}),
     )
+    # Outside text, shown read-only without the Gemini key (jobs/admin/redacted.py).
+    prompt = redacted_display("input_text", "input text")
+    instruction = redacted_display("system_instruction", "system instruction")
+    result = redacted_display("result_text", "result text")
+    error = redacted_display("last_error", "last error")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Jobs are submitted through the dashboard, the API or `manage.py
@@ -152,7 +162,8 @@ class JobAdmin(admin.ModelAdmin):
         if switch.paused:
             self.message_user(
                 request,
-                f"Dispatch is paused since {switch.paused_at:%Y-%m-%d %H:%M}: {switch.reason}",
+                f"Dispatch is paused since {switch.paused_at:%Y-%m-%d %H:%M}: "
+                f"{redact_api_key(switch.reason)}",
                 messages.WARNING,
             )
         return super().changelist_view(request, extra_context)
@@ -185,6 +196,9 @@ class AttemptAdmin(admin.ModelAdmin):
     search_fields = ("=job__id", "error_message")
     list_select_related = ("job",)
     show_full_result_count = False
+    exclude = ("error_message",)
+    readonly_fields = ("error",)
+    error = redacted_display("error_message", "error message")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

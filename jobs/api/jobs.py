@@ -29,8 +29,8 @@ from jobs.api.schemas import (
 )
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import actions, submitting
-from jobs.engine.gemini import redact_api_key
 from jobs.models import Attempt, DeadlinePolicy, Job, State, Tier
+from jobs.redaction import redact_api_key
 
 MAX_PROMPTS_PER_REQUEST = 1000
 
@@ -115,7 +115,11 @@ class JobOut(Schema):
 
     @staticmethod
     def resolve_prompt(job: Job) -> str:
-        return job.input_text
+        return redact_api_key(job.input_text)
+
+    @staticmethod
+    def resolve_system_instruction(job: Job) -> str:
+        return redact_api_key(job.system_instruction)
 
     @staticmethod
     def resolve_output_text(job: Job) -> str:

@@ -22,6 +22,7 @@ from google.genai import types
 from google.genai._gaos.utils import serializers as _gaos_serializers
 
 from jobs.engine.backoff import parse_retry_after, parse_retry_delay
+from jobs.redaction import redact_api_key
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +177,8 @@ def error_from_response(status: int, body: Any, headers: Any) -> GeminiError:
     tier = headers.get(TIER_HEADER, "") if headers is not None else ""
     return GeminiError(
         "auth" if key_refused else kind_for_status(status),
-        message[:_MESSAGE_LIMIT],
+        # Redacted before the cut, and so stored without the key even once it changes.
+        redact_api_key(message)[:_MESSAGE_LIMIT],
         http_status=status,
         google_status=google_status,
         retry_after=retry_after,
@@ -188,16 +190,7 @@ def _transport_error(exc: BaseException) -> GeminiError:
     timed_out = isinstance(exc, ix.APITimeoutError | httpx2.TimeoutException | TimeoutError)
     kind = "timeout" if timed_out else "connection"
     text = str(exc) or type(exc).__name__
-    return GeminiError(kind, f"{type(exc).__name__}: {text}"[:_MESSAGE_LIMIT])
-
-
-def redact_api_key(text: str, placeholder: str = "[redacted]") -> str:
-    """Text that came back from outside, with the Gemini key (should an answer
-    or error ever quote it) replaced, before it reaches a page or an API."""
-    from django.conf import settings
-
-    key = settings.GEMINI_API_KEY
-    return text.replace(key, placeholder) if key else text
+    return GeminiError(kind, redact_api_key(f"{type(exc).__name__}: {text}")[:_MESSAGE_LIMIT])
 
 
 # --- The gateway ---------------------------------------------------------------

@@ -10,7 +10,8 @@ inserts inside one transaction and rolls back on that exception. After the first
 nothing more is yielded; the rest of the file is only checked, to list more errors.
 
 Modules: `reading` (detection, streaming, limits, text and CSV), `json_lines` (what one
-line of each JSON format means), `writing` (results, CSV, resubmit files).
+line of each JSON format means), `writing` (results, CSV, resubmit files),
+`spreadsheet_cells` (CSV cells marked as text so no spreadsheet runs them as formulas).
 """
 
 from jobs.formats.json_lines import MAX_ID_CHARS, PromptLine

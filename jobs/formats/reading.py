@@ -23,6 +23,7 @@ from jobs.formats.json_lines import (
     jsonl_line,
     openai_line,
 )
+from jobs.formats.spreadsheet_cells import restore
 from jobs.text import storable_text_error
 
 FORMATS = ("text", "jsonl", "csv", "gemini_batch", "openai_batch", "anthropic_batch")
@@ -307,7 +308,8 @@ def _read_csv(
                 f"quote fields that contain {delimiter!r}",
             )
             continue
-        cells = {name: row[i] if i < len(row) else "" for name, i in index.items()}
+        # A resubmit file's cells were neutralised for spreadsheets: take the mark off.
+        cells = {name: restore(row[i]) if i < len(row) else "" for name, i in index.items()}
         try:
             temperature = checked_temperature(
                 _csv_number(cells, "temperature", float), "temperature"

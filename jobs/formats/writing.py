@@ -1,6 +1,7 @@
 """Writing results: each format's own result lines keyed by the uploaded ids, a CSV of
 every job, and the lines that did not succeed in the uploaded format to upload again.
-All streaming: one `str` line at a time, each ending in a newline."""
+All streaming: one `str` line at a time, each ending in a newline. Every CSV cell goes
+through spreadsheet_cells.neutralise, so no spreadsheet computes an id, prompt or answer."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from jobs.formats.json_lines import OPENAI_CHAT_URL, PromptLine
 from jobs.formats.reading import CSV_PROMPT_COLUMNS
+from jobs.formats.spreadsheet_cells import neutralise
 
 CSV_COLUMNS = (
     "id",
@@ -118,11 +120,12 @@ def _json_line(value: dict) -> str:
 
 
 def _csv_writer() -> Callable[[Iterable[Any]], str]:
+    """The one way a CSV row is written here: each cell as text, neutralised."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
 
     def write(values: Iterable[Any]) -> str:
-        writer.writerow(values)
+        writer.writerow(neutralise("" if value is None else str(value)) for value in values)
         text = buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

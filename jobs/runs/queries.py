@@ -18,7 +18,6 @@ from django.db.models.functions import Coalesce, Length
 
 from jobs import formats
 from jobs.engine import pricing
-from jobs.engine.gemini import redact_api_key
 from jobs.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -29,6 +28,7 @@ from jobs.models import (
     State,
     Tier,
 )
+from jobs.redaction import redact_api_key
 from jobs.web.queries import (
     ErrorTotals,
     MinuteOutcomes,
@@ -328,4 +328,10 @@ def resubmit_lines(run: Run) -> Iterator[tuple[formats.ResultRow, dict]]:
         .values(*_ROW_FIELDS, "request_fields")
     )
     for values in rows.iterator(chunk_size=EXPORT_CHUNK):
-        yield _result_row(values), values["request_fields"]
+        yield _result_row(values), _redacted_request(values["request_fields"])
+
+
+def _redacted_request(fields: dict) -> dict:
+    """A line's request_fields with the key out of its prompt and system instruction."""
+    texts = ("prompt", "system_instruction")
+    return {name: redact_api_key(v) if name in texts else v for name, v in fields.items()}

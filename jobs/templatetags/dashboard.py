@@ -1,4 +1,5 @@
-"""Formatting for the dashboard pages: money, durations, states, the chart."""
+"""Formatting for the dashboard pages: money, durations, states, the chart, and
+`redacted`, which every page applies to outside text before it is shown."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from jobs.models import DeadlinePolicy, State
+from jobs.redaction import redact_api_key
 from jobs.web.markdown import render_markdown
 from jobs.web.queries import MinuteOutcomes
 
@@ -140,6 +142,13 @@ def deadline_action(policy: str) -> str:
 def deadline_done(policy: str) -> str:
     """What happened at the deadline: "moved to standard"."""
     return _DEADLINE_DONE.get(policy, policy)
+
+
+@register.filter
+def redacted(text: str | None) -> str | None:
+    """A prompt, answer, system instruction, error or pause reason without the
+    Gemini key. Before `markdown` or a cut, so the key is whole when it is sought."""
+    return redact_api_key(text) if isinstance(text, str) else text
 
 
 @register.filter

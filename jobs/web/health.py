@@ -21,8 +21,8 @@ from django.views.decorators.http import require_safe
 from django_q.conf import Conf
 from django_q.status import Stat
 
-from jobs.engine.gemini import redact_api_key
 from jobs.models import WAITING_STATES, Job, State
+from jobs.redaction import redact_api_key
 from jobs.web import queries
 
 logger = logging.getLogger(__name__)
@@ -67,8 +67,10 @@ def _report(now: datetime) -> dict[str, Any]:
     alive = bool(clusters) or engine.dispatchers > 0
 
     problems = []
+    # A pause reason quotes Gemini's error, and this page needs no login.
+    reason = redact_api_key(engine.paused_reason)
     if engine.paused:
-        problems.append(f"dispatch is paused: {_redacted(engine.paused_reason)}")
+        problems.append(f"dispatch is paused: {reason}")
     if clusters is None:
         problems.append("django-q2's cluster statistics could not be read from the cache")
     if not alive:
@@ -94,7 +96,7 @@ def _report(now: datetime) -> dict[str, Any]:
         },
         "dispatch": {
             "paused": engine.paused,
-            "reason": _redacted(engine.paused_reason),
+            "reason": reason,
             "paused_at": engine.paused_at,
         },
     }
@@ -129,9 +131,3 @@ def _oldest_due_wait(now: datetime) -> float | None:
     if not due_since:
         return None
     return round((now - min(due_since)).total_seconds(), 1)
-
-
-def _redacted(text: str) -> str:
-    # A pause reason quotes Gemini's error; should an answer ever echo the key,
-    # it must not reach this unauthenticated page.
-    return redact_api_key(text, "[GEMINI_API_KEY]")

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.models import Job, State
+from jobs.redaction import redact_api_key
 
 
 def job_record(job: Job) -> dict:
@@ -21,13 +22,13 @@ def job_record(job: Job) -> dict:
         "http_429": job.http_429,
         "other_errors": job.other_errors,
         "next_attempt_at": job.next_attempt_at.isoformat() if job.next_attempt_at else None,
-        "output_text": job.result_text,
+        "output_text": redact_api_key(job.result_text),
         "tier_served": job.tier_served,
         "input_tokens": job.input_tokens,
         "output_tokens": job.output_tokens,
         "thought_tokens": job.thought_tokens,
         "cost_usd": str(job.cost_usd) if job.cost_usd is not None else None,
-        "error": job.last_error,
+        "error": redact_api_key(job.last_error),
     }
 
 
