@@ -211,6 +211,13 @@ FLEX_RUN_MAX_LINES = env_int("FLEX_RUN_MAX_LINES", 100_000, minimum=1)
 # An uploaded file above this size is spooled to a temporary file, not held in
 # memory; runs are read from that stream line by line.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# --- Limits on uploads and their previews (jobs/runs/limits.py, uploads.py) ----
+# A line of a run file may be as long as a single job's request body: room
+# for a prompt and a system instruction at FLEX_MAX_PROMPT_CHARS, JSON-escaped
+# (up to 6 bytes a character). A longer line is refused before it is decoded.
+FLEX_RUN_MAX_LINE_BYTES = env_int(
+    "FLEX_RUN_MAX_LINE_BYTES", 12 * FLEX_MAX_PROMPT_CHARS + 65_536, minimum=1024
+)
 
 # How long one dispatcher run keeps claiming new work before it hands its slot
 # to a fresh run and only drains what it has in flight.

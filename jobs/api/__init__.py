@@ -12,6 +12,7 @@ adds `"errors": {field: [messages]}`.
 
 from __future__ import annotations
 
+import json
 from functools import wraps
 
 from django.conf import settings
@@ -21,7 +22,9 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
 
+from jobs import formats
 from jobs.api import capacity, jobs, runs
 from jobs.api.auth import BearerToken
 
@@ -44,6 +47,18 @@ def _signed_in_or_token(view):
     return wrapper
 
 
+class _BoundedJsonParser(Parser):
+    """JSON bodies pass the check a file's JSON lines pass before json.loads
+    builds them: nested or wide enough to exhaust the stack or the memory of
+    the process, they are refused as unreadable (400) instead."""
+
+    def parse_body(self, request: HttpRequest) -> dict:
+        text = request.body.decode()
+        if problem := formats.json_shape_problem(text):
+            raise ValueError(problem)
+        return json.loads(text)
+
+
 api = NinjaAPI(
     title="FlexDash API",
     version="1",
@@ -51,6 +66,7 @@ api = NinjaAPI(
     "Authenticate with 'Authorization: Bearer <token>'; tokens are made on /account/.",
     urls_namespace="api",
     auth=BearerToken(),
+    parser=_BoundedJsonParser(),
     # Ninja's docs page loads Swagger UI from a CDN unless ninja is an
     # installed app; the dashboard must work offline, so only the document.
     docs_url=None,

@@ -1,0 +1,144 @@
+"""Limits on what an upload may cost the server: previews capped per user and
+removed every minute, a file over the limit dropped while it streams in, lines
+too long, too deeply nested or too wide refused by number before they are
+decoded, and the API answering JSON even for errors it did not expect."""
+
+from __future__ import annotations
+
+import io
+import json
+import tracemalloc
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from jobs.engine import submitting, tokens
+from jobs.models import Job
+from jobs.runs import services as runs
+from jobs.runs.reading import RunRejected
+from tests.support import as_user
+
+pytestmark = pytest.mark.django_db
+
+MiB = 1024 * 1024
+MODEL = "gemini-2.5-flash"
+
+
+@pytest.fixture(autouse=True)
+def uploads_in_tmp(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+
+
+def upload(client, filename: str, content: bytes, **fields):
+    # The file first, as the page's form sends it: the other fields follow it.
+    data = {"file": SimpleUploadedFile(filename, content), "model": MODEL, "tier": "flex"}
+    return client.post("/runs/new/", {**data, "max_attempts": "8", **fields})
+
+
+def api_client(user, **options) -> Client:
+    _, token = tokens.api_token_create(user=user, name="script")
+    return Client(headers={"Authorization": f"Bearer {token}"}, **options)
+
+
+def post_file(client: Client, filename: str, content: bytes, **fields):
+    return client.post("/api/batches", {"file": SimpleUploadedFile(filename, content), **fields})
+
+
+def text_file(size: int) -> bytes:
+    """Plain text of `size` bytes, in prompts of a thousand bytes."""
+    lines, rest = divmod(size, 1000)
+    return (b"p" * 999 + b"\n") * lines + b"q" * rest
+
+
+# --- Lines too deep, too long or too wide are refused by number -----------------------
+DEEP = '{"prompt": "x", "pad": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+def test_a_line_nested_100000_deep_is_refused_by_number_not_a_500(client, ada):
+    # The finding: json.loads recurses once per level and gives up.
+    with pytest.raises(RecursionError):
+        json.loads(DEEP)
+    refused = "line 2: the JSON is nested deeper than 64 levels"
+    content = f'{{"prompt": "first"}}\n{DEEP}\n'.encode()
+    for fmt in ("", "jsonl"):
+        response = post_file(api_client(ada), "p.jsonl", content, format=fmt)
+        assert response.status_code == 422
+        assert response.json()["errors"] == {"file": [refused]}
+        page = upload(as_user(client, ada), "p.jsonl", content, format=fmt).content.decode()
+        assert "The file was refused; nothing was created." in page
+        assert refused in page
+    # First, it is the line the format is detected from.
+    response = post_file(api_client(ada), "p.jsonl", f"{DEEP}\n".encode())
+    assert response.json()["errors"] == {"file": [refused.replace("line 2", "line 1")]}
+    assert not Job.objects.exists()
+
+
+def test_a_json_body_too_deep_or_too_wide_is_refused_before_it_is_decoded(ada):
+    # Ninja answered the deep one 400 too, but only once json.loads had given up.
+    wide = '{"prompt": "x", "pad": [' + "0," * 100_000 + "0]}"
+    for body in (DEEP, wide):
+        response = api_client(ada).post("/api/jobs", body, content_type="application/json")
+        assert response.status_code == 400
+        assert response.json() == {"detail": "Cannot parse request body"}
+    assert not Job.objects.exists()
+
+
+def preview(content: bytes) -> runs.RunPreview:
+    return runs.run_preview(
+        stream=io.BytesIO(content), filename="p.jsonl", spec=submitting.JobSpec(model=MODEL)
+    )
+
+
+def peak_bytes_of(read) -> int:
+    tracemalloc.start()
+    try:
+        read()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def refusal_of(content: bytes) -> list[str]:
+    with pytest.raises(RunRejected) as caught:
+        preview(content)
+    return caught.value.messages()
+
+
+def test_a_22_mb_line_is_refused_unread_in_bounded_memory():
+    # The finding, at a hundredth of the size: decoded, each {} of the line
+    # costs some twenty times its three bytes.
+    wide = "[" + "{}," * 75_000 + "{}]"
+    assert peak_bytes_of(lambda: json.loads(wide)) > 15 * len(wide)
+
+    line = b'{"prompt": "x", "pad": [' + b"{}," * 7_499_999 + b"{}]}"
+    assert len(line) > 22_500_000
+    content = b'{"prompt": "first"}\n' + line + b"\n"
+    messages: list[str] = []
+    peak = peak_bytes_of(lambda: messages.extend(refusal_of(content)))
+    assert messages == ["line 2: the line is longer than 11.5 MB"]
+    assert peak < 100 * MiB
+
+
+def test_a_line_within_the_length_with_millions_of_values_is_refused_before_decoding():
+    line = b'{"prompt": "x", "pad": [' + b"{}," * 2_999_999 + b"{}]}"
+    content = b'{"prompt": "first"}\n' + line + b"\n"
+    messages: list[str] = []
+    peak = peak_bytes_of(lambda: messages.extend(refusal_of(content)))
+    assert messages == ["line 2: the JSON has more than 100,000 values"]
+    assert peak < 100 * MiB
+
+
+def test_the_line_limit_leaves_room_for_the_longest_prompt_and_system_instruction(settings):
+    # Every character of both \u-escaped: 6 bytes each.
+    longest = "é" * settings.FLEX_MAX_PROMPT_CHARS
+    line = json.dumps({"id": "a", "prompt": longest, "system_instruction": longest})
+    assert len(line) > 12_000_000
+    estimate = preview(line.encode() + b"\n").estimate
+    assert estimate.prompts == 1
+
+
+def test_the_line_limit_is_a_setting_and_names_the_line(settings):
+    settings.FLEX_RUN_MAX_LINE_BYTES = 1000
+    content = b'{"prompt": "short"}\n{"prompt": "' + b"x" * 2000 + b'"}\n{"prompt": "ok"}\n'
+    assert refusal_of(content) == ["line 2: the line is longer than 1,000 bytes"]
