@@ -218,6 +218,13 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FLEX_RUN_MAX_LINE_BYTES = env_int(
     "FLEX_RUN_MAX_LINE_BYTES", 12 * FLEX_MAX_PROMPT_CHARS + 65_536, minimum=1024
 )
+# The limit is kept while the body streams in: RunFileLimit comes first, so it
+# sees each chunk before Django keeps it in memory or writes it to a temporary file.
+FILE_UPLOAD_HANDLERS = [
+    "jobs.runs.limits.RunFileLimit",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # How long one dispatcher run keeps claiming new work before it hands its slot
 # to a fresh run and only drains what it has in flight.

@@ -11,10 +11,11 @@ import tracemalloc
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.test import Client
 
 from jobs.engine import submitting, tokens
-from jobs.models import Job
+from jobs.models import Job, Run
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
 from tests.support import as_user
@@ -49,6 +50,94 @@ def text_file(size: int) -> bytes:
     """Plain text of `size` bytes, in prompts of a thousand bytes."""
     lines, rest = divmod(size, 1000)
     return (b"p" * 999 + b"\n") * lines + b"q" * rest
+
+
+# --- A file over the limit is dropped while it streams in --------------------------
+class CountingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
+    """Django's own handler that writes an upload to a temporary file,
+    counting the bytes it was given to write."""
+
+    written = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        CountingTemporaryFileUploadHandler.written += len(raw_data)
+        return super().receive_data_chunk(raw_data, start)
+
+
+COUNTING = f"{__name__}.CountingTemporaryFileUploadHandler"
+DJANGO_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler", COUNTING]
+FLEXDASH_HANDLERS = ["jobs.runs.limits.RunFileLimit", *DJANGO_HANDLERS]
+
+
+@pytest.fixture
+def limit_of_1_mib(settings):
+    settings.FLEX_RUN_MAX_BYTES = MiB
+    settings.FILE_UPLOAD_HANDLERS = FLEXDASH_HANDLERS
+    CountingTemporaryFileUploadHandler.written = 0
+
+
+def test_a_20_mb_upload_is_refused_before_any_of_it_is_written(
+    client, ada, settings, limit_of_1_mib
+):
+    content = text_file(20 * 1000 * 1000)
+    as_user(client, ada)
+    # The finding: with Django's own handlers all 20 MB were written to disk
+    # before the file was read and refused.
+    settings.FILE_UPLOAD_HANDLERS = DJANGO_HANDLERS
+    page = upload(client, "p.txt", content).content.decode()
+    assert "The file is larger than 1 MB; split it." in page
+    assert CountingTemporaryFileUploadHandler.written == len(content)
+
+    # Its Content-Length alone says it is over the limit: not a byte is written.
+    settings.FILE_UPLOAD_HANDLERS = FLEXDASH_HANDLERS
+    CountingTemporaryFileUploadHandler.written = 0
+    response = upload(client, "p.txt", content)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "The file was refused; nothing was created." in page
+    assert "The file is larger than 1 MB; split it." in page
+    assert "This field is required" not in page
+
+    response = post_file(api_client(ada), "p.txt", content)
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "The file was refused; nothing was created: "
+        "The file is larger than 1 MB; split it.",
+        "errors": {"file": ["The file is larger than 1 MB; split it."]},
+    }
+    assert CountingTemporaryFileUploadHandler.written == 0
+    assert not Run.objects.exists()
+
+
+def test_a_file_that_passes_the_limit_is_dropped_there_and_the_form_kept(
+    client, ada, settings, limit_of_1_mib
+):
+    # A body that could still hold a file within the limit (other fields may
+    # be megabytes) is read, and its file dropped at the first chunk past it.
+    content = text_file(3 * MiB)
+    response = upload(as_user(client, ada), "p.txt", content, name="My eval", tier="standard")
+    page = response.content.decode()
+    assert "The file is larger than 1 MB; split it." in page
+    assert 'value="My eval"' in page
+    assert 'value="standard" id="id_tier_1" required checked' in page
+    assert CountingTemporaryFileUploadHandler.written <= MiB
+
+    CountingTemporaryFileUploadHandler.written = 0
+    response = post_file(api_client(ada), "p.txt", content, name="nightly")
+    assert response.status_code == 422
+    assert response.json()["errors"] == {"file": ["The file is larger than 1 MB; split it."]}
+    assert CountingTemporaryFileUploadHandler.written <= MiB
+    assert not Run.objects.exists()
+
+
+def test_a_file_within_the_limit_is_kept_whole(client, ada, limit_of_1_mib):
+    content = text_file(MiB)
+    response = post_file(api_client(ada), "p.txt", content)
+    assert response.status_code == 201, response.content
+    assert Run.objects.get().jobs.count() == MiB // 1000 + 1
+    assert CountingTemporaryFileUploadHandler.written == 0  # small enough for memory
+    response = upload(as_user(client, ada), "p.txt", content)
+    assert response.status_code == 302
 
 
 # --- Lines too deep, too long or too wide are refused by number -----------------------

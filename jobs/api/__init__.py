@@ -27,6 +27,8 @@ from ninja.parser import Parser
 from jobs import formats
 from jobs.api import capacity, jobs, runs
 from jobs.api.auth import BearerToken
+from jobs.runs import limits as run_limits
+from jobs.runs.reading import RunRejected
 
 __all__ = ["api"]
 
@@ -83,8 +85,18 @@ def _unprocessable(request: HttpRequest, errors: dict[str, list[str]]) -> HttpRe
     return api.create_response(request, {"detail": summary, "errors": errors}, status=422)
 
 
+@api.exception_handler(RunRejected)
+def _file_refused(request: HttpRequest, exc: RunRejected) -> HttpResponse:
+    detail = f"The file was refused; nothing was created: {exc.summary()}"
+    body = {"detail": detail, "errors": {"file": exc.messages()}}
+    return api.create_response(request, body, status=422)
+
+
 @api.exception_handler(NinjaValidationError)
 def _invalid_input(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    if refusal := run_limits.upload_refusal(request):
+        # The file was dropped as it streamed in, so it is missing: say why.
+        return _file_refused(request, RunRejected([(None, refusal)], total=1))
     errors: dict[str, list[str]] = {}
     for error in exc.errors:
         # loc is (where, [parameter name,] field, index...): keep the field.

@@ -20,6 +20,7 @@ from jobs import formats
 from jobs.engine import actions
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
 from jobs.runs import downloads
+from jobs.runs import limits as run_limits
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.runs import uploads as run_uploads
@@ -52,7 +53,12 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_upload(request: HttpRequest) -> HttpResponse:
     form = RunUploadForm(request.POST or None, request.FILES or None)
     rejected: RunRejected | None = None
-    if request.method == "POST" and form.is_valid():
+    if refusal := run_limits.upload_refusal(request):
+        # The file was dropped as it streamed in: refused like any file over
+        # the limit, the settings kept to upload it again (or a smaller one).
+        rejected = RunRejected([(None, refusal)], total=1)
+        form = RunUploadForm(initial=request.POST.dict())
+    elif request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         spec = form.spec()
         try:
