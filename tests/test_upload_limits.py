@@ -7,18 +7,27 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 import tracemalloc
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.test import Client
+from django.utils import timezone
+from django_q.models import Schedule
 
-from jobs.engine import submitting, tokens
-from jobs.models import Job, Run
+from jobs import tasks
+from jobs.engine import control, submitting, tokens
+from jobs.models import DispatcherSlot, Job, Run
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
-from tests.support import as_user
+from tests.support import ROOT, as_user
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +59,91 @@ def text_file(size: int) -> bytes:
     """Plain text of `size` bytes, in prompts of a thousand bytes."""
     lines, rest = divmod(size, 1000)
     return (b"p" * 999 + b"\n") * lines + b"q" * rest
+
+
+# --- Previews: capped per user, removed every minute --------------------------------
+def folder_of(user, settings) -> Path:
+    return Path(settings.VAR_DIR) / "uploads" / str(user.pk)
+
+
+def test_six_uploads_keep_five_previews_and_say_the_oldest_was_discarded(client, ada, settings):
+    content = text_file(MiB)
+    as_user(client, ada)
+    # The finding, with no cap: each preview is the file and the JSON record of
+    # what the preview found, so six uploads left twelve files behind.
+    settings.FLEX_PREVIEW_MAX_COUNT = 100
+    for _ in range(6):
+        upload(client, "p.txt", content)
+    assert len(list(folder_of(ada, settings).iterdir())) == 12
+    for path in folder_of(ada, settings).iterdir():
+        path.unlink()
+
+    settings.FLEX_PREVIEW_MAX_COUNT = 5
+    previews = [upload(client, "p.txt", content)["Location"] for _ in range(5)]
+    response = upload(client, "p.txt", content, name="the sixth")
+    page = client.get(response["Location"]).content.decode()
+    assert "1 older unconfirmed preview discarded to make room: up to 5 previews" in page
+    files = sorted(path.suffix for path in folder_of(ada, settings).iterdir())
+    assert files == [".json"] * 5 + [".upload"] * 5
+    assert client.get(previews[0]).status_code == 404
+    assert all(client.get(url).status_code == 200 for url in previews[1:])
+    # The page says so before anyone uploads.
+    upload_page = client.get("/runs/new/").content.decode()
+    assert "up to 5 unconfirmed previews are kept, for a day" in upload_page
+
+
+def test_previews_are_capped_in_bytes_too(client, ada, settings):
+    settings.FLEX_PREVIEW_MAX_BYTES = 2 * MiB + MiB // 2
+    as_user(client, ada)
+    first, second, third = (upload(client, "p.txt", text_file(MiB))["Location"] for _ in range(3))
+    assert client.get(first).status_code == 404
+    assert client.get(second).status_code == client.get(third).status_code == 200
+    held = sum(path.stat().st_size for path in folder_of(ada, settings).iterdir())
+    assert 2 * MiB < held <= settings.FLEX_PREVIEW_MAX_BYTES
+
+
+def test_the_minute_task_removes_every_users_expired_previews(client, ada, bob, settings):
+    stale = [
+        upload(as_user(client, person), "p.txt", b"one\n")["Location"] for person in (ada, bob)
+    ]
+    fresh = upload(client, "p.txt", b"two\n")["Location"]  # bob's
+    day_ago = time.time() - 24 * 3600 - 60
+    for url in stale:
+        for path in Path(settings.VAR_DIR, "uploads").glob(f"*/{token_of(url)}.*"):
+            os.utime(path, (day_ago, day_ago))
+
+    # No one uploads again (each upload sweeps too): the minute Schedule's task removes them.
+    control.dispatch_schedule_ensure()
+    assert Schedule.objects.get(name=control.DISPATCH_SCHEDULE_NAME).func == "jobs.tasks.dispatch"
+    # Every dispatcher slot is busy, so the task returns once it has swept.
+    DispatcherSlot.objects.create(
+        number=0, owner="elsewhere", expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    assert tasks.dispatch().startswith("busy")
+    assert list(folder_of(ada, settings).iterdir()) == []
+    assert sorted(path.stem for path in folder_of(bob, settings).iterdir()) == [token_of(fresh)] * 2
+    assert client.get(fresh).status_code == 200
+
+
+def token_of(preview_url: str) -> str:
+    return preview_url.rstrip("/").rsplit("/", 1)[1]
+
+
+def test_previews_may_not_be_smaller_than_the_largest_file():
+    result = start_up(FLEX_RUN_MAX_BYTES="1000", FLEX_PREVIEW_MAX_BYTES="999")
+    assert result.returncode != 0
+    assert "FLEX_PREVIEW_MAX_BYTES must not be smaller than FLEX_RUN_MAX_BYTES" in result.stderr
+
+
+def start_up(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "flexdash.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 # --- A file over the limit is dropped while it streams in --------------------------

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
@@ -70,23 +72,35 @@ def run_upload(request: HttpRequest) -> HttpResponse:
         except RunRejected as error:
             rejected = error
         else:
-            token, _ = run_uploads.upload_save(owner=request.user, upload=upload)
+            saved = run_uploads.upload_save(owner=request.user, upload=upload)
             run_uploads.upload_stage(
                 owner=request.user,
-                token=token,
+                token=saved.token,
                 filename=upload.name,
                 name=form.cleaned_data["name"],
                 spec=spec,
                 preview=preview,
             )
-            return redirect("jobs:run_preview", token=token)
+            if saved.discarded:
+                messages.info(request, _discarded_message(saved.discarded))
+            return redirect("jobs:run_preview", token=saved.token)
     context = {
         "form": form,
         "rejected": rejected,
         "formats": formats.FORMAT_LABELS,
         "quote": form.standard_move_quote(),
+        "previews_kept": settings.FLEX_PREVIEW_MAX_COUNT,
     }
     return render(request, "runs/run_upload.html", context)
+
+
+def _discarded_message(count: int) -> str:
+    kept = settings.FLEX_PREVIEW_MAX_COUNT
+    size = filesizeformat(settings.FLEX_PREVIEW_MAX_BYTES)
+    return (
+        f"{count} older unconfirmed preview{_s(count)} discarded to make room: "
+        f"up to {kept} previews ({size} in all) wait to be confirmed, for a day."
+    )
 
 
 def _staged(request: HttpRequest, token: str) -> run_uploads.StagedUpload:
