@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.test import Client
@@ -25,6 +26,7 @@ from django_q.models import Schedule
 from jobs import tasks
 from jobs.engine import control, submitting, tokens
 from jobs.models import DispatcherSlot, Job, Run
+from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
 from tests.support import ROOT, as_user
@@ -325,3 +327,45 @@ def test_the_line_limit_is_a_setting_and_names_the_line(settings):
     settings.FLEX_RUN_MAX_LINE_BYTES = 1000
     content = b'{"prompt": "short"}\n{"prompt": "' + b"x" * 2000 + b'"}\n{"prompt": "ok"}\n'
     assert refusal_of(content) == ["line 2: the line is longer than 1,000 bytes"]
+
+
+# --- The API answers JSON, also for errors it did not expect --------------------------
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_error_is_a_json_500_and_its_traceback_is_logged(
+    ada, settings, monkeypatch, caplog, debug
+):
+    def broken(viewer):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(run_queries, "run_list", broken)
+    settings.DEBUG = debug
+    response = api_client(ada, raise_request_exception=False).get("/api/batches")
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+    detail = response.json()["detail"]
+    assert detail.startswith("Internal server error; it has been logged.")
+    assert ("RuntimeError: the database went away" in detail) is debug
+    [record] = [record for record in caplog.records if record.name == "django.request"]
+    assert record.getMessage() == "Internal Server Error: /api/batches"
+    assert record.exc_info[0] is RuntimeError
+    # Signalled as Django signals an uncaught exception: the test client re-raises it.
+    with pytest.raises(RuntimeError):
+        api_client(ada).get("/api/batches")
+
+
+def test_what_django_answers_400_or_403_is_answered_as_json(ada, settings, monkeypatch):
+    def forbidden(viewer):
+        raise PermissionDenied
+
+    monkeypatch.setattr(run_queries, "run_list", forbidden)
+    response = api_client(ada).get("/api/batches")
+    assert (response.status_code, response.json()) == (403, {"detail": "Permission denied."})
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 3
+    fields = {f"field{i}": "x" for i in range(5)}
+    response = post_file(api_client(ada), "p.txt", b"one\n", **fields)
+    assert (response.status_code, response.json()) == (400, {"detail": "Bad request."})
+    response = api_client(ada).post(
+        "/api/batches", b"--x\r\n", content_type="multipart/form-data; boundary="
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("Bad request: Invalid boundary")

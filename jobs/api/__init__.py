@@ -6,19 +6,29 @@ uploaded from a file), capacity.py (/api/capacity). Shared schemas are in
 schemas.py, token auth in auth.py, the URLconf in urls.py.
 
 Here: the gate on the OpenAPI document and the error handlers, which answer
-through this object. Every error answers `{"detail": "..."}`; bad input (422)
+through this object. Every error answers `{"detail": "..."}`, an unexpected
+one too (500, its traceback logged as Django logs a page's); bad input (422)
 adds `"errors": {field: [messages]}`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from functools import wraps
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core import signals
+from django.core.exceptions import (
+    BadRequest,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
+from django.utils.log import log_response
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -126,3 +136,47 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     detail = f"The request body is larger than {limit:,} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)."
     return api.create_response(request, {"detail": detail}, status=413)
+
+
+@api.exception_handler(PermissionDenied)
+@api.exception_handler(BadRequest)
+@api.exception_handler(MultiPartParserError)
+@api.exception_handler(SuspiciousOperation)
+def _refused_by_django(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """What Django itself answers 403 or 400 (a malformed multipart body, too
+    many fields), answered as JSON, and logged where Django logs it."""
+    if isinstance(exc, PermissionDenied):
+        status, detail, logger = 403, "Permission denied.", "django.request"
+    elif isinstance(exc, SuspiciousOperation):
+        # Its message is for the log only, as on Django's own 400 page.
+        status, detail, logger = 400, "Bad request.", f"django.security.{type(exc).__name__}"
+    else:
+        status, detail, logger = 400, f"Bad request: {exc}", "django.request"
+    response = api.create_response(request, {"detail": detail}, status=status)
+    log_response(
+        "%s: %s",
+        detail,
+        request.path,
+        response=response,
+        request=request,
+        logger=logging.getLogger(logger),
+        exception=exc,
+    )
+    return response
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A bug, or a failure nothing above expects (the database gone): a JSON
+    500 rather than Django's HTML page, or ninja's plain-text traceback under
+    DEBUG. Logged and signalled as Django does for an uncaught exception, so
+    the traceback reaches the log and error reporters alike."""
+    detail = "Internal server error; it has been logged."
+    if settings.DEBUG:
+        detail += f" {type(exc).__name__}: {exc}"
+    response = api.create_response(request, {"detail": detail}, status=500)
+    signals.got_request_exception.send(sender=None, request=request)
+    log_response(
+        "Internal Server Error: %s", request.path, response=response, request=request, exception=exc
+    )
+    return response
