@@ -220,6 +220,28 @@ FLEX_RUN_MAX_LINES = env_int("FLEX_RUN_MAX_LINES", 100_000, minimum=1)
 # An uploaded file above this size is spooled to a temporary file, not held in
 # memory; runs are read from that stream line by line.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# --- Limits on uploads and their previews (jobs/runs/limits.py, uploads.py) ----
+# A line of a run file may be as long as a single job's request body: room
+# for a prompt and a system instruction at FLEX_MAX_PROMPT_CHARS, JSON-escaped
+# (up to 6 bytes a character). A longer line is refused before it is decoded.
+FLEX_RUN_MAX_LINE_BYTES = env_int(
+    "FLEX_RUN_MAX_LINE_BYTES", 12 * FLEX_MAX_PROMPT_CHARS + 65_536, minimum=1024
+)
+# Unconfirmed previews kept per user (each is the file and a JSON record of
+# what the preview found); a new upload discards the oldest to make room, and
+# every preview is removed a day after its upload. The bytes hold two previews
+# of the largest file allowed, so they cannot be smaller than that file.
+FLEX_PREVIEW_MAX_COUNT = env_int("FLEX_PREVIEW_MAX_COUNT", 5, minimum=1)
+FLEX_PREVIEW_MAX_BYTES = env_int("FLEX_PREVIEW_MAX_BYTES", 2 * FLEX_RUN_MAX_BYTES, minimum=1)
+if FLEX_PREVIEW_MAX_BYTES < FLEX_RUN_MAX_BYTES:
+    raise ImproperlyConfigured("FLEX_PREVIEW_MAX_BYTES must not be smaller than FLEX_RUN_MAX_BYTES")
+# The limit is kept while the body streams in: RunFileLimit comes first, so it
+# sees each chunk before Django keeps it in memory or writes it to a temporary file.
+FILE_UPLOAD_HANDLERS = [
+    "jobs.runs.limits.RunFileLimit",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # How long one dispatcher run keeps claiming new work before it hands its slot
 # to a fresh run and only drains what it has in flight.

@@ -1,4 +1,5 @@
-"""django-q2 task entry points: thin, they call the dispatcher."""
+"""django-q2 task entry points: thin, they call the dispatcher and the upkeep that
+runs before it."""
 
 from __future__ import annotations
 
@@ -6,15 +7,21 @@ import logging
 
 from jobs.engine import actions
 from jobs.engine.dispatch import run_dispatcher
+from jobs.runs import uploads
 
 logger = logging.getLogger(__name__)
 
 
 def dispatch() -> str:
     # Every run (the minute Schedule, a wake-up) applies passed deadlines
-    # first, so they take effect even when no dispatcher is running.
+    # first, so they take effect even when no dispatcher is running, and
+    # removes upload previews a day old, so they go even if no one uploads.
     try:
         actions.jobs_apply_deadlines()
     except Exception:
         logger.exception("Applying deadlines failed; the next run tries again")
+    try:
+        uploads.previews_sweep()
+    except Exception:
+        logger.exception("Removing expired upload previews failed; the next run tries again")
     return run_dispatcher()

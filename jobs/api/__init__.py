@@ -6,24 +6,39 @@ uploaded from a file), capacity.py (/api/capacity). Shared schemas are in
 schemas.py, token auth in auth.py, the URLconf in urls.py.
 
 Here: the gate on the OpenAPI document and the error handlers, which answer
-through this object. Every error answers `{"detail": "..."}`; bad input (422)
+through this object. Every error answers `{"detail": "..."}`, an unexpected
+one too (500, its traceback logged as Django logs a page's); bad input (422)
 adds `"errors": {field: [messages]}`.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from functools import wraps
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core import signals
+from django.core.exceptions import (
+    BadRequest,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
+from django.utils.log import log_response
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
 
+from jobs import formats
 from jobs.api import capacity, jobs, runs
 from jobs.api.auth import BearerToken
+from jobs.runs import limits as run_limits
+from jobs.runs.reading import RunRejected
 
 __all__ = ["api"]
 
@@ -44,6 +59,18 @@ def _signed_in_or_token(view):
     return wrapper
 
 
+class _BoundedJsonParser(Parser):
+    """JSON bodies pass the check a file's JSON lines pass before json.loads
+    builds them: nested or wide enough to exhaust the stack or the memory of
+    the process, they are refused as unreadable (400) instead."""
+
+    def parse_body(self, request: HttpRequest) -> dict:
+        text = request.body.decode()
+        if problem := formats.json_shape_problem(text):
+            raise ValueError(problem)
+        return json.loads(text)
+
+
 api = NinjaAPI(
     title="FlexDash API",
     version="1",
@@ -51,6 +78,7 @@ api = NinjaAPI(
     "Authenticate with 'Authorization: Bearer <token>'; tokens are made on /account/.",
     urls_namespace="api",
     auth=BearerToken(),
+    parser=_BoundedJsonParser(),
     # Ninja's docs page loads Swagger UI from a CDN unless ninja is an
     # installed app; the dashboard must work offline, so only the document.
     docs_url=None,
@@ -67,8 +95,18 @@ def _unprocessable(request: HttpRequest, errors: dict[str, list[str]]) -> HttpRe
     return api.create_response(request, {"detail": summary, "errors": errors}, status=422)
 
 
+@api.exception_handler(RunRejected)
+def _file_refused(request: HttpRequest, exc: RunRejected) -> HttpResponse:
+    detail = f"The file was refused; nothing was created: {exc.summary()}"
+    body = {"detail": detail, "errors": {"file": exc.messages()}}
+    return api.create_response(request, body, status=422)
+
+
 @api.exception_handler(NinjaValidationError)
 def _invalid_input(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    if refusal := run_limits.upload_refusal(request):
+        # The file was dropped as it streamed in, so it is missing: say why.
+        return _file_refused(request, RunRejected([(None, refusal)], total=1))
     errors: dict[str, list[str]] = {}
     for error in exc.errors:
         # loc is (where, [parameter name,] field, index...): keep the field.
@@ -98,3 +136,47 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     detail = f"The request body is larger than {limit:,} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)."
     return api.create_response(request, {"detail": detail}, status=413)
+
+
+@api.exception_handler(PermissionDenied)
+@api.exception_handler(BadRequest)
+@api.exception_handler(MultiPartParserError)
+@api.exception_handler(SuspiciousOperation)
+def _refused_by_django(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """What Django itself answers 403 or 400 (a malformed multipart body, too
+    many fields), answered as JSON, and logged where Django logs it."""
+    if isinstance(exc, PermissionDenied):
+        status, detail, logger = 403, "Permission denied.", "django.request"
+    elif isinstance(exc, SuspiciousOperation):
+        # Its message is for the log only, as on Django's own 400 page.
+        status, detail, logger = 400, "Bad request.", f"django.security.{type(exc).__name__}"
+    else:
+        status, detail, logger = 400, f"Bad request: {exc}", "django.request"
+    response = api.create_response(request, {"detail": detail}, status=status)
+    log_response(
+        "%s: %s",
+        detail,
+        request.path,
+        response=response,
+        request=request,
+        logger=logging.getLogger(logger),
+        exception=exc,
+    )
+    return response
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A bug, or a failure nothing above expects (the database gone): a JSON
+    500 rather than Django's HTML page, or ninja's plain-text traceback under
+    DEBUG. Logged and signalled as Django does for an uncaught exception, so
+    the traceback reaches the log and error reporters alike."""
+    detail = "Internal server error; it has been logged."
+    if settings.DEBUG:
+        detail += f" {type(exc).__name__}: {exc}"
+    response = api.create_response(request, {"detail": detail}, status=500)
+    signals.got_request_exception.send(sender=None, request=request)
+    log_response(
+        "Internal Server Error: %s", request.path, response=response, request=request, exception=exc
+    )
+    return response

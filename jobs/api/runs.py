@@ -33,6 +33,7 @@ from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import submitting
 from jobs.models import DeadlinePolicy, Run, State, Tier
 from jobs.runs import downloads
+from jobs.runs import limits as run_limits
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
@@ -203,21 +204,21 @@ def create_run(request: HttpRequest, file: File[UploadedFile], options: Form[Bat
     """Upload a file of prompts (multipart `file`): plain text, JSONL, CSV, or a
     Gemini, OpenAI or Anthropic batch file. All lines or none become jobs; a
     refused file answers 422 listing the first bad lines by number."""
+    if refusal := run_limits.upload_refusal(request):
+        # Another file of this request was dropped as it streamed in.
+        raise RunRejected([(None, refusal)], total=1)
     spec = submitting.JobSpec.from_fields(dict(options))
     if options.format and options.format not in formats.FORMATS:
         raise DjangoValidationError({"format": f"Choose one of {', '.join(formats.FORMATS)}."})
-    try:
-        run = runs.run_create(
-            owner=request.auth,
-            stream=file,
-            filename=file.name or "",
-            spec=spec,
-            name=options.name,
-            fmt=options.format or None,
-        )
-    except RunRejected as rejected:
-        detail = f"The file was refused; nothing was created: {rejected.summary()}"
-        return Status(422, {"detail": detail, "errors": {"file": rejected.messages()}})
+    # A refused file raises RunRejected, answered as 422 (jobs/api/__init__.py).
+    run = runs.run_create(
+        owner=request.auth,
+        stream=file,
+        filename=file.name or "",
+        spec=spec,
+        name=options.name,
+        fmt=options.format or None,
+    )
     return Status(201, _run_detail(_run_for(request, run.pk)))
 
 

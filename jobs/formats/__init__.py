@@ -14,13 +14,14 @@ line of each JSON format means), `writing` (results, CSV, resubmit files),
 `spreadsheet_cells` (CSV cells marked as text so no spreadsheet runs them as formulas).
 """
 
-from jobs.formats.json_lines import MAX_ID_CHARS, PromptLine
+from jobs.formats.json_lines import MAX_ID_CHARS, PromptLine, json_shape_problem
 from jobs.formats.reading import (
     FORMAT_LABELS,
     FORMATS,
     MAX_ERRORS,
     FileRejected,
     detect_format,
+    file_too_large,
     parse,
 )
 from jobs.formats.writing import (
@@ -43,6 +44,8 @@ __all__ = [
     "export_csv",
     "export_resubmit",
     "export_results",
+    "file_too_large",
+    "json_shape_problem",
     "parse",
     "request_fields",
 ]

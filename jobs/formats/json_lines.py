@@ -1,6 +1,9 @@
 """What one JSON line of each format means: JSONL, Gemini Batch, OpenAI Batch and
 Anthropic Message Batches lines become PromptLines, or raise LineError naming the field.
 
+Before a line is decoded, json_shape_problem checks it is not nested or wide enough
+to exhaust the stack or the memory of the process reading it.
+
 Multi-turn conversations (assistant messages, Gemini "model" turns) run as one prompt:
 the turns are joined as a "User: ..." / "Assistant: ..." transcript, a blank line
 between turns; user-only conversations are joined without labels.
@@ -8,7 +11,10 @@ between turns; user-only conversations are joined without labels.
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +26,16 @@ OPENAI_CHAT_URL = "/v1/chat/completions"
 # The same bounds jobs.engine.submitting.job_spec_errors applies to a single job.
 MAX_TEMPERATURE = 2.0
 MAX_OUTPUT_TOKENS = 1_000_000
+# json.loads recurses once per level of nesting (100,000 levels overflow the
+# stack) and makes every value a Python object (an empty {} costs 64 bytes for
+# its 3 bytes of text): a line is checked against both before it is decoded.
+# A prompt line needs a few levels and a few values per turn of its
+# conversation; these leave room for any conversation a prompt can hold.
+MAX_JSON_DEPTH = 64
+MAX_JSON_VALUES = 100_000
+_JSON_STRING = re.compile(r'"[^"]*"')
+_DEPTH_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,30 @@ class PromptLine:
 
 class LineError(Exception):
     """One line's problem: recorded against the line, and reading goes on."""
+
+
+def json_shape_problem(text: str) -> str | None:
+    """Why `text` must not be given to json.loads: nested deeper than
+    MAX_JSON_DEPTH, or more than MAX_JSON_VALUES values. Brackets and commas
+    inside strings do not count. Every step runs in C over at most a copy or two
+    of the text, so even a line of millions of values is refused in a fraction
+    of a second, in memory proportional to its length."""
+    openers = text.count("{") + text.count("[")
+    if openers <= MAX_JSON_DEPTH and openers + text.count(",") < MAX_JSON_VALUES:
+        return None  # even counting what is inside strings, well within both
+    # Without escaped backslashes and quotes, a string is a quote, anything but a
+    # quote, and a quote; what is left between the strings is the structure.
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    structure = _JSON_STRING.sub("", unescaped).encode()
+    openers = structure.count(b"{") + structure.count(b"[")
+    if openers > MAX_JSON_DEPTH:
+        steps = array("b", structure.translate(_DEPTH_STEPS, _NOT_BRACKETS))
+        if max(itertools.accumulate(steps)) > MAX_JSON_DEPTH:
+            return f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels"
+    # Each value but the first of a list or an object follows a comma.
+    if openers + structure.count(b",") + 1 > MAX_JSON_VALUES:
+        return f"the JSON has more than {MAX_JSON_VALUES:,} values"
+    return None
 
 
 def jsonl_line(number: int, line: dict) -> PromptLine:

@@ -20,6 +20,7 @@ from jobs.formats.json_lines import (
     checked_temperature,
     content_problem,
     gemini_line,
+    json_shape_problem,
     jsonl_line,
     openai_line,
 )
@@ -118,6 +119,8 @@ def detect_format(head: bytes, filename: str = "") -> str:
 
 def _json_format(number: int, first: str, *, complete: bool) -> str:
     if complete:
+        if problem := json_shape_problem(first):
+            raise FileRejected([(number, problem)])
         try:
             keys = set(json.loads(first))
         except json.JSONDecodeError as exc:
@@ -155,9 +158,12 @@ def parse(
     max_bytes: int = 200 * 1024 * 1024,
     max_lines: int = 100_000,
     max_prompt_chars: int = 1_000_000,
+    max_line_bytes: int | None = None,
 ) -> Iterator[PromptLine]:
     """Yield the file's prompts one by one; raise FileRejected when the file ends (or
-    reading stops) if anything was wrong. Detects the format when `fmt` is None."""
+    reading stops) if anything was wrong. Detects the format when `fmt` is None.
+    A line longer than `max_line_bytes` is refused unread (by default, room for a
+    prompt and a system instruction at the limit, even fully \\u-escaped)."""
     head = _read_head(stream)
     if fmt is None:
         fmt = detect_format(head, filename)
@@ -167,8 +173,8 @@ def parse(
     first_line_with: dict[str, int] = {}
     count = 0
     chunks = itertools.chain([head], iter(partial(stream.read, _CHUNK_BYTES), b""))
-    # Room for a prompt and a system instruction at the limit, even fully \u-escaped.
-    max_line_bytes = 12 * 2 * max_prompt_chars + HEAD_BYTES
+    if max_line_bytes is None:
+        max_line_bytes = 12 * 2 * max_prompt_chars + HEAD_BYTES
     lines = _text_lines(_raw_lines(chunks, errors, max_bytes, max_line_bytes), errors)
     try:
         for prompt_line in _READERS[fmt](lines, errors, max_prompt_chars):
@@ -208,11 +214,12 @@ def _raw_lines(
     pending: list[bytes] = []
     pending_size = 0
     skipping = False  # inside a line already reported as too long
+    too_long = f"the line is longer than {_size(max_line_bytes)}"
     size = 0
     for chunk in chunks:
         size += len(chunk)
         if size > max_bytes:
-            errors.stop(None, f"The file is larger than {_size(max_bytes)}; split it.")
+            errors.stop(None, file_too_large(max_bytes))
         start = 0
         while (end := chunk.find(b"\n", start)) != -1:
             number += 1
@@ -220,6 +227,8 @@ def _raw_lines(
             start = end + 1
             if skipping:
                 skipping = False
+            elif pending_size + len(piece) - 1 > max_line_bytes:  # a line ends within a chunk
+                errors.add(number, too_long)
             elif pending:
                 yield number, b"".join([*pending, piece])
             else:
@@ -230,7 +239,7 @@ def _raw_lines(
             pending.append(chunk[start:])
             pending_size += len(chunk) - start
             if pending_size > max_line_bytes:
-                errors.add(number + 1, f"the line is longer than {_size(max_line_bytes)}")
+                errors.add(number + 1, too_long)
                 skipping = True
                 pending.clear()
                 pending_size = 0
@@ -366,6 +375,9 @@ def _json_reader(extract: Callable[[int, dict], PromptLine]) -> _Reader:
         for number, text in lines:
             if not text.strip():
                 continue
+            if problem := json_shape_problem(text):
+                errors.add(number, problem)
+                continue
             try:
                 value = json.loads(text.rstrip("\r\n"))
             except json.JSONDecodeError as exc:
@@ -391,8 +403,15 @@ def _json_kind(value: Any) -> str:
     return kinds.get(type(value), "a number")
 
 
+def file_too_large(max_bytes: int) -> str:
+    """What a file over the size limit is told, wherever the limit is met."""
+    return f"The file is larger than {_size(max_bytes)}; split it."
+
+
 def _size(size: int) -> str:
-    return f"{size / (1024 * 1024):,.0f} MB" if size >= 1024 * 1024 else f"{size:,} bytes"
+    if size < 1024 * 1024:
+        return f"{size:,} bytes"
+    return f"{size / (1024 * 1024):,.1f}".removesuffix(".0") + " MB"
 
 
 _READERS: dict[str, _Reader] = {

@@ -116,6 +116,7 @@ class LineReader:
                 max_bytes=settings.FLEX_RUN_MAX_BYTES,
                 max_lines=settings.FLEX_RUN_MAX_LINES,
                 max_prompt_chars=settings.FLEX_MAX_PROMPT_CHARS,
+                max_line_bytes=settings.FLEX_RUN_MAX_LINE_BYTES,
             ):
                 line = self._checked(source)
                 if line is not None and not self.total_errors:

@@ -2,16 +2,20 @@
 
 The upload page reads the file once to show what it holds (runs.run_preview);
 the person then confirms, and runs.run_create reads it again. Between the two
-requests the file waits in FLEXDASH_VAR_DIR/uploads/<user id>/ with what the
-preview found. Each user sees only their own folder; a staged file left
-unconfirmed is removed a day later (at that user's next upload) or when the
-person discards it.
+requests the file waits in FLEXDASH_VAR_DIR/uploads/<user id>/ as two files,
+<token>.upload and <token>.json (what the preview found). Each user sees only
+their own folder, which holds at most FLEX_PREVIEW_MAX_COUNT previews and
+FLEX_PREVIEW_MAX_BYTES: a new upload discards the oldest to make room, as a
+person who uploads again has moved on from them. A preview is removed when
+confirmed or discarded, or a day after its upload by previews_sweep, which
+the dispatcher task runs every minute for every user (and each upload runs too).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -41,22 +45,35 @@ class StagedUpload:
     preview: runs.RunPreview
 
 
+@dataclass(frozen=True)
+class SavedUpload:
+    token: str
+    path: Path
+    discarded: int  # older previews discarded to make room for this one
+
+
+def _root() -> Path:
+    return Path(settings.VAR_DIR) / "uploads"
+
+
 def _folder(owner) -> Path:
-    return Path(settings.VAR_DIR) / "uploads" / str(owner.pk)
+    return _root() / str(owner.pk)
 
 
-def upload_save(*, owner, upload: UploadedFile) -> tuple[str, Path]:
+def upload_save(*, owner, upload: UploadedFile) -> SavedUpload:
     """Copy the upload into the owner's folder, chunk by chunk (it may be
-    hundreds of megabytes); returns its token and path."""
+    hundreds of megabytes), after discarding the owner's oldest previews
+    until it fits within FLEX_PREVIEW_MAX_COUNT and FLEX_PREVIEW_MAX_BYTES."""
     folder = _folder(owner)
     folder.mkdir(parents=True, exist_ok=True)
-    _sweep(folder)
+    previews_sweep()
+    discarded = _make_room(folder, size=upload.size or 0)
     token = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")
     path = folder / f"{token}.upload"
     with path.open("wb") as copy:
         for chunk in upload.chunks():
             copy.write(chunk)
-    return token, path
+    return SavedUpload(token=token, path=path, discarded=discarded)
 
 
 def upload_stage(
@@ -119,10 +136,38 @@ def upload_discard(*, owner, token: str) -> None:
         (_folder(owner) / f"{token}{suffix}").unlink(missing_ok=True)
 
 
-def _sweep(folder: Path) -> None:
-    """Remove staged files older than KEEP_SECONDS: previews never confirmed."""
+def previews_sweep() -> int:
+    """Remove every user's staged files older than KEEP_SECONDS (previews never
+    confirmed); returns how many files were removed."""
     cutoff = time.time() - KEEP_SECONDS
-    for path in folder.glob("*.*"):
+    removed = 0
+    for path in _root().glob("*/*.*"):
         with contextlib.suppress(FileNotFoundError):  # another request removed it first
             if path.stat().st_mtime < cutoff:
                 path.unlink()
+                removed += 1
+    return removed
+
+
+def _make_room(folder: Path, *, size: int) -> int:
+    """Discard the folder's oldest previews until one more of `size` bytes
+    fits; returns how many were discarded."""
+    previews: dict[str, list[os.stat_result]] = {}
+    for path in folder.glob("*.*"):
+        with contextlib.suppress(FileNotFoundError):
+            previews.setdefault(path.stem, []).append(path.stat())
+    # Oldest first, by when the upload was saved; its record comes just after.
+    oldest_first = sorted(previews, key=lambda token: min(s.st_mtime for s in previews[token]))
+    held = sum(s.st_size for stats in previews.values() for s in stats)
+    discarded = 0
+    for token in oldest_first:
+        if (
+            len(previews) - discarded < settings.FLEX_PREVIEW_MAX_COUNT
+            and held + size <= settings.FLEX_PREVIEW_MAX_BYTES
+        ):
+            break
+        for suffix in (".upload", ".json"):
+            (folder / f"{token}{suffix}").unlink(missing_ok=True)
+        held -= sum(s.st_size for s in previews[token])
+        discarded += 1
+    return discarded

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
@@ -20,6 +22,7 @@ from jobs import formats
 from jobs.engine import actions
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
 from jobs.runs import downloads
+from jobs.runs import limits as run_limits
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.runs import uploads as run_uploads
@@ -52,7 +55,12 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_upload(request: HttpRequest) -> HttpResponse:
     form = RunUploadForm(request.POST or None, request.FILES or None)
     rejected: RunRejected | None = None
-    if request.method == "POST" and form.is_valid():
+    if refusal := run_limits.upload_refusal(request):
+        # The file was dropped as it streamed in: refused like any file over
+        # the limit, the settings kept to upload it again (or a smaller one).
+        rejected = RunRejected([(None, refusal)], total=1)
+        form = RunUploadForm(initial=request.POST.dict())
+    elif request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         spec = form.spec()
         try:
@@ -64,23 +72,35 @@ def run_upload(request: HttpRequest) -> HttpResponse:
         except RunRejected as error:
             rejected = error
         else:
-            token, _ = run_uploads.upload_save(owner=request.user, upload=upload)
+            saved = run_uploads.upload_save(owner=request.user, upload=upload)
             run_uploads.upload_stage(
                 owner=request.user,
-                token=token,
+                token=saved.token,
                 filename=upload.name,
                 name=form.cleaned_data["name"],
                 spec=spec,
                 preview=preview,
             )
-            return redirect("jobs:run_preview", token=token)
+            if saved.discarded:
+                messages.info(request, _discarded_message(saved.discarded))
+            return redirect("jobs:run_preview", token=saved.token)
     context = {
         "form": form,
         "rejected": rejected,
         "formats": formats.FORMAT_LABELS,
         "quote": form.standard_move_quote(),
+        "previews_kept": settings.FLEX_PREVIEW_MAX_COUNT,
     }
     return render(request, "runs/run_upload.html", context)
+
+
+def _discarded_message(count: int) -> str:
+    kept = settings.FLEX_PREVIEW_MAX_COUNT
+    size = filesizeformat(settings.FLEX_PREVIEW_MAX_BYTES)
+    return (
+        f"{count} older unconfirmed preview{_s(count)} discarded to make room: "
+        f"up to {kept} previews ({size} in all) wait to be confirmed, for a day."
+    )
 
 
 def _staged(request: HttpRequest, token: str) -> run_uploads.StagedUpload:
