@@ -42,6 +42,13 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", n
 if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Hardening (README, "Security"): HTTPS, HSTS, the Content-Security-Policy
+# and what the error page may show.
+# DEBUG's error page lists every setting and, under runserver, the process's
+# environment: this filter also hides DATABASE_URL and the password in any URL.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "flexdash.error_reports.SecretHidingFilter"
+# --- end of hardening
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
