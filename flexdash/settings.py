@@ -39,11 +39,35 @@ CSRF_TRUSTED_ORIGINS = _origins("DJANGO_CSRF_TRUSTED_ORIGINS")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 # Only behind a proxy that sets X-Forwarded-Proto itself: trusted from anyone
 # else, the header would let a client claim HTTPS.
-if env_bool("DJANGO_BEHIND_PROXY", False):
+_BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+if _BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Hardening (README, "Security"): HTTPS, HSTS, the Content-Security-Policy
 # and what the error page may show.
+# Behind the HTTPS proxy, plain HTTP is redirected to HTTPS, except /healthz:
+# load balancers probe it over plain HTTP and need its answer, not a 301.
+# Never under DEBUG: a laptop has no HTTPS to be sent to.
+SECURE_SSL_REDIRECT = _BEHIND_PROXY and not DEBUG
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# HSTS tells browsers to refuse plain HTTP to this host until max-age runs
+# out, and cannot be taken back before: off (0) until the operator opts in.
+# Django sends it on HTTPS responses only.
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+if (SECURE_HSTS_INCLUDE_SUBDOMAINS or SECURE_HSTS_PRELOAD) and not SECURE_HSTS_SECONDS:
+    raise ImproperlyConfigured(
+        "DJANGO_HSTS_INCLUDE_SUBDOMAINS and DJANGO_HSTS_PRELOAD need DJANGO_HSTS_SECONDS"
+    )
+if SECURE_HSTS_PRELOAD and not (
+    SECURE_HSTS_INCLUDE_SUBDOMAINS and SECURE_HSTS_SECONDS >= 31_536_000
+):
+    # What the browsers' preload list (hstspreload.org) accepts.
+    raise ImproperlyConfigured(
+        "DJANGO_HSTS_PRELOAD needs DJANGO_HSTS_INCLUDE_SUBDOMAINS and "
+        "DJANGO_HSTS_SECONDS of at least 31536000 (a year)"
+    )
 # DEBUG's error page lists every setting and, under runserver, the process's
 # environment: this filter also hides DATABASE_URL and the password in any URL.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "flexdash.error_reports.SecretHidingFilter"

@@ -1,0 +1,150 @@
+"""Production's security headers, with DEBUG off: HSTS only once the operator
+sets it, and plain HTTP redirected to HTTPS only behind the proxy (never
+/healthz, which load balancers probe over plain HTTP).
+
+The settings are read the way a deployment reads them, from the environment
+in a fresh process; the requests then go through this process's test client
+with those settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from tests.support import ROOT
+
+SECRET = "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+SECURITY_SETTINGS = (
+    "SECURE_PROXY_SSL_HEADER",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_REDIRECT_EXEMPT",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
+)
+READ_SETTINGS = f"""
+import json, django
+django.setup()
+from django.conf import settings
+print(json.dumps({{name: getattr(settings, name, None) for name in {SECURITY_SETTINGS!r}}}))
+"""
+
+
+def start_up(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """Load the settings with DEBUG off, a secret key and `env`, in a new process."""
+    base = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, "-c", READ_SETTINGS],
+        cwd=ROOT,
+        env={
+            **base,
+            "DJANGO_SETTINGS_MODULE": "flexdash.settings",
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": SECRET,
+            "FLEXDASH_VAR_DIR": str(tmp_path / "var"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def deployed(tmp_path: Path, **env: str) -> override_settings:
+    """This process's settings as a deployment with `env` would have them."""
+    result = start_up(tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    if values["SECURE_PROXY_SSL_HEADER"] is not None:
+        values["SECURE_PROXY_SSL_HEADER"] = tuple(values["SECURE_PROXY_SSL_HEADER"])
+    return override_settings(**values)
+
+
+# --- HSTS ----------------------------------------------------------------------------
+def test_hsts_is_off_until_the_operator_sets_it(client, tmp_path):
+    with deployed(tmp_path):
+        response = client.get("/accounts/login/", secure=True)
+
+    assert response.status_code == 200
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_hsts_seconds_and_its_switches_make_the_header_on_https_only(client, tmp_path):
+    env = {
+        "DJANGO_HSTS_SECONDS": "31536000",
+        "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "true",
+        "DJANGO_HSTS_PRELOAD": "true",
+    }
+    with deployed(tmp_path, **env):
+        over_https = client.get("/accounts/login/", secure=True)
+        over_http = client.get("/accounts/login/")
+
+    assert over_https.headers["Strict-Transport-Security"] == (
+        "max-age=31536000; includeSubDomains; preload"
+    )
+    assert "Strict-Transport-Security" not in over_http.headers
+
+
+def test_hsts_seconds_alone_send_max_age_alone(client, tmp_path):
+    with deployed(tmp_path, DJANGO_HSTS_SECONDS="3600"):
+        response = client.get("/accounts/login/", secure=True)
+
+    assert response.headers["Strict-Transport-Security"] == "max-age=3600"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DJANGO_HSTS_SECONDS": "-1"}, "DJANGO_HSTS_SECONDS must be at least 0"),
+        ({"DJANGO_HSTS_SECONDS": "a year"}, "DJANGO_HSTS_SECONDS must be a whole number"),
+        (
+            {"DJANGO_HSTS_INCLUDE_SUBDOMAINS": "true"},
+            "DJANGO_HSTS_INCLUDE_SUBDOMAINS and DJANGO_HSTS_PRELOAD need DJANGO_HSTS_SECONDS",
+        ),
+        (
+            {"DJANGO_HSTS_SECONDS": "3600", "DJANGO_HSTS_PRELOAD": "true"},
+            "DJANGO_HSTS_PRELOAD needs DJANGO_HSTS_INCLUDE_SUBDOMAINS and DJANGO_HSTS_SECONDS "
+            "of at least 31536000",
+        ),
+    ],
+)
+def test_a_bad_hsts_setting_stops_start_up_naming_it(tmp_path, env, message):
+    result = start_up(tmp_path, **env)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+# --- The HTTPS redirect -------------------------------------------------------------
+@pytest.mark.django_db
+def test_behind_the_proxy_plain_http_is_sent_to_https_but_healthz_answers(client, tmp_path):
+    with deployed(tmp_path, DJANGO_BEHIND_PROXY="true"):
+        plain = client.get("/accounts/login/?next=/jobs/", headers={"X-Forwarded-Proto": "http"})
+        secure = client.get("/accounts/login/", headers={"X-Forwarded-Proto": "https"})
+        probe = client.get("/healthz", headers={"X-Forwarded-Proto": "http"})
+
+    assert plain.status_code == 301
+    assert plain.headers["Location"] == "https://testserver/accounts/login/?next=/jobs/"
+    assert secure.status_code == 200
+    assert probe.status_code == 200
+    assert json.loads(probe.content)["database"]["status"] == "ok"
+
+
+def test_without_the_proxy_plain_http_is_served(client, tmp_path):
+    with deployed(tmp_path):
+        response = client.get("/accounts/login/")
+
+    assert response.status_code == 200
+
+
+def test_under_debug_the_proxy_redirects_nothing(tmp_path):
+    """`make run` behind a local proxy still answers over http://."""
+    result = start_up(tmp_path, DJANGO_DEBUG="true", DJANGO_BEHIND_PROXY="true")
+
+    assert json.loads(result.stdout)["SECURE_SSL_REDIRECT"] is False, result.stderr
