@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from flexdash.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
 
@@ -39,8 +40,57 @@ CSRF_TRUSTED_ORIGINS = _origins("DJANGO_CSRF_TRUSTED_ORIGINS")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 # Only behind a proxy that sets X-Forwarded-Proto itself: trusted from anyone
 # else, the header would let a client claim HTTPS.
-if env_bool("DJANGO_BEHIND_PROXY", False):
+_BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+if _BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Hardening (README, "Security"): HTTPS, HSTS, the Content-Security-Policy
+# and what the error page may show.
+# Behind the HTTPS proxy, plain HTTP is redirected to HTTPS, except /healthz:
+# load balancers probe it over plain HTTP and need its answer, not a 301.
+# Never under DEBUG: a laptop has no HTTPS to be sent to.
+SECURE_SSL_REDIRECT = _BEHIND_PROXY and not DEBUG
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# HSTS tells browsers to refuse plain HTTP to this host until max-age runs
+# out, and cannot be taken back before: off (0) until the operator opts in.
+# Django sends it on HTTPS responses only.
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+if (SECURE_HSTS_INCLUDE_SUBDOMAINS or SECURE_HSTS_PRELOAD) and not SECURE_HSTS_SECONDS:
+    raise ImproperlyConfigured(
+        "DJANGO_HSTS_INCLUDE_SUBDOMAINS and DJANGO_HSTS_PRELOAD need DJANGO_HSTS_SECONDS"
+    )
+if SECURE_HSTS_PRELOAD and not (
+    SECURE_HSTS_INCLUDE_SUBDOMAINS and SECURE_HSTS_SECONDS >= 31_536_000
+):
+    # What the browsers' preload list (hstspreload.org) accepts.
+    raise ImproperlyConfigured(
+        "DJANGO_HSTS_PRELOAD needs DJANGO_HSTS_INCLUDE_SUBDOMAINS and "
+        "DJANGO_HSTS_SECONDS of at least 31536000 (a year)"
+    )
+# Sent by ContentSecurityPolicyMiddleware (MIDDLEWARE), under DEBUG too, so
+# `make run` and the tests see what production sends; Django's own debug pages
+# exempt themselves. Pages load only this site's scripts, styles and images:
+# no inline <script>, no on*="" or style="" attributes, and no eval (htmx's
+# hx-on and js: values stay unused; base.html turns htmx's eval off).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    # A nonce for what Django's own templates mark with one (the CSRF failure
+    # page's <style>, the admin's stylesheet links); named only where used.
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# DEBUG's error page lists every setting and, under runserver, the process's
+# environment: this filter also hides DATABASE_URL and the password in any URL.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "flexdash.error_reports.SecretHidingFilter"
+# --- end of hardening
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -57,6 +107,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -81,6 +132,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The CSP nonce ({% csp_nonce_attr %}, used by the admin's templates).
+                "django.template.context_processors.csp",
             ],
         },
     },

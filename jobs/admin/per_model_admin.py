@@ -52,9 +52,7 @@ class ModelLimitForm(forms.ModelForm):
         for name, variable in LIMIT_DEFAULTS.items():
             if name in self.fields:
                 # The field itself refuses anything but a whole number, 0 or more.
-                self.fields[name].widget.attrs.update(
-                    placeholder=_default_text(name), style="width: 9em"
-                )
+                self.fields[name].widget.attrs.update(placeholder=_default_text(name))
                 self.fields[name].help_text = (
                     f"A whole number, 0 or more; 0: no limit. Empty: the environment's "
                     f"{variable} ({_default_text(name)})."
@@ -102,6 +100,10 @@ class ModelLimitAdmin(admin.ModelAdmin):
         "next_token_at",
         "updated_at",
     )
+
+    class Media:
+        # Widths for the limit inputs: a style="" attribute would break the CSP.
+        css = {"all": ("css/admin.css",)}
 
     def get_fieldsets(self, request: HttpRequest, obj: ModelLimit | None = None):
         limits = (None, {"fields": ("model", *LIMIT_DEFAULTS)})
