@@ -146,10 +146,10 @@ LOGOUT_REDIRECT_URL = "login"
 # per username and per address. At FLEX_LOGIN_FAILURE_LIMIT either is locked:
 # every log-in with that username or from that address is refused, even with
 # the right password, for up to FLEX_LOGIN_LOCKOUT_MINUTES (older failures stop
-# counting), or until an operator unlocks it. A successful log-in forgets that
-# username's failures. The lock is the slowing down: a few guesses per
-# cool-off. Making each failure wait would instead hold a web worker per
-# guess, handing a guesser the whole site.
+# counting), or until an operator unlocks it in the admin (Axes > Access
+# attempts). A successful log-in forgets that username's failures. The lock is
+# the slowing down: a few guesses per cool-off. Making each failure wait would
+# instead hold a web worker per guess, handing a guesser the whole site.
 FLEX_LOGIN_FAILURE_LIMIT = env_int("FLEX_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 FLEX_LOGIN_LOCKOUT_MINUTES = env_int("FLEX_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
 INSTALLED_APPS += ["axes"]
@@ -178,6 +178,8 @@ AXES_COOLOFF_MESSAGE = (
 )
 # Only failures are kept; axes' log of every successful log-in would only grow.
 AXES_DISABLE_ACCESS_LOG = True
+# jobs/admin/signin_admin.py registers the one table an operator needs.
+AXES_ENABLE_ADMIN = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

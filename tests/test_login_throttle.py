@@ -1,5 +1,5 @@
 """The log-in throttle: failed log-ins per username and per address lock both
-login forms for a while, in words, as 429."""
+login forms for a while, in words, as 429; an operator can unlock in the admin."""
 
 from __future__ import annotations
 
@@ -151,6 +151,21 @@ def test_the_admin_login_is_throttled_and_shares_the_count(django_user_model):
     assert 'class="errornote"' in page.content.decode()
     assert refused_as_locked(log_in(client, "root", PASSWORD, path="/admin/login/"))
     assert refused_as_locked(log_in(Client(), "root", PASSWORD, address=ELSEWHERE))
+
+
+def test_an_operator_unlocks_a_researcher_in_the_admin(client, ada, admin_client):
+    fail(client, "ada", LIMIT)
+    listing = admin_client.get("/admin/axes/accessattempt/").content.decode()
+    assert "ada" in listing and "Unlock" in listing
+
+    response = admin_client.post(
+        "/admin/axes/accessattempt/",
+        {"action": "unlock", "_selected_action": [AccessAttempt.objects.get().pk]},
+        follow=True,
+    )
+    assert "Forgot the failed log-ins of ada (1 record)." in response.content.decode()
+    assert not AccessAttempt.objects.exists()
+    assert logged_in(log_in(client, "ada", PASSWORD))
 
 
 def test_behind_a_trusted_proxy_the_address_is_the_one_the_proxy_added(client, bob, settings):
