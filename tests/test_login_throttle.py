@@ -3,6 +3,7 @@ login forms for a while, in words, as 429; an operator can unlock in the admin."
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from datetime import timedelta
 import pytest
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.core.management import call_command
 from django.db.models import F
 from django.test import Client
 
@@ -193,6 +195,16 @@ def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(client, bob):
 def test_the_test_clients_login_needs_no_request(client, ada):
     assert client.login(username="ada", password=PASSWORD)
     assert client.get("/").status_code == 200
+
+
+def test_demouser_unlocks_the_demo_login(client, monkeypatch):
+    monkeypatch.delenv("FLEXDASH_DEMO_PASSWORD", raising=False)
+    call_command("demouser", stdout=io.StringIO())
+    fail(client, "demo", LIMIT)
+    assert refused_as_locked(log_in(client, "demo", "flexdash-demo"))
+
+    call_command("demouser", stdout=io.StringIO())
+    assert logged_in(log_in(client, "demo", "flexdash-demo"))
 
 
 def settings_in_a_fresh_process(**env: str) -> subprocess.CompletedProcess:
