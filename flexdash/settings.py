@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -192,6 +193,46 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Log-in throttle (django-axes; the hooks are in jobs/web/signin.py) -----
+# Both login forms (/accounts/login/ and /admin/login/) count failed log-ins
+# per username and per address. At FLEX_LOGIN_FAILURE_LIMIT either is locked:
+# every log-in with that username or from that address is refused, even with
+# the right password, for up to FLEX_LOGIN_LOCKOUT_MINUTES (older failures stop
+# counting), or until an operator unlocks it in the admin (Axes > Access
+# attempts). A successful log-in forgets that username's failures. The lock is
+# the slowing down: a few guesses per cool-off. Making each failure wait would
+# instead hold a web worker per guess, handing a guesser the whole site.
+FLEX_LOGIN_FAILURE_LIMIT = env_int("FLEX_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+FLEX_LOGIN_LOCKOUT_MINUTES = env_int("FLEX_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+INSTALLED_APPS += ["axes"]
+# Last, so the page it puts in place of a refused log-in passes through all the others.
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+# The throttle first: a lock must stop the right password too.
+AUTHENTICATION_BACKENDS = [
+    "jobs.web.signin.ThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "jobs.web.signin.Attempts"
+AXES_FAILURE_LIMIT = FLEX_LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = timedelta(minutes=FLEX_LOGIN_LOCKOUT_MINUTES)
+# Guesses during a lock are refused without being counted: if they restarted
+# the clock, someone guessing every few minutes could lock a researcher out
+# for good.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "jobs.web.signin.client_address"
+AXES_LOCKOUT_CALLABLE = "jobs.web.signin.locked_out"
+AXES_COOLOFF_MESSAGE = (
+    "Too many failed log-ins for this username or from this address: locked for up to "
+    f"{FLEX_LOGIN_LOCKOUT_MINUTES} minute{'' if FLEX_LOGIN_LOCKOUT_MINUTES == 1 else 's'}. "
+    "An operator can unlock it sooner."
+)
+# Only failures are kept; axes' log of every successful log-in would only grow.
+AXES_DISABLE_ACCESS_LOG = True
+# jobs/admin/signin_admin.py registers the one table an operator needs.
+AXES_ENABLE_ADMIN = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

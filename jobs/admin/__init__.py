@@ -3,10 +3,17 @@
 - job_admin: jobs and their attempts;
 - run_admin: runs, the jobs of one uploaded file;
 - dispatch_admin: the dispatch pause switch and the dispatchers' slots;
-- per_model_admin: each model's limits (and what pacing learned) and prices.
+- per_model_admin: each model's limits (and what pacing learned) and prices;
+- signin_admin: the failed log-ins the log-in throttle counts, and unlocking.
 
 Django's admin autodiscovery imports `jobs.admin`; importing the modules here
 registers every jobs model's admin with the default site.
 """
 
-from jobs.admin import dispatch_admin, job_admin, per_model_admin, run_admin  # noqa: F401
+from jobs.admin import (  # noqa: F401
+    dispatch_admin,
+    job_admin,
+    per_model_admin,
+    run_admin,
+    signin_admin,
+)

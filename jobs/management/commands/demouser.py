@@ -1,13 +1,15 @@
 """Create or reset the demo login that `make run` prints.
 
 Idempotent: the user is created if missing, otherwise its password and flags
-are reset, so the printed login always works (even after someone changed it).
+are reset and its log-in lock lifted, so the printed login always works (even
+after someone changed it or locked it with wrong passwords).
 """
 
 from __future__ import annotations
 
 import os
 
+from axes.utils import reset as forget_failed_log_ins
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -43,6 +45,7 @@ class Command(BaseCommand):
             user.is_superuser = True
             user.set_password(password)
             user.save()
+            forget_failed_log_ins(username=username)
 
         verb = "Created" if created else "Reset"
         self.stdout.write(
