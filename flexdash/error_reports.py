@@ -30,5 +30,6 @@ class SecretHidingFilter(SafeExceptionReporterFilter):
         # list or tuple, so URLs nested in DATABASES or CACHES are reached too.
         cleansed = super().cleanse_setting(key, value)
         if isinstance(cleansed, str):
-            return _URL_PASSWORD.sub(rf"\g<head>{self.cleansed_substitute}@", cleansed)
+            # str(): a lazy string (django-axes keeps one in settings) is no str to re.
+            return _URL_PASSWORD.sub(rf"\g<head>{self.cleansed_substitute}@", str(cleansed))
         return cleansed

@@ -7,7 +7,6 @@ Screenshots go to test-results/e2e/."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -16,15 +15,12 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect
 
-from jobs.engine import submitting
 from jobs.models import Attempt, Job, ModelLimit, Outcome, State
-from jobs.runs import services as runs
-from tests.e2e.browsing import PASSWORD, SCREENSHOTS, log_in
-from tests.run_files import prompt_file
+from tests.e2e.browsing import SCREENSHOTS, log_in
+from tests.support import MODEL, make_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-MODEL = "gemini-2.5-flash"
 # Polled fragments ask every 2 s: two polls each within this long.
 POLLS_SEEN_WITHIN_MS = 6_000
 
@@ -46,17 +42,18 @@ COUNT_SWAPS = """() => {
 
 
 @pytest.fixture
-def operator(django_user_model):
-    """Staff too, so the admin pages are in reach; logs in as tests.e2e.browsing does."""
-    return django_user_model.objects.create_superuser("ada", password=PASSWORD)
+def operator(ada, ada_password):
+    """Ada, with her password, made a superuser too, so the admin pages are in reach."""
+    ada.is_staff = ada.is_superuser = True
+    ada.save(update_fields=["is_staff", "is_superuser"])
+    return ada
 
 
 @pytest.fixture
-def work(operator, settings, tmp_path) -> dict[str, int]:
+def work(operator, uploads_in_tmp) -> dict[str, int]:
     """Something on every page: a queued job (so the overview, the jobs list
     and its page poll), a tried one (the attempts histogram), model limits
     (the weather's gauges) and a run with answers in the last minutes (its bars)."""
-    settings.VAR_DIR = tmp_path
     now = timezone.now()
     ModelLimit.objects.update_or_create(
         model=MODEL, defaults={"rpm_limit": 100, "tpm_limit": 1_000_000, "rpd_limit": 10_000}
@@ -70,15 +67,8 @@ def work(operator, settings, tmp_path) -> dict[str, int]:
         cost_usd=Decimal("0.0001"),
     )
     answered(tried, at=now - timedelta(minutes=1), statuses=(503, 200))
-    filename, content = prompt_file(
-        "jsonl", [(f"line-{n}", f"csp run prompt {n}") for n in range(4)]
-    )
-    run = runs.run_create(
-        owner=operator,
-        stream=io.BytesIO(content),
-        filename=filename,
-        spec=submitting.JobSpec(model=MODEL),
-        name="CSP run",
+    run = make_run(
+        operator, [(f"line-{n}", f"csp run prompt {n}") for n in range(4)], name="CSP run"
     )
     for minutes_ago, job in enumerate(run.jobs.order_by("id")[:2], start=1):
         answered(job, at=now - timedelta(minutes=minutes_ago), statuses=(200,))
@@ -142,12 +132,12 @@ def visit(page: Page, url: str, *, polled: bool = False) -> None:
         page.wait_for_function("() => window.swapsSeen >= 2", timeout=POLLS_SEEN_WITHIN_MS)
 
 
-def test_no_page_breaks_the_content_security_policy(live_server, work, watched):
+def test_no_page_breaks_the_content_security_policy(live_server, work, watched, ada_password):
     context, violations = watched
     base = live_server.url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = context.new_page()
-    log_in(page, base)  # the login page and its form post, under the policy
+    log_in(page, base, ada_password)  # the login page and its form post, under the policy
 
     visit(page, f"{base}/", polled=True)
     expect(page.locator(".weather meter.use").first).to_be_visible()
@@ -195,12 +185,12 @@ def test_no_page_breaks_the_content_security_policy(live_server, work, watched):
     assert violations == []
 
 
-def test_a_refusal_would_be_seen(live_server, operator, watched):
+def test_a_refusal_would_be_seen(live_server, operator, watched, ada_password):
     """The listener itself works: an inline style, as a careless template
     would write it, is reported."""
     context, violations = watched
     page = context.new_page()
-    log_in(page, live_server.url)
+    log_in(page, live_server.url, ada_password)
 
     page.evaluate(
         """document.body.insertAdjacentHTML("beforeend", '<p style="color: red">x</p>')"""

