@@ -17,6 +17,7 @@ from functools import wraps
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
@@ -24,6 +25,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from jobs.api import capacity, jobs, runs
 from jobs.api.auth import BearerToken
+from jobs.web import statement_timeout
 
 __all__ = ["api"]
 
@@ -91,6 +93,15 @@ def _unauthorised(request: HttpRequest, exc: AuthenticationError) -> HttpRespons
     response = api.create_response(request, {"detail": exc.message}, status=401)
     response["WWW-Authenticate"] = "Bearer"
     return response
+
+
+@api.exception_handler(OperationalError)
+def _too_slow(request: HttpRequest, exc: OperationalError) -> HttpResponse:
+    """A statement cut off by the web's statement timeout; any other database error is a 500."""
+    if not statement_timeout.is_statement_timeout(exc):
+        raise exc
+    detail = statement_timeout.too_slow_message()
+    return api.create_response(request, {"detail": detail}, status=503)
 
 
 @api.exception_handler(RequestDataTooBig)
