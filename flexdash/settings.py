@@ -165,6 +165,18 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'flexdash.sqlite3'
 DATABASES = {"default": _database(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- The web's statement timeout (jobs/web/statement_timeout.py) -------------
+# On PostgreSQL each statement of a GET or HEAD request is cut off after this
+# many milliseconds, answering 503 with the reason; 0 turns it off. Set per
+# request, so the qcluster, migrations and commands never meet it; POSTs
+# (uploads of a whole run) are not limited. Right after WhiteNoise: static
+# files need no database, everything else runs under the limit.
+FLEX_WEB_STATEMENT_TIMEOUT_MS = env_int("FLEX_WEB_STATEMENT_TIMEOUT_MS", 5000, minimum=0)
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
+    "jobs.web.statement_timeout.StatementTimeoutMiddleware",
+)
+
 
 def _cache(url: str) -> dict:
     if not url:

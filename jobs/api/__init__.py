@@ -26,6 +26,7 @@ from django.core.exceptions import (
     SuspiciousOperation,
 )
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.log import log_response
@@ -39,6 +40,7 @@ from jobs.api import capacity, jobs, runs
 from jobs.api.auth import BearerToken
 from jobs.runs import limits as run_limits
 from jobs.runs.reading import RunRejected
+from jobs.web import statement_timeout
 
 __all__ = ["api"]
 
@@ -129,6 +131,15 @@ def _unauthorised(request: HttpRequest, exc: AuthenticationError) -> HttpRespons
     response = api.create_response(request, {"detail": exc.message}, status=401)
     response["WWW-Authenticate"] = "Bearer"
     return response
+
+
+@api.exception_handler(OperationalError)
+def _too_slow(request: HttpRequest, exc: OperationalError) -> HttpResponse:
+    """A statement cut off by the web's statement timeout; any other database error is a 500."""
+    if not statement_timeout.is_statement_timeout(exc):
+        raise exc
+    detail = statement_timeout.too_slow_message()
+    return api.create_response(request, {"detail": detail}, status=503)
 
 
 @api.exception_handler(RequestDataTooBig)

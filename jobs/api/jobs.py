@@ -8,12 +8,13 @@ the rules live in jobs/engine/submitting.py.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from jobs.api.schemas import (
     DEADLINE_DESCRIPTION,
@@ -31,6 +32,7 @@ from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import actions, submitting
 from jobs.models import Attempt, DeadlinePolicy, Job, State, Tier
 from jobs.redaction import redact_api_key
+from jobs.web import search
 
 MAX_PROMPTS_PER_REQUEST = 1000
 
@@ -177,10 +179,25 @@ class JobPage(Schema):
     offset: int
 
 
+def _searchable(text: str) -> str:
+    if problem := search.search_problem(text):
+        raise ValueError(problem)
+    return text.strip()
+
+
+SearchText = Annotated[Text, AfterValidator(_searchable)]
+
+
 class JobFilters(Schema):
     state: State | None = None
     model: Text | None = None
-    q: Text | None = Field(None, description="Text the prompt contains (case-insensitive).")
+    q: SearchText | None = Field(
+        None,
+        description="Words the prompt or the answer has: each word of q must begin a word "
+        "of either (case-insensitive; letters and digits make words, punctuation separates "
+        "them).",
+        json_schema_extra={"maxLength": search.MAX_SEARCH_CHARS},
+    )
     user: Text | None = Field(None, description="Owner's username (staff see everyone's jobs).")
     limit: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
     offset: int = Field(0, ge=0, le=MAX_ID // 2)
@@ -230,7 +247,7 @@ def list_jobs(request: HttpRequest, filters: Query[JobFilters]):
     if filters.model:
         jobs = jobs.filter(model=filters.model)
     if filters.q:
-        jobs = jobs.filter(input_text__icontains=filters.q)
+        jobs = search.matching(jobs, filters.q)
     if filters.user:
         jobs = jobs.filter(owner__username=filters.user)
     return {

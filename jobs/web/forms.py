@@ -16,6 +16,7 @@ from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import pricing
 from jobs.engine.submitting import JobSpec
 from jobs.models import DeadlinePolicy, ModelPrice, State, Tier
+from jobs.web import search
 from jobs.web.queries import Scope
 
 MODEL_CHOICES = [(model, model) for model in FLEX_MODELS]
@@ -88,7 +89,15 @@ class JobFilterForm(OwnerFilterForm):
         required=False,
     )
     model = forms.ChoiceField(choices=[("", "Any model"), *MODEL_CHOICES], required=False)
-    q = forms.CharField(label="Prompt contains", max_length=200, required=False)
+    # No maxlength on the input: a browser would cut a pasted search short
+    # without a word; the form says what is wrong instead.
+    q = forms.CharField(label="Words in prompt or answer", required=False)
+
+    def clean_q(self) -> str:
+        text = self.cleaned_data["q"]
+        if problem := search.search_problem(text):
+            raise ValidationError(problem)
+        return text
 
     def filters(self) -> dict[str, str]:
         self.is_valid()

@@ -30,6 +30,7 @@ from jobs.models import (
     State,
     Tier,
 )
+from jobs.web import search as job_search
 
 PROMPT_EXCERPT_CHARS = 140
 # Attempts per job are shown as a histogram with this last, open bucket.
@@ -303,6 +304,7 @@ def overview(scope: Scope, *, now: datetime, hours: int) -> Overview:
 # --- The jobs list ------------------------------------------------------------------
 def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = "") -> QuerySet[Job]:
     """Newest first, with the latency of each job's latest finished attempt.
+    A search (checked first with search.search_problem) asks the word index.
 
     Prompts and results can be megabytes: rows carry an excerpt only."""
     jobs = scope.jobs()
@@ -315,7 +317,7 @@ def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = ""
     if model:
         jobs = jobs.filter(model=model)
     if search:
-        jobs = jobs.filter(input_text__icontains=search)
+        jobs = job_search.matching(jobs, search)
     latest_latency = (
         Attempt.objects.filter(job=OuterRef("pk"), latency_seconds__isnull=False)
         .order_by("-number")
