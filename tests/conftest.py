@@ -9,7 +9,9 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -136,6 +138,22 @@ def signed_in(client, ada):
 def uploads_in_tmp(settings, tmp_path: Path) -> None:
     """Staged uploads go to this test's own folder."""
     settings.VAR_DIR = tmp_path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process (each pytest-xdist worker) keeps its local state, the
+    file cache django-q2's statistics live in above all, in a folder of its
+    own, and the clusters its tests start are told the same folder
+    (support.engine_env): workers never read each other's clusters."""
+    from django.conf import settings
+
+    var_dir = Path(tempfile.mkdtemp(prefix="flexdash-test-var-"))
+    config.add_cleanup(lambda: shutil.rmtree(var_dir, ignore_errors=True))
+    settings.VAR_DIR = var_dir
+    if settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
+        settings.CACHES = {
+            "default": {**settings.CACHES["default"], "LOCATION": str(var_dir / "cache")}
+        }
 
 
 # A test that uses real transactions ends with a flush, which also empties what
