@@ -12,7 +12,7 @@ Kept fair on purpose:
   tier (optional in the spec; FlexDash never does it either);
 - the SDK's own retries are off (`HttpRetryOptions(attempts=1)`), so every
   try is this loop's and is counted; the spec catches every exception;
-- the SDK's per-call pydantic model cache from jobs/gemini.py is applied, so
+- the SDK's per-call pydantic model cache from jobs/engine/gemini.py is applied, so
   the memory figure is the design's, not google-genai 3.3.0's leak.
 
 Rows live in a table of their own, `bench_naive_job`, created by
