@@ -1,6 +1,7 @@
 """The admin of the dispatchers' shared state: DispatchControl, the pause
-switch (with the Gemini route and endpoint in force), and DispatcherSlot, the
-dispatchers' leased slots; both read-mostly and never added by hand."""
+switch (with the Gemini route and endpoint in force), a singleton never added
+or deleted by hand, and DispatcherSlot, the dispatchers' leased slots, never
+added by hand."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from jobs.admin.display import time_display
 from jobs.admin.redacted import redacted_display
 from jobs.engine import control
 from jobs.models import DispatchControl, DispatcherSlot
@@ -20,7 +22,7 @@ class DispatchControlAdmin(admin.ModelAdmin):
         "__str__",
         "paused",
         "paused_reason",
-        "paused_at",
+        "paused_since",
         "gemini_route",
         "gemini_endpoint",
     )
@@ -28,6 +30,7 @@ class DispatchControlAdmin(admin.ModelAdmin):
     exclude = ("reason",)
     readonly_fields = ("paused_reason",)
     paused_reason = redacted_display("reason", "reason")
+    paused_since = time_display("paused_at", "paused at")
 
     @admin.display(description="Gemini API route (GEMINI_API)")
     def gemini_route(self, obj: DispatchControl) -> str:
@@ -42,6 +45,11 @@ class DispatchControlAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # The one row every dispatcher reads (control.dispatch_control makes it
+        # again if missing): deleting it would only lose the pause reason.
+        return False
+
     @admin.action(description="Resume dispatch")
     def resume(self, request: HttpRequest, queryset: QuerySet[DispatchControl]) -> None:
         control.dispatch_resume()
@@ -50,7 +58,9 @@ class DispatchControlAdmin(admin.ModelAdmin):
 
 @admin.register(DispatcherSlot)
 class DispatcherSlotAdmin(admin.ModelAdmin):
-    list_display = ("number", "owner", "in_flight", "heartbeat_at", "expires_at")
+    list_display = ("number", "owner", "in_flight", "heartbeat", "expires")
+    heartbeat = time_display("heartbeat_at", "heartbeat at")
+    expires = time_display("expires_at", "expires at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

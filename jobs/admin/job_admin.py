@@ -1,42 +1,74 @@
 """The admin of jobs and their attempts: JobAdmin (with its retry, cancel and
-pause/resume-dispatch actions), AttemptAdmin, read-only, and AttemptInline,
-the attempts on a job's page; ATTEMPT_COLUMNS is what both show of a try."""
+pause/resume-dispatch actions; what was asked is read-only once the job was
+sent), AttemptAdmin, read-only, and AttemptInline, the attempts on a job's
+page; ATTEMPT_COLUMNS is what both show of a try."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
+from django.utils.text import Truncator
 
+from jobs.admin.display import seconds_display, time_display
 from jobs.admin.redacted import redacted_display
 from jobs.engine import actions, control
-from jobs.models import Attempt, Job
+from jobs.models import Attempt, Job, State
 from jobs.redaction import redact_api_key
 
 # What an operator reads about one try, in the job's inline and the list.
 ATTEMPT_COLUMNS = (
     "number",
-    "started_at",
-    "latency_seconds",
+    "started",
+    "latency",
     "route",
     "tier_requested",
     "tier_served",
     "http_status",
     "google_status",
-    "retry_after_seconds",
+    "retry_after",
     "outcome",
 )
 
+# What the submitter asked for: editable only until the job is first sent.
+REQUEST_FIELDS = (
+    "owner",
+    "model",
+    "tier_requested",
+    "fallback_standard",
+    "max_attempts",
+    "temperature",
+    "max_output_tokens",
+)
 
-class AttemptInline(admin.TabularInline):
+PROMPT_EXCERPT_CHARS = 50
+
+
+def was_sent(job: Job) -> bool:
+    """Whether a dispatcher ever claimed the job: it left `queued`, or came back
+    to it (a retry, a refunded attempt) with an attempt counted."""
+    return job.state != State.QUEUED or job.attempts > 0
+
+
+class AttemptColumns:
+    """The rounded and to-the-second displays of ATTEMPT_COLUMNS."""
+
+    started = time_display("started_at", "started")
+    finished = time_display("finished_at", "finished")
+    latency = seconds_display("latency_seconds", "latency")
+    retry_after = seconds_display("retry_after_seconds", "Retry-After")
+    error = redacted_display("error_message", "error message")
+
+
+class AttemptInline(AttemptColumns, admin.TabularInline):
     model = Attempt
     extra = 0
     can_delete = False
     fields = (*ATTEMPT_COLUMNS, "error_kind", "error")
     readonly_fields = fields
     ordering = ("number",)
-    error = redacted_display("error_message", "error message")
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
@@ -44,20 +76,20 @@ class AttemptInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
+    # Ten narrow columns, so the list fits 1280 px: the tiers, the attempt
+    # counts and the error counts are one column each; when a waiting job runs
+    # next is on its page (and its state says it waits).
     list_display = (
         "id",
         "state",
+        "prompt_excerpt",
         "model",
-        "tier_requested",
-        "tier_served",
-        "attempts",
-        "http_503",
-        "http_429",
-        "other_errors",
-        "next_attempt_at",
-        "cost_usd",
+        "tier",
+        "tries",
+        "errors",
         "owner",
-        "submitted_at",
+        "submitted",
+        "cost_usd",
     )
     list_filter = ("state", "model", "tier_requested", "tier_served", "owner")
     search_fields = ("=id", "input_text", "response_id")
@@ -150,6 +182,39 @@ class JobAdmin(admin.ModelAdmin):
     instruction = redacted_display("system_instruction", "system instruction")
     result = redacted_display("result_text", "result text")
     error = redacted_display("last_error", "last error")
+    submitted = time_display("submitted_at", "submitted")
+
+    @admin.display(description="prompt")
+    def prompt_excerpt(self, job: Job) -> str:
+        # Redacted before it is cut, so no part of a key is left to show.
+        return Truncator(redact_api_key(job.input_text)).chars(PROMPT_EXCERPT_CHARS)
+
+    @admin.display(description="tier", ordering="tier_requested")
+    def tier(self, job: Job) -> str:
+        if job.tier_served and job.tier_served != job.tier_requested:
+            return f"{job.tier_requested} → {job.tier_served}"
+        return job.tier_requested
+
+    @admin.display(description="tries", ordering="attempts")
+    def tries(self, job: Job) -> str:
+        return f"{job.attempts}/{job.max_attempts}"
+
+    @admin.display(description="errors")
+    def errors(self, job: Job) -> str:
+        counts = {"503": job.http_503, "429": job.http_429, "other": job.other_errors}
+        return ", ".join(f"{name}: {count}" for name, count in counts.items() if count) or "—"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Job | None = None):
+        if obj is not None and was_sent(obj):
+            # Once sent, the request is the record of what ran: changing the
+            # model or the owner afterwards would misstate it.
+            return (*REQUEST_FIELDS, *self.readonly_fields)
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Job, form: ModelForm, change: bool) -> None:
+        # Only what the operator changed: a whole-row save would write back the
+        # state and counters read before a dispatcher claimed the job.
+        obj.save(update_fields=form.changed_data)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Jobs are submitted through the dashboard, the API or `manage.py
@@ -190,15 +255,14 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(Attempt)
-class AttemptAdmin(admin.ModelAdmin):
+class AttemptAdmin(AttemptColumns, admin.ModelAdmin):
     list_display = ("job", *ATTEMPT_COLUMNS)
     list_filter = ("outcome", "http_status", "error_kind", "tier_served", "route")
     search_fields = ("=job__id", "error_message")
     list_select_related = ("job",)
     show_full_result_count = False
-    exclude = ("error_message",)
-    readonly_fields = ("error",)
-    error = redacted_display("error_message", "error message")
+    fields = ("job", "dispatcher", *ATTEMPT_COLUMNS, "finished", "error_kind", "error")
+    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

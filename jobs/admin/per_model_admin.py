@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from jobs.admin.display import time_display
 from jobs.catalog import FLEX_MODELS
 from jobs.engine import capacity, pacing
 from jobs.models import ModelLimit, ModelPrice
@@ -188,6 +189,7 @@ class ModelPriceAdmin(admin.ModelAdmin):
         "output_per_million",
         "long_input_per_million",
         "long_output_per_million",
-        "updated_at",
+        "updated",
     )
+    updated = time_display("updated_at", "updated")
     list_editable = ("input_per_million", "output_per_million")

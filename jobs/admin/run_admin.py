@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from jobs.admin.display import time_display
 from jobs.models import Run
 from jobs.runs import services as runs
 
@@ -20,11 +21,14 @@ class RunAdmin(admin.ModelAdmin):
         "source_format",
         "model",
         "tier",
-        "deadline_at",
+        "deadline",
         "deadline_policy",
-        "created_at",
-        "finished_at",
+        "created",
+        "finished",
     )
+    deadline = time_display("deadline_at", "deadline")
+    created = time_display("created_at", "created")
+    finished = time_display("finished_at", "finished")
     list_filter = ("source_format", "model", "tier", "owner")
     search_fields = ("=id", "name", "source_name")
     list_select_related = ("owner",)

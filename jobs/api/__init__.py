@@ -3,7 +3,7 @@ every endpoint shares.
 
 One router per resource: jobs.py (/api/jobs), runs.py (/api/batches, runs
 uploaded from a file), capacity.py (/api/capacity). Shared schemas are in
-schemas.py, token auth in auth.py, the URLconf in urls.py.
+schemas.py, token auth in auth.py, the docs page in docs.py, the URLconf in urls.py.
 
 Here: the gate on the OpenAPI document and the error handlers, which answer
 through this object. Every error answers `{"detail": "..."}`, an unexpected
@@ -81,8 +81,8 @@ api = NinjaAPI(
     urls_namespace="api",
     auth=BearerToken(),
     parser=_BoundedJsonParser(),
-    # Ninja's docs page loads Swagger UI from a CDN unless ninja is an
-    # installed app; the dashboard must work offline, so only the document.
+    # The docs page, /api/docs, is ours (jobs/api/docs.py): ninja's would load
+    # Swagger UI from a CDN, and be gated like the document, not by a log-in.
     docs_url=None,
     docs_decorator=_signed_in_or_token,
 )

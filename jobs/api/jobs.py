@@ -82,7 +82,13 @@ class JobIn(BaseModel):
 class JobOut(Schema):
     id: int
     owner: str
-    status: State
+    # `state`, the word of the pages, the filters and ?state=; `status` is
+    # what it was called before, kept for the scripts that read it.
+    state: State
+    status: State = Field(
+        description="Deprecated: the same as `state`, which scripts should read instead.",
+        json_schema_extra={"deprecated": True},
+    )
     model: str
     tier_requested: Tier
     tier_served: str

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from jobs.engine import actions, tokens
 from jobs.models import Attempt, ErrorKind, Job, Outcome, State
-from tests.support import MODEL, api_client, post_json, submit
+from tests.support import MODEL, api_client, make_job, post_json, submit
 
 pytestmark = pytest.mark.django_db
 
@@ -398,3 +398,21 @@ def test_no_answer_contains_the_gemini_key(ada, as_ada, settings):
     assert {response.status_code for response in answers} == {200, 201, 401, 409, 422}
     for response in answers:
         assert marker not in response.content.decode()
+
+
+def test_a_job_says_its_state_and_still_its_status(ada, as_ada):
+    job = make_job(ada, State.FAILED)
+    answer = as_ada.get(f"/api/jobs/{job.pk}").json()
+    assert answer["state"] == answer["status"] == "failed"
+    listed = as_ada.get("/api/jobs?state=failed").json()["items"]
+    assert [(item["id"], item["state"], item["status"]) for item in listed] == [
+        (job.pk, "failed", "failed")
+    ]
+
+
+def test_the_document_marks_status_deprecated(as_ada):
+    schemas = as_ada.get("/api/openapi.json").json()["components"]["schemas"]
+    properties = schemas["JobOut"]["properties"]
+    assert "state" in schemas["JobOut"]["required"]
+    assert properties["status"]["deprecated"] is True
+    assert "state" in properties["status"]["description"]
