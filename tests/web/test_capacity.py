@@ -175,6 +175,7 @@ def test_a_slowed_model_without_a_limit_says_when_no_429_came_lately(client, ada
     assert "429s earlier, none in the last minute: it sends at most 2,36" in row
 
 
+@override_settings(FLEX_MAX_IN_FLIGHT=40, FLEX_DISPATCHERS=1)  # a cap of 10 at 25%
 def test_a_model_in_a_503_storm_shows_its_concurrency_cap(client, ada):
     in_a_storm()
     make_job(ada, State.RUNNING, model=FLASH, attempts=1)
