@@ -104,6 +104,12 @@ class Job(models.Model):
     state = models.CharField(max_length=16, choices=State, default=State.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveSmallIntegerField(default=8)
+    attempt_budget = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="The max attempts it was submitted with, which each retry by a person "
+        "grants again; kept from its first such retry on (until then max attempts holds it).",
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)

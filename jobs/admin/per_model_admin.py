@@ -94,7 +94,7 @@ class ModelLimitAdmin(admin.ModelAdmin):
         "storm_factor_at",
         "recent_503_share",
         "recent_429_share",
-        "recent_calls",
+        "recent_calls_now",
         "recent_at",
         "requests_today",
         "next_request_at",
@@ -140,12 +140,8 @@ class ModelLimitAdmin(admin.ModelAdmin):
 
     @admin.display(description="pacing")
     def pacing_state(self, obj: ModelLimit) -> str:
-        now = timezone.now()
-        used = pacing.day_used(obj.day, obj.day_requests, now)
-        state, reason = pacing.describe(
-            capacity.limits_of(obj), _pace_now(obj), now, day_requests=used
-        )
-        return f"{state.capitalize()}: {reason}"
+        state, reason = capacity.pacing_state(obj)
+        return f"{pacing.state_label(state, capacity.limits_of(obj))}: {reason}"
 
     @admin.display(description="429 rate factor")
     def current_rate_factor(self, obj: ModelLimit) -> str:
@@ -164,6 +160,11 @@ class ModelLimitAdmin(admin.ModelAdmin):
     def recent_429_share(self, obj: ModelLimit) -> str:
         pace = _pace_now(obj)
         return f"{pace.share_429():.0%}" if pace.recent_calls >= 1 else "—"
+
+    @admin.display(description="recent calls")
+    def recent_calls_now(self, obj: ModelLimit) -> str:
+        # A decayed count: a whole number reads as what it is, an estimate.
+        return f"{_pace_now(obj).recent_calls:,.0f}"
 
     @admin.display(description="requests today (Pacific)")
     def requests_today(self, obj: ModelLimit) -> str:

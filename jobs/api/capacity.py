@@ -25,9 +25,13 @@ class ModelWeatherOut(Schema):
     reason: str = Field(description="Why, in plain words.")
     rpm_limit: int = Field(description="Requests per minute allowed.")
     rpm_pacing: float = Field(
-        description="Requests per minute it paces to now (lower after 429s or in a 503 storm)."
+        description="Requests per minute it paces to now (lower after 429s or in a 503 storm), "
+        "to one decimal."
     )
     requests_last_minute: int
+    http_429_last_minute: int = Field(
+        description="Requests started in the last minute that were answered 429."
+    )
     tpm_limit: int = Field(description="Input tokens per minute allowed.")
     tokens_last_minute: int = Field(description="Input tokens sent in the last minute, estimated.")
     rpd_limit: int = Field(description="Requests per day (Pacific) allowed.")
@@ -37,9 +41,32 @@ class ModelWeatherOut(Schema):
     )
     in_flight: int
     concurrency_cap: int | None = Field(description="Most in flight at once during a 503 storm.")
-    share_503: float = Field(description="Share of recent calls answered 503, 0 to 1.")
-    share_429: float = Field(description="Share of recent calls answered 429, 0 to 1.")
-    recent_calls: float = Field(description="Recent calls the shares are of (decayed count).")
+    share_503: float = Field(
+        description="Share of recent calls answered 503, 0 to 1, to three decimals."
+    )
+    share_429: float = Field(
+        description="Share of recent calls answered 429, 0 to 1, to three decimals."
+    )
+    recent_calls: float = Field(
+        description="Recent calls the shares are of (decayed count), to one decimal."
+    )
+
+    # The weather's figures are exact floats; a reader wants what the overview shows.
+    @staticmethod
+    def resolve_rpm_pacing(obj: capacity.Weather) -> float:
+        return round(obj.rpm_pacing, 1)
+
+    @staticmethod
+    def resolve_share_503(obj: capacity.Weather) -> float:
+        return round(obj.share_503, 3)
+
+    @staticmethod
+    def resolve_share_429(obj: capacity.Weather) -> float:
+        return round(obj.share_429, 3)
+
+    @staticmethod
+    def resolve_recent_calls(obj: capacity.Weather) -> float:
+        return round(obj.recent_calls, 1)
 
 
 class CapacityOut(Schema):

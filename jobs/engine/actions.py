@@ -7,7 +7,8 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Max, Min, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs.engine import control
@@ -29,7 +30,7 @@ def job_cancel(*, job: Job) -> bool:
 
 def job_retry_now(*, job: Job) -> bool:
     """Run a failed or waiting job again as soon as possible. A failed job
-    gets its attempt budget extended by one so the retry is allowed."""
+    gets its attempt budget again (retried_budget); a waiting one keeps its own."""
     now = timezone.now()
     with transaction.atomic():
         changed = Job.objects.filter(pk=job.pk, state=State.RETRYING).update(
@@ -39,7 +40,7 @@ def job_retry_now(*, job: Job) -> bool:
             state=State.QUEUED,
             next_attempt_at=now,
             finished_at=None,
-            max_attempts=F("attempts") - F("refunded_attempts") + 1,
+            **retried_budget(),
             deadline_policy=policy_after_retry(now),
             updated_at=now,
         )
@@ -47,6 +48,34 @@ def job_retry_now(*, job: Job) -> bool:
             transaction.on_commit(control.wake_dispatcher)
     job.refresh_from_db()
     return bool(changed)
+
+
+def attempts_per_retry() -> Coalesce:
+    """The attempts a person's retry of a failed job grants: as many as it was
+    submitted with. One more would likely fail the same way, against the same
+    503s; the whole budget is what the researcher chose for this prompt."""
+    return Coalesce(F("attempt_budget"), F("max_attempts"))
+
+
+def retried_budget() -> dict:
+    """The fields a retry of a failed job updates: the attempts used so far
+    plus attempts_per_retry() more, and the grant kept for the next retry."""
+    grant = attempts_per_retry()
+    return {
+        "attempt_budget": grant,
+        "max_attempts": F("attempts") - F("refunded_attempts") + grant,
+    }
+
+
+def retry_grants(jobs: QuerySet[Job]) -> tuple[int, int] | None:
+    """The fewest and most attempts a retry would grant the failed ones of
+    `jobs` (for the buttons that say it); None when none failed."""
+    grants = jobs.filter(state=State.FAILED).aggregate(
+        fewest=Min(attempts_per_retry()), most=Max(attempts_per_retry())
+    )
+    if grants["fewest"] is None:
+        return None
+    return grants["fewest"], grants["most"]
 
 
 def policy_after_retry(now: datetime) -> Case:

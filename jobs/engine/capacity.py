@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -244,6 +244,7 @@ class Weather:
     rpm_limit: int
     rpm_pacing: float  # what it paces to now (0: no limit)
     requests_last_minute: int
+    http_429_last_minute: int  # attempts started in the last minute that were answered 429
     tpm_limit: int
     tokens_last_minute: int
     rpd_limit: int
@@ -259,6 +260,21 @@ class Weather:
     def rpm_lowered(self) -> bool:
         """It paces below its RPM limit (or, with none, below what the dispatchers could send)."""
         return bool(self.rpm_pacing) and (not self.rpm_limit or self.rpm_pacing < self.rpm_limit)
+
+    @property
+    def limits(self) -> pacing.Limits:
+        return pacing.Limits(rpm=self.rpm_limit, tpm=self.tpm_limit, rpd=self.rpd_limit)
+
+    @property
+    def label(self) -> str:
+        return pacing.state_label(self.state, self.limits)
+
+    @property
+    def headline(self) -> str:
+        """What slowed a model without a per-minute limit, in a few words."""
+        if self.concurrency_cap is not None:
+            return f"{self.model} is slowed by a 503 storm"
+        return f"{self.model} is slowed after 429s"
 
     @property
     def rpm_use(self) -> float | None:
@@ -287,15 +303,14 @@ def weather(now: datetime | None = None, models: Iterable[str] | None = None) ->
         attempts = attempts.filter(job__model__in=models)
         running = running.filter(model__in=models)
         rows = rows.filter(model__in=models)
-    minute = attempts.values("job__model").annotate(n=Count("id"), chars=Sum(prompt_chars("job__")))
-    last_minute = {row["job__model"]: (row["n"], row["chars"] or 0) for row in minute}
+    last_minute = _last_minute(attempts)
     flying = dict(running.values("model").annotate(n=Count("id")).values_list("model", "n"))
     report = []
     for row in rows:
         limits = limits_of(row)
         pace = pacing.observe(pace_of(row), now)
         used_today = pacing.day_used(row.day, row.day_requests, now)
-        requests, chars = last_minute.get(row.model, (0, 0))
+        requests, chars, n429 = last_minute.get(row.model, (0, 0, 0))
         in_flight = flying.get(row.model, 0)
         interesting = (
             limits != pacing.Limits()
@@ -307,15 +322,17 @@ def weather(now: datetime | None = None, models: Iterable[str] | None = None) ->
         )
         if not interesting:
             continue
-        state, reason = pacing.describe(limits, pace, now, day_requests=used_today)
+        rpm_pacing = pacing.effective_rpm(limits, pace, now, fallback_rpm())
+        state, reason = _describe(limits, pace, now, used_today, n429)
         report.append(
             Weather(
                 model=row.model,
                 state=state,
                 reason=reason,
                 rpm_limit=limits.rpm,
-                rpm_pacing=pacing.effective_rpm(limits, pace, now, fallback_rpm()),
+                rpm_pacing=rpm_pacing,
                 requests_last_minute=requests,
+                http_429_last_minute=n429,
                 tpm_limit=limits.tpm,
                 tokens_last_minute=pricing.tokens_for_chars(chars),
                 rpd_limit=limits.rpd,
@@ -329,6 +346,38 @@ def weather(now: datetime | None = None, models: Iterable[str] | None = None) ->
             )
         )
     return report
+
+
+def pacing_state(row: ModelLimit, now: datetime | None = None) -> tuple[str, str]:
+    """One model's pacing state and its reason, worded as in the weather (the admin's column)."""
+    now = now or timezone.now()
+    attempts = Attempt.objects.filter(
+        started_at__gte=now - timedelta(seconds=60), job__model=row.model
+    )
+    _, _, n429 = _last_minute(attempts).get(row.model, (0, 0, 0))
+    used_today = pacing.day_used(row.day, row.day_requests, now)
+    return _describe(limits_of(row), pacing.observe(pace_of(row), now), now, used_today, n429)
+
+
+def _describe(
+    limits: pacing.Limits, pace: pacing.Pace, now: datetime, used_today: int, n429: int
+) -> tuple[str, str]:
+    return pacing.describe(
+        limits,
+        pace,
+        now,
+        day_requests=used_today,
+        http_429_last_minute=n429,
+        rpm_pacing=pacing.effective_rpm(limits, pace, now, fallback_rpm()),
+    )
+
+
+def _last_minute(attempts) -> dict[str, tuple[int, int, int]]:
+    """Per model: the attempts, their prompt characters and their 429s."""
+    rows = attempts.values("job__model").annotate(
+        n=Count("id"), chars=Sum(prompt_chars("job__")), n429=Count("id", filter=Q(http_status=429))
+    )
+    return {row["job__model"]: (row["n"], row["chars"] or 0, row["n429"]) for row in rows}
 
 
 def reset_learning(model: str) -> None:

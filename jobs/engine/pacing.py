@@ -250,8 +250,27 @@ def concurrency_cap(pace: Pace, full: int) -> int | None:
     return max(STORM_MIN_IN_FLIGHT, math.ceil(full * pace.storm_factor))
 
 
-def describe(limits: Limits, pace: Pace, now: datetime, *, day_requests: int) -> tuple[str, str]:
-    """The pacing state ("normal", "throttled" or "paused") and why, in plain words."""
+def state_label(state: str, limits: Limits) -> str:
+    """A state's word for people: without a per-minute limit a model is
+    slowed, not throttled to a limit."""
+    if state == "throttled" and not (limits.rpm or limits.tpm):
+        return "Slowed"
+    return state.capitalize()
+
+
+def describe(
+    limits: Limits,
+    pace: Pace,
+    now: datetime,
+    *,
+    day_requests: int,
+    http_429_last_minute: int = 0,
+    rpm_pacing: float = 0.0,
+) -> tuple[str, str]:
+    """The pacing state ("normal", "throttled" or "paused") and why, in plain
+    words with rounded figures. `http_429_last_minute` and `rpm_pacing` (what
+    effective_rpm gives) say what a slowed model without a rate limit does:
+    there is no limit to give a share of."""
     if limits.rpd and day_requests >= limits.rpd:
         resume = next_pacific_midnight(now)
         hours, rest = divmod(int((resume - now).total_seconds()) // 60, 60)
@@ -266,11 +285,16 @@ def describe(limits: Limits, pace: Pace, now: datetime, *, day_requests: int) ->
             f"{pace.storm_factor:.0%} of its usual rate and concurrency"
         )
     rate = rate_factor_now(pace, now)
-    if rate < 1.0:
-        reasons.append(
-            f"429s: pacing to {rate:.0%} of the limit, climbing back "
-            f"{RATE_RECOVERY_PER_MINUTE:.0%} a minute"
+    climbing = f"climbing back {RATE_RECOVERY_PER_MINUTE:.0%} a minute"
+    if rate < 1.0 and (limits.rpm or limits.tpm):
+        reasons.append(f"429s: pacing to {rate:.0%} of the limit, {climbing}")
+    elif rate < 1.0:
+        seen = (
+            f"429s: {http_429_last_minute:,} in the last minute, so"
+            if http_429_last_minute
+            else "429s earlier, none in the last minute:"
         )
+        reasons.append(f"{seen} it sends at most {rpm_pacing:,.0f} requests a minute, {climbing}")
     if reasons:
         return "throttled", "; ".join(reasons) + "."
     if limits.rpm or limits.tpm or limits.rpd:

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, Subquery
+from django.db.models import Exists, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -212,16 +212,15 @@ def run_cancel(*, run: Run) -> int:
 
 
 def run_retry_failed(*, run: Run) -> int:
-    """Queue the run's failed jobs again, and only those, each with the run's
-    full attempt budget: most failed by running out of tries against 503s,
-    and one more try would likely fail the same way."""
+    """Queue the run's failed jobs again, and only those, each with its
+    attempt budget again, as a single job's retry does (actions.retried_budget)."""
     now = timezone.now()
     with transaction.atomic():
         changed = Job.objects.filter(run=run, state=State.FAILED).update(
             state=State.QUEUED,
             next_attempt_at=now,
             finished_at=None,
-            max_attempts=F("attempts") - F("refunded_attempts") + run.max_attempts,
+            **actions.retried_budget(),
             deadline_policy=actions.policy_after_retry(now),
             updated_at=now,
         )

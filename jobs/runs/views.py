@@ -196,6 +196,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         runs.run_settle(run=run)
     now = timezone.now()
     context["progress"] = run_queries.run_progress(run, counts, now=now)
+    if context["progress"].failed:
+        context["retry_grant"] = actions.retry_grants(Job.objects.filter(run=run))
     context["deadline_acted"] = _deadline_acted(run, now=now)
     if wants == "run-live":
         return render(request, "runs/run_detail.html#run-live", context)

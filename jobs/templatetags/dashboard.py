@@ -71,6 +71,16 @@ def duration(value: timedelta | float | None) -> str:
 
 
 @register.filter
+def more_attempts(grant: tuple[int, int] | None) -> str:
+    """What a retry grants (actions.retry_grants): "3 more attempts", "2 to 3 more attempts"."""
+    if grant is None:
+        return ""
+    fewest, most = grant
+    count = f"{fewest}" if fewest == most else f"{fewest} to {most}"
+    return f"{count} more attempt{'' if most == 1 else 's'}"
+
+
+@register.filter
 def seconds_until(moment: datetime | None) -> int | None:
     if moment is None:
         return None

@@ -288,6 +288,16 @@ class Overview:
         """A model is throttled or paused: worth watching even with nothing of one's own active."""
         return any(report.state != "normal" for report in self.weather)
 
+    @property
+    def weather_headline(self) -> str:
+        """What holds the unsettled models back: "a model is throttled or
+        paused" when one has a limit it is held to, else what slowed each one
+        that has none (a 429 step-down is not a limit)."""
+        unsettled = [report for report in self.weather if report.state != "normal"]
+        if any(report.label != "Slowed" for report in unsettled):
+            return "a model is throttled or paused"
+        return "; ".join(report.headline for report in unsettled)
+
 
 def overview(scope: Scope, *, now: datetime, hours: int) -> Overview:
     return Overview(

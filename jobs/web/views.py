@@ -96,6 +96,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "capacity": queries.capacity_hold(job, now=now),
         "can_cancel": job.state in queries.CANCELLABLE_STATES,
         "can_retry": job.state in queries.RETRYABLE_STATES,
+        "retry_grant": actions.retry_grants(Job.objects.filter(pk=job.pk)),
     }
     return _page_or_fragment(request, "jobs/job_detail.html", "job-live", context)
 

@@ -313,14 +313,14 @@ def test_cancel_of_a_finished_job_is_a_409_and_changes_nothing(ada, as_ada):
     assert job.state == State.SUCCEEDED
 
 
-def test_retry_requeues_a_failed_job_with_one_more_attempt(ada, as_ada):
+def test_retry_requeues_a_failed_job_with_its_attempts_again(ada, as_ada):
     [job] = submit(ada, "hello", max_attempts=2)
     Job.objects.filter(pk=job.pk).update(state=State.FAILED, attempts=2, next_attempt_at=None)
     response = as_ada.post(f"/api/jobs/{job.pk}/retry")
     assert response.status_code == 200
     job.refresh_from_db()
     assert job.state == State.QUEUED
-    assert job.max_attempts == 3
+    assert job.max_attempts == 2 + 2
     assert job.next_attempt_at <= timezone.now()
 
 

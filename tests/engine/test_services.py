@@ -181,7 +181,7 @@ def test_cancel_only_waiting_jobs(ada):
     assert not actions.job_cancel(job=running) and running.state == State.RUNNING
 
 
-def test_retry_now_gives_a_failed_job_one_more_attempt(ada):
+def test_retry_now_gives_a_failed_job_its_attempts_again(ada):
     job = submit(ada, "a", max_attempts=1)[0]
     (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     error = GeminiError("capacity", "overloaded", http_status=503)
@@ -189,6 +189,19 @@ def test_retry_now_gives_a_failed_job_one_more_attempt(ada):
     assert actions.job_retry_now(job=job)
     assert (job.state, job.max_attempts) == (State.QUEUED, 2)
     assert len(claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)) == 1
+
+
+def test_each_retry_grants_the_budget_it_was_submitted_with_not_what_is_left(ada):
+    job = submit(ada, "a", max_attempts=3)[0]
+    # Failed on its first attempt (a refused prompt, say), then on its second.
+    Job.objects.filter(pk=job.pk).update(state=State.FAILED, attempts=1)
+    assert actions.retry_grants(Job.objects.filter(pk=job.pk)) == (3, 3)
+    assert actions.job_retry_now(job=job)
+    assert (job.attempts, job.max_attempts, job.attempt_budget) == (1, 4, 3)
+    Job.objects.filter(pk=job.pk).update(state=State.FAILED, attempts=3, refunded_attempts=1)
+    assert actions.retry_grants(Job.objects.filter(pk=job.pk)) == (3, 3)
+    assert actions.job_retry_now(job=job)
+    assert job.max_attempts == 2 + 3  # two charged attempts used, three more
 
 
 def test_retry_now_brings_a_waiting_retry_forward(ada):

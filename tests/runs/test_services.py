@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
-from jobs.engine import control, submitting
+from jobs.engine import actions, control, submitting
 from jobs.models import Attempt, Job, Run, State, Tier
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
@@ -267,6 +267,21 @@ def test_retry_queues_the_failed_jobs_only_with_a_fresh_budget(
     assert run.finished_at is None
     assert woken == [1]
     assert runs.run_retry_failed(run=run) == 0
+
+
+def test_a_run_retry_grants_what_a_job_retry_grants(ada):
+    run = run_with_states(ada, State.FAILED, State.FAILED)
+    in_run, alone = run.jobs.order_by("id")
+    Job.objects.filter(pk__in=[in_run.pk, alone.pk]).update(attempts=1)
+    Job.objects.filter(pk=alone.pk).update(run=None)
+    assert actions.retry_grants(run.jobs.all()) == (4, 4)
+
+    assert runs.run_retry_failed(run=run) == 1
+    assert actions.job_retry_now(job=alone)
+
+    in_run.refresh_from_db()
+    assert (in_run.max_attempts, in_run.attempt_budget) == (5, 4)
+    assert (alone.max_attempts, alone.attempt_budget) == (5, 4)
 
 
 def test_move_to_standard_changes_unfinished_flex_jobs_and_makes_waiting_ones_due(ada):

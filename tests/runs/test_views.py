@@ -229,6 +229,16 @@ def test_the_run_list_shows_my_runs_with_counts_and_cost(client, ada, bob):
 
 
 # --- Actions -----------------------------------------------------------------------
+def test_the_retry_button_says_the_attempts_each_failed_job_gets(client, ada):
+    run = make_run(ada, lines=[("a", "p1"), ("b", "p2"), ("c", "p3")], max_attempts=3)
+    Job.objects.filter(run=run).update(state=State.FAILED, attempts=1)
+    Job.objects.filter(pk=run.jobs.order_by("id").first().pk).update(attempt_budget=2)
+
+    page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
+
+    assert ">Retry 3 failed jobs with 2 to 3 more attempts each</button>" in page
+
+
 def test_cancel_retry_and_delete_from_the_page(client, ada):
     run = make_run(ada, lines=[("a", "p1"), ("b", "p2"), ("c", "p3")])
     first = run.jobs.order_by("id").first()
@@ -236,6 +246,9 @@ def test_cancel_retry_and_delete_from_the_page(client, ada):
     as_user(client, ada)
     response = client.post(f"/runs/{run.pk}/cancel/", follow=True)
     assert "Cancelled 2 waiting jobs." in response.content.decode()
+    assert f">Retry 1 failed job with {run.max_attempts} more attempts</button>" in (
+        response.content.decode()
+    )
     response = client.post(f"/runs/{run.pk}/retry/", follow=True)
     assert "1 failed job queued again." in response.content.decode()
     assert sorted(run.jobs.values_list("state", flat=True)) == ["cancelled", "cancelled", "queued"]

@@ -57,6 +57,28 @@ def throttled_by_429(model: str = FLASH) -> ModelLimit:
     )
 
 
+# What the dispatchers could launch at most (fallback_rpm): 50 a second, one dispatcher.
+NO_LIMITS = override_settings(
+    FLEX_RPM_LIMIT=0, FLEX_TPM_LIMIT=0, FLEX_RPD_LIMIT=0, FLEX_LAUNCH_RATE=50, FLEX_DISPATCHERS=1
+)
+
+
+def slowed_without_a_limit(model: str = FLASH) -> ModelLimit:
+    """429s stepped a model with no limits down to about 79% of 3,000 a minute."""
+    now = timezone.now()
+    return set_limit(
+        model,
+        rpm_limit=None,
+        tpm_limit=None,
+        rpd_limit=None,
+        rate_factor=0.7891234,
+        rate_factor_at=now,
+        recent_at=now,
+        recent_calls=7.3482,
+        recent_429=2.1234,
+    )
+
+
 def in_a_storm(model: str = FLASH) -> ModelLimit:
     now = timezone.now()
     return set_limit(
@@ -124,13 +146,43 @@ def test_a_model_throttled_by_429s_says_what_it_paces_to_and_why(client, ada):
 
 
 @override_settings(FLEX_MAX_IN_FLIGHT=40, FLEX_DISPATCHERS=1)
+@NO_LIMITS
+def test_a_model_without_a_limit_slowed_by_429s_says_so_in_words_and_rounds(client, ada):
+    slowed_without_a_limit()
+    sent_lately(ada, FLASH, 3, status=429)
+    sent_lately(ada, FLASH, 2)
+
+    row = text(weather_row(as_user(client, ada).get("/").content.decode(), FLASH))
+
+    assert "▼ Slowed" in row and "Throttled" not in row
+    assert "of the limit" not in row
+    assert re.search(
+        r"429s: 3 in the last minute, so it sends at most 2,36\d requests a minute, "
+        r"climbing back 5% a minute\.",
+        row,
+    )
+    assert re.search(r"5 / no limit pacing to 2,36\d ", row)
+    assert "29%" in row  # 2.1 of 7.3 recent calls were 429s
+    assert not re.search(r"\d\.\d{3}", row)
+
+
+@NO_LIMITS
+def test_a_slowed_model_without_a_limit_says_when_no_429_came_lately(client, ada):
+    slowed_without_a_limit()
+
+    row = text(weather_row(as_user(client, ada).get("/").content.decode(), FLASH))
+
+    assert "429s earlier, none in the last minute: it sends at most 2,36" in row
+
+
+@override_settings(FLEX_MAX_IN_FLIGHT=40, FLEX_DISPATCHERS=1)  # a cap of 10 at 25%
 def test_a_model_in_a_503_storm_shows_its_concurrency_cap(client, ada):
     in_a_storm()
     make_job(ada, State.RUNNING, model=FLASH, attempts=1)
 
     row = text(weather_row(as_user(client, ada).get("/").content.decode(), FLASH))
 
-    assert "▼ Throttled 503 storm: 75% of recent calls shed" in row
+    assert "▼ Slowed 503 storm: 75% of recent calls shed" in row  # it has no limit
     assert "25% of its usual rate and concurrency" in row
     assert "1 storm cap 10" in row
     assert "75%" in row
@@ -192,6 +244,20 @@ def test_a_throttled_or_paused_model_keeps_an_idle_overview_polling_slowly(clien
     assert 'hx-trigger="every 2s, jobs-changed from:body"' in busy
 
 
+@NO_LIMITS
+def test_an_idle_overview_does_not_call_a_model_without_a_limit_throttled(client, ada):
+    slowed_without_a_limit()
+
+    unsettled = as_user(client, ada).get("/", headers=HTMX).content.decode()
+
+    assert 'hx-trigger="every 10s, jobs-changed from:body"' in unsettled
+    assert "a model is throttled" not in unsettled
+    assert (
+        f"Nothing is active: {FLASH} is slowed after 429s, so this page updates every 10 seconds"
+        in unsettled
+    )
+
+
 # --- A job held back by its model -------------------------------------------------
 @pytest.mark.parametrize("state", [State.QUEUED, State.RETRYING])
 def test_a_waiting_job_says_the_daily_cap_holds_it_until_midnight_pacific(client, ada, state):
@@ -216,6 +282,17 @@ def test_a_waiting_job_of_a_throttled_model_gets_a_short_note(client, ada):
 
     assert f"{FLASH} is throttled: 429s: pacing to 80% of the limit" in note
     assert "Waiting: the daily cap" not in note
+
+
+@NO_LIMITS
+def test_a_waiting_job_of_a_model_without_a_limit_says_it_is_slowed(client, ada):
+    slowed_without_a_limit()
+    job = make_job(ada, State.QUEUED, model=FLASH)
+
+    page = text(as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode())
+
+    assert f"{FLASH} is slowed: 429s earlier, none in the last minute" in page
+    assert "throttled" not in page
 
 
 @pytest.mark.parametrize("state", [State.RUNNING, State.SUCCEEDED])
@@ -281,6 +358,20 @@ def test_the_list_shows_limits_defaults_and_pacing_per_model(admin_client, ada):
     assert ">0%</td>" in flash and ">20%</td>" in flash  # recent 503s, 429s
     pro = page[page.index(f">{PRO}</a>") :]
     assert ">7</td>" in pro[: pro.index("</tr>")]
+
+
+@NO_LIMITS
+def test_a_model_without_a_limit_reads_slowed_with_rounded_figures(admin_client, ada):
+    row = slowed_without_a_limit()
+    sent_lately(ada, FLASH, 3, status=429)
+
+    listing = text(admin_client.get(LIST).content.decode())
+    form = text(admin_client.get(f"{LIST}{row.pk}/change/").content.decode())
+
+    assert re.search(r"Slowed: 429s: 3 in the last minute, so it sends at most 2,36\d ", listing)
+    assert "of the limit" not in listing
+    assert "Recent calls: 7 " in form or "Recent calls 7 " in form
+    assert "7.348" not in form
 
 
 def test_limits_are_edited_in_the_list(admin_client):
@@ -386,6 +477,23 @@ def test_the_api_reports_the_weather_per_model(ada):
     assert pro["state"] == "throttled" and pro["resumes_at"] is None
     assert pro["rpm_limit"] == 1000 and pro["rpm_pacing"] == pytest.approx(800, abs=1)
     assert pro["share_429"] == pytest.approx(0.2, abs=0.01)
+
+
+@NO_LIMITS
+def test_the_api_rounds_the_figures_of_a_model_without_a_limit(ada):
+    slowed_without_a_limit()
+    sent_lately(ada, FLASH, 3, status=429)
+
+    (flash,) = api_client(ada).get("/api/capacity").json()["models"]
+
+    assert flash["state"] == "throttled" and flash["rpm_limit"] == 0
+    assert flash["rpm_pacing"] == pytest.approx(2367.4, abs=1)
+    assert flash["rpm_pacing"] == round(flash["rpm_pacing"], 1)
+    assert flash["http_429_last_minute"] == 3
+    assert flash["reason"].startswith("429s: 3 in the last minute, so it sends at most 2,36")
+    for name, digits in (("share_429", 3), ("share_503", 3), ("recent_calls", 1)):
+        assert flash[name] == round(flash[name], digits)
+    assert flash["recent_calls"] < 8  # decayed from 7.3 plus the 3 attempts, not counted there
 
 
 def test_the_api_needs_a_token():

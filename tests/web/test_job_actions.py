@@ -60,13 +60,24 @@ def test_retry_now_brings_a_waiting_job_forward(client, ada):
     assert job.next_attempt_at <= timezone.now()
 
 
-def test_retry_now_requeues_a_failed_job_with_one_more_attempt(client, ada):
-    job = make_job(ada, State.FAILED, **ASKED_WITH, attempts=4, finished_at=timezone.now())
-    response = as_user(client, ada).post(f"/jobs/{job.pk}/retry/", follow=True)
+def test_retry_now_requeues_a_failed_job_with_its_attempts_again(client, ada):
+    job = make_job(ada, State.FAILED, **ASKED_WITH, attempts=1, finished_at=timezone.now())
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert ">Retry with 4 more attempts</button>" in page
+
+    response = client.post(f"/jobs/{job.pk}/retry/", follow=True)
+
     job.refresh_from_db()
     assert (job.state, job.max_attempts, job.finished_at) == (State.QUEUED, 5, None)
     assert "will be tried again now" in response.content.decode()
     assert "data-jobs-changed" in response.content.decode()
+    assert "Attempt 1 of 5" in response.content.decode()
+
+
+def test_a_waiting_job_offers_retry_now_without_more_attempts(client, ada):
+    job = make_job(ada, State.RETRYING, **ASKED_WITH, attempts=1)
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert ">Retry now</button>" in page and "more attempt" not in page
 
 
 def test_retry_now_refuses_a_succeeded_job(client, ada):

@@ -135,7 +135,9 @@ def test_it_offers_only_the_actions_the_state_allows(client, ada):
     for state in State.values:
         page = client.get(f"/jobs/{make_job(ada, state).pk}/").content.decode()
         buttons[state] = [
-            label for label in ("Cancel", "Retry now") if f">{label}</button>" in page
+            label
+            for label in ("Cancel", "Retry now", "Retry with 8 more attempts")
+            if f">{label}</button>" in page
         ]
         assert ">Run again as a new job</button>" in page
     assert buttons == {
@@ -143,6 +145,6 @@ def test_it_offers_only_the_actions_the_state_allows(client, ada):
         "running": [],
         "retrying": ["Cancel", "Retry now"],
         "succeeded": [],
-        "failed": ["Retry now"],
+        "failed": ["Retry with 8 more attempts"],
         "cancelled": [],
     }
