@@ -235,8 +235,12 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected jobs now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        grant = actions.retry_grants(queryset)
         done = sum(actions.job_retry_now(job=job) for job in queryset)
-        self.message_user(request, f"{done} of {queryset.count()} jobs will run again now.")
+        granted = f"; the failed ones with {actions.grant_words(grant)}" if grant else ""
+        self.message_user(
+            request, f"{done} of {queryset.count()} jobs will run again now{granted}."
+        )
 
     @admin.action(description="Cancel selected jobs (queued or waiting to retry)")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:

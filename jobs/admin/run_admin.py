@@ -8,7 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from jobs.admin.display import time_display
-from jobs.models import Run
+from jobs.engine import actions
+from jobs.models import Job, Run
 from jobs.runs import services as runs
 
 
@@ -59,5 +60,7 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the failed jobs of the selected runs")
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        grant = actions.retry_grants(Job.objects.filter(run__in=queryset))
         done = sum(runs.run_retry_failed(run=run) for run in queryset)
-        self.message_user(request, f"{done} failed jobs will run again.")
+        granted = f", with {actions.grant_words(grant)} each" if grant else ""
+        self.message_user(request, f"{done} failed jobs will run again{granted}.")

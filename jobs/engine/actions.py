@@ -78,6 +78,15 @@ def retry_grants(jobs: QuerySet[Job]) -> tuple[int, int] | None:
     return grants["fewest"], grants["most"]
 
 
+def grant_words(grant: tuple[int, int] | None) -> str:
+    """retry_grants in words: "3 more attempts", "2 to 3 more attempts", or ""."""
+    if grant is None:
+        return ""
+    fewest, most = grant
+    count = f"{fewest}" if fewest == most else f"{fewest} to {most}"
+    return f"{count} more attempt{'' if most == 1 else 's'}"
+
+
 def policy_after_retry(now: datetime) -> Case:
     """A failed job retried by a person after its deadline is their new
     decision: it keeps waiting instead of being cancelled again at once."""

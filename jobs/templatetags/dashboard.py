@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from jobs.engine import actions
 from jobs.models import DeadlinePolicy, State
 from jobs.redaction import redact_api_key
 from jobs.web.markdown import render_markdown
@@ -73,11 +74,7 @@ def duration(value: timedelta | float | None) -> str:
 @register.filter
 def more_attempts(grant: tuple[int, int] | None) -> str:
     """What a retry grants (actions.retry_grants): "3 more attempts", "2 to 3 more attempts"."""
-    if grant is None:
-        return ""
-    fewest, most = grant
-    count = f"{fewest}" if fewest == most else f"{fewest} to {most}"
-    return f"{count} more attempt{'' if most == 1 else 's'}"
+    return actions.grant_words(grant)
 
 
 @register.filter

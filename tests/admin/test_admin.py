@@ -105,3 +105,16 @@ def test_a_jobs_page_links_back_to_its_run(client, admin_user, run):
     client.force_login(admin_user)
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert f'href="/runs/{run.pk}/"' in page and "q1" in page
+
+
+def test_the_retry_actions_say_how_many_attempts_they_grant(operator, job, run):
+    Job.objects.filter(pk=job.pk).update(state=State.FAILED, attempts=1, max_attempts=3)
+    page = act(operator, "retry_now", job).content.decode()
+    assert "1 of 1 jobs will run again now; the failed ones with 3 more attempts." in page
+
+    failed = run.jobs.get(custom_id="q2")
+    Job.objects.filter(pk=failed.pk).update(state=State.FAILED, attempts=2, max_attempts=2)
+    page = operator.post(
+        "/admin/jobs/run/", {"action": "retry_failed", "_selected_action": [run.pk]}, follow=True
+    ).content.decode()
+    assert "1 failed jobs will run again, with 2 more attempts each." in page
