@@ -164,7 +164,7 @@ def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress
     return RunProgress(
         counts=counts,
         errors=error_totals(scope, now=now),
-        minutes=_outcomes_per_minute(scope, now=now, minutes=RATE_MINUTES * 2),
+        minutes=_outcomes_per_minute(scope, now=now, minutes=_minutes_shown(run, now=now)),
         rate_per_minute=rate,
         eta=eta,
         input_tokens=sums["input_tokens"],
@@ -177,6 +177,15 @@ def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress
         priced_jobs=priced,
         unfinished_flex=sums["unfinished_flex"],
     )
+
+
+def _minutes_shown(run: Run, *, now: datetime) -> int:
+    """The per-minute table's length: the last RATE_MINUTES * 2 minutes, but
+    none before the minute the run was created (nothing of it happened then)."""
+    created = run.created_at.replace(second=0, microsecond=0)
+    current = now.replace(second=0, microsecond=0)
+    since_created = (current - created) // timedelta(minutes=1) + 1
+    return max(1, min(RATE_MINUTES * 2, since_created))
 
 
 def _rate_per_minute(jobs: QuerySet[Job], *, started: datetime | None, until: datetime):

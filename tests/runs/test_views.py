@@ -4,6 +4,7 @@ fragments, the actions, the streamed downloads, and who may see what."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -175,6 +176,24 @@ def test_the_rate_of_the_last_minutes_gives_the_time_left(client, ada):
     # 4 finished in the 4 minutes since the first started: 1 a minute, 6 to go.
     assert "1.0 jobs a minute" in page
     assert "about 6 min 00 s at this rate" in page
+
+
+def test_the_per_minute_table_starts_at_the_minute_the_run_was_created(client, ada):
+    run = make_run(ada)
+    created = timezone.now().replace(second=30, microsecond=0) - timedelta(minutes=3)
+    Run.objects.filter(pk=run.pk).update(created_at=created)
+    page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
+    minutes = re.findall(r'<tr><th scope="row"><time datetime="([^"]+)"', page)
+    # The creation minute, the two after it and the current one: none before it.
+    assert len(minutes) == 4
+    assert minutes[0] == created.replace(second=0).isoformat()
+
+
+def test_the_per_minute_table_of_an_older_run_shows_the_last_ten_minutes(client, ada):
+    run = make_run(ada)
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
+    assert len(re.findall(r'<tr><th scope="row"><time datetime=', page)) == 10
 
 
 def test_a_finished_run_stops_polling_and_records_when_it_finished(client, ada):
