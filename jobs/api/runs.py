@@ -272,7 +272,7 @@ def run_results(request: HttpRequest, batch_id: PathId):
     summary="Batch Results Csv",
 )
 def run_results_csv(request: HttpRequest, batch_id: PathId):
-    """Every line as CSV: id, state, attempts, 503s, 429s, tokens, cost, output."""
+    """Every line as CSV: id, state, attempts, 503s, 429s, tokens, cost, prompt, output."""
     return downloads.results_csv(_run_for(request, batch_id))
 
 

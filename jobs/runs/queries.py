@@ -284,6 +284,7 @@ def standard_quote(run: Run) -> StandardQuote:
 # --- Downloads ------------------------------------------------------------------------
 _ROW_FIELDS = (
     "custom_id",
+    "input_text",
     "state",
     "attempts",
     "http_503",
@@ -303,6 +304,7 @@ def _result_row(values: dict) -> formats.ResultRow:
     cost = values["cost_usd"]
     return formats.ResultRow(
         custom_id=values["custom_id"],
+        prompt=redact_api_key(values["input_text"]),
         state=values["state"],
         attempts=values["attempts"],
         http_503=values["http_503"],
