@@ -139,6 +139,10 @@ class BatchProgressOut(Schema):
     input_tokens: int
     output_tokens: int
     thought_tokens: int
+    unfinished_lines: int = Field(
+        description="lines without an answer (failed, cancelled or not finished): "
+        "what /unfinished holds"
+    )
     savings_usd: str
     projected_cost_usd: str
     projected_standard_cost_usd: str
@@ -186,6 +190,7 @@ def _run_detail(run: Run) -> Run:
         "input_tokens": progress.input_tokens,
         "output_tokens": progress.output_tokens,
         "thought_tokens": progress.thought_tokens,
+        "unfinished_lines": progress.unanswered,
         "savings_usd": str(progress.savings_usd),
         "projected_cost_usd": str(progress.projected_cost_usd),
         "projected_standard_cost_usd": str(progress.projected_standard_cost_usd),

@@ -120,6 +120,12 @@ class RunProgress:
         return self.counts.by_state.get(State.FAILED, 0)
 
     @property
+    def unanswered(self) -> int:
+        """Lines without an answer (failed, cancelled or not finished): what the
+        failed-and-unfinished download holds."""
+        return self.total - self.counts.by_state.get(State.SUCCEEDED, 0)
+
+    @property
     def busiest_minute(self) -> int:
         return max((minute.succeeded for minute in self.minutes), default=0)
 

@@ -107,6 +107,7 @@ def test_the_list_and_detail_show_progress_and_cost(as_ada, ada):
     assert (progress["percent"], progress["http_503"]) == (50, 3)
     assert progress["counts"]["succeeded"] == 1 and progress["counts"]["queued"] == 1
     assert progress["savings_usd"] == "0.00001000"
+    assert progress["unfinished_lines"] == 1
     # One answer at $0.00001, one job to go: $0.00002 projected.
     assert progress["projected_cost_usd"] == "0.00002000"
 

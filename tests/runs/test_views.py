@@ -309,6 +309,23 @@ def test_downloads_are_streamed_in_the_uploaded_format_keyed_by_the_ids(client, 
     assert again[0]["request"]["contents"][0]["parts"][0]["text"] == "two"
 
 
+def test_the_unfinished_lines_are_offered_with_their_count(client, ada):
+    run = make_run(ada, [("a", "one"), ("b", "two"), ("c", "three")])
+    run.jobs.filter(custom_id="a").update(state=State.SUCCEEDED)
+    run.jobs.filter(custom_id="b").update(state=State.FAILED)
+    page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
+    assert f'href="/runs/{run.pk}/unfinished/" download>Failed and unfinished lines</a>' in page
+    assert "(2 lines in the uploaded format, ready to upload again)" in page
+
+
+def test_a_run_whose_every_line_was_answered_offers_no_empty_unfinished_file(client, ada):
+    run = make_run(ada)
+    run.jobs.update(state=State.SUCCEEDED, finished_at=timezone.now())
+    page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
+    assert f"/runs/{run.pk}/unfinished/" not in page
+    assert "Failed and unfinished lines: none" in page
+
+
 def test_the_unfinished_lines_of_a_text_run_are_plain_text(client, ada):
     run = make_run(ada, [("", "alpha"), ("", "beta")], fmt="text")
     run.jobs.filter(custom_id="1").update(state=State.SUCCEEDED)
