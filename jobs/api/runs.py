@@ -122,11 +122,11 @@ class BatchOut(Schema):
 
     @staticmethod
     def resolve_estimated_cost_usd(run: Run) -> str:
-        return str(run.estimated_cost_usd)
+        return decimal_text(run.estimated_cost_usd)
 
     @staticmethod
     def resolve_estimated_standard_cost_usd(run: Run) -> str:
-        return str(run.estimated_standard_cost_usd)
+        return decimal_text(run.estimated_standard_cost_usd)
 
 
 class BatchProgressOut(Schema):
@@ -191,9 +191,9 @@ def _run_detail(run: Run) -> Run:
         "output_tokens": progress.output_tokens,
         "thought_tokens": progress.thought_tokens,
         "unfinished_lines": progress.unanswered,
-        "savings_usd": str(progress.savings_usd),
-        "projected_cost_usd": str(progress.projected_cost_usd),
-        "projected_standard_cost_usd": str(progress.projected_standard_cost_usd),
+        "savings_usd": decimal_text(progress.savings_usd),
+        "projected_cost_usd": decimal_text(progress.projected_cost_usd),
+        "projected_standard_cost_usd": decimal_text(progress.projected_standard_cost_usd),
     }
     return run
 

@@ -60,7 +60,7 @@ class ResultRow:
     input_tokens: int
     output_tokens: int
     thought_tokens: int
-    cost_usd: str  # "" if none
+    cost_usd: str  # a plain decimal ("0.00000000", never "0E-8"), "" if none
     output_text: str
     error: str
     model: str

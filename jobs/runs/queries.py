@@ -318,7 +318,7 @@ def _result_row(values: dict) -> formats.ResultRow:
         input_tokens=values["input_tokens"],
         output_tokens=values["output_tokens"],
         thought_tokens=values["thought_tokens"],
-        cost_usd="" if cost is None else str(cost),
+        cost_usd="" if cost is None else f"{cost:f}",
         output_text=redact_api_key(values["result_text"]),
         error=redact_api_key(values["last_error"]),
         model=values["model"],

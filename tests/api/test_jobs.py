@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -398,3 +400,12 @@ def test_no_answer_contains_the_gemini_key(ada, as_ada, settings):
     assert {response.status_code for response in answers} == {200, 201, 401, 409, 422}
     for response in answers:
         assert marker not in response.content.decode()
+
+
+def test_a_free_answer_costs_a_plain_zero(as_ada, ada):
+    (job,) = submit(ada, "Say nothing")
+    Job.objects.filter(pk=job.pk).update(
+        state=State.SUCCEEDED, cost_usd=Decimal(0), standard_cost_usd=Decimal("0E-8")
+    )
+    answer = as_ada.get(f"/api/jobs/{job.pk}").json()
+    assert (answer["cost_usd"], answer["standard_cost_usd"]) == ("0.00000000", "0.00000000")

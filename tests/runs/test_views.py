@@ -326,6 +326,14 @@ def test_a_run_whose_every_line_was_answered_offers_no_empty_unfinished_file(cli
     assert "Failed and unfinished lines: none" in page
 
 
+def test_a_free_answer_costs_a_plain_zero_in_the_downloads(client, ada):
+    run = make_run(ada, [("a", "one")])
+    run.jobs.update(state=State.SUCCEEDED, cost_usd=Decimal(0))
+    page = as_user(client, ada)
+    assert body(page.get(f"/runs/{run.pk}/results.csv")).splitlines()[1].count(",0.00000000,")
+    assert '"cost_usd": "0.00000000"' in body(page.get(f"/runs/{run.pk}/results.jsonl"))
+
+
 def test_the_unfinished_lines_of_a_text_run_are_plain_text(client, ada):
     run = make_run(ada, [("", "alpha"), ("", "beta")], fmt="text")
     run.jobs.filter(custom_id="1").update(state=State.SUCCEEDED)
