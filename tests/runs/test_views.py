@@ -283,6 +283,17 @@ def test_move_to_standard_shows_the_price_difference_first(client, ada):
 
 
 # --- Downloads ---------------------------------------------------------------------
+def test_the_move_to_standard_page_says_how_output_is_estimated(client, ada):
+    run = make_run(ada)
+    as_user(client, ada)
+    page = client.get(f"/runs/{run.pk}/standard/").content.decode()
+    assert "output as long as the input (no answer yet)." in page
+    assert "as as" not in page
+    run.jobs.filter(custom_id="a").update(state=State.SUCCEEDED, output_tokens=10)
+    page = client.get(f"/runs/{run.pk}/standard/").content.decode()
+    assert "output as the average answer of this run so far." in page
+
+
 def test_downloads_are_streamed_in_the_uploaded_format_keyed_by_the_ids(client, ada):
     run = make_run(ada, [("k1", "one"), ("k2", "two"), ("k3", "three")], fmt="gemini_batch")
     k1, k2, _ = run.jobs.order_by("id")
