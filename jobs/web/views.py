@@ -73,8 +73,10 @@ def job_submit(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:
             form.add_service_errors(error)
         else:
-            messages.success(request, f"Job {job.pk} submitted: it is queued.", extra_tags=CHANGED)
-            return redirect("jobs:job_list")
+            # To the job's own page, which follows it live: on the list, a flash
+            # saying "queued" stayed on while the row moved on to succeeded.
+            messages.success(request, f"Job {job.pk} submitted.", extra_tags=CHANGED)
+            return redirect("jobs:job_detail", job_id=job.pk)
     context = {
         "form": form,
         "prices": queries.price_table(),
