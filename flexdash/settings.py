@@ -107,6 +107,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it sees every request Django answers (jobs/web/server_log.py).
+    "jobs.web.server_log.MarkHtmxPollMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -271,21 +273,44 @@ WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = DEBUG
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # runserver's own request lines, as Django writes them.
+        "server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
     # On the handler, not a logger, so it sees every record that reaches it
     # (the SDK's, django-q2's, Django's): none writes the Gemini key.
-    "filters": {"redact_api_key": {"()": "jobs.redaction.RedactApiKeyFilter"}},
+    "filters": {
+        "redact_api_key": {"()": "jobs.redaction.RedactApiKeyFilter"},
+        "htmx_polls_to_debug": {"()": "jobs.web.server_log.HtmxPollsToDebugFilter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "filters": ["redact_api_key"],
-        }
+        },
+        "server": {
+            "class": "logging.StreamHandler",
+            "formatter": "server",
+            "filters": ["redact_api_key"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         # Django's own console handler is replaced so lines are not printed twice.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # runserver's request log: what a person did; htmx polls only at DEBUG.
+        "django.server": {
+            "handlers": ["server"],
+            "level": "INFO",
+            "filters": ["htmx_polls_to_debug"],
+            "propagate": False,
+        },
         "jobs": {"level": env_str("FLEX_LOG_LEVEL", "INFO")},
         "django_q": {"level": "WARNING"},
     },

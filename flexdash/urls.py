@@ -4,9 +4,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from jobs.web.health import healthz
+from jobs.web.views import favicon
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("account/", include("jobs.web.account_urls")),

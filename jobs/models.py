@@ -221,6 +221,18 @@ class Attempt(models.Model):
     def __str__(self) -> str:
         return f"Attempt {self.number} of job {self.job_id}"
 
+    @property
+    def outcome_label(self) -> str:
+        """What the attempt came to, as a person reads it now. The stored outcome
+        stays what was decided when the attempt ended (its error was worth a
+        retry); a job cancelled since, by a person or its deadline, never had
+        that retry, so its last attempt says so instead of "Will retry"."""
+        awaited_retry = self.outcome in (Outcome.WILL_RETRY, Outcome.PAUSED)
+        job = self.job
+        if awaited_retry and job.state == State.CANCELLED and self.number == job.attempts:
+            return "Cancelled before its retry"
+        return self.get_outcome_display()
+
 
 class DispatchControl(models.Model):
     """The one row that says whether dispatch may send requests, and why not."""

@@ -12,6 +12,9 @@ django-q2 cluster and Django's development server, as one supervised group.
 * If any child exits on its own, the others are stopped and this script exits
   non-zero, naming the one that died.
 * Child output is prefixed with the child's name, one line at a time.
+* The banner (URL and login) is printed again whenever the web server starts
+  again (runserver's reload after a code change) and every BANNER_REPEAT
+  seconds that printed something, so it never scrolls away for good.
 
 Environment (see README.md, "Configuration"): PORT, FLEXSIM_PORT, FLEXSIM_ARGS,
 GEMINI_API_KEY, GEMINI_BASE_URL, FLEXDASH_DEMO_PASSWORD.
@@ -48,6 +51,9 @@ TERM_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 SIMULATOR_READY_TIMEOUT = 60.0
 WEB_READY_TIMEOUT = 120.0
 LISTENING = re.compile(r"listening on (https?://\S+)", re.IGNORECASE)
+# runserver prints this each time it starts, its reloads included.
+SERVER_STARTED = re.compile(r"^Starting development server at ")
+BANNER_REPEAT = 600.0  # seconds
 
 _print_lock = threading.RLock()  # re-entrant: the signal handler prints too
 
@@ -77,6 +83,9 @@ class Child:
     ready_url: str | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     reader: threading.Thread | None = None
+    lines: int = 0  # relayed so far
+    starts: int = 0  # times it said SERVER_STARTED
+    restarted: threading.Event = field(default_factory=threading.Event)
 
     @property
     def alive(self) -> bool:
@@ -101,12 +110,22 @@ class Child:
         prefix = f"{self.name:<{width}} | "
         for raw in iter(self.proc.stdout.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if not self.ready.is_set():
-                match = LISTENING.search(line)
-                if match:
-                    self.ready_url = match.group(1).rstrip("/.,;")
-                    self.ready.set()
             emit(prefix + line + "\n")  # keeps draining the pipe even if stdout is gone
+            self.notice(line)
+
+    def notice(self, line: str) -> None:
+        """What a relayed line tells the supervisor: the child is listening, or
+        (after its first start) started again."""
+        self.lines += 1
+        if not self.ready.is_set():
+            match = LISTENING.search(line)
+            if match:
+                self.ready_url = match.group(1).rstrip("/.,;")
+                self.ready.set()
+        if SERVER_STARTED.search(line):
+            self.starts += 1
+            if self.starts > 1:
+                self.restarted.set()
 
     def signal_group(self, signum: int) -> None:
         if self.proc is None:
@@ -346,12 +365,26 @@ def run() -> int:
             lines.append(f"Gemini:              Flex simulator at {env['GEMINI_BASE_URL']}")
         lines.append("Press Ctrl-C to stop everything.")
         banner(lines)
-
-        outcome = sup.wait_until(lambda: False, float("inf"))
-        return finish(sup, outcome, "", 0)
+        return finish(sup, keep_banner_in_sight(sup, web, lines), "", 0)
     except BaseException:
         sup.stop_all()
         raise
+
+
+def keep_banner_in_sight(sup: Supervisor, web: Child, lines: list[str]) -> str:
+    """Print the banner again when the web server starts again, and every
+    BANNER_REPEAT seconds in which the children printed something; returns
+    how the wait ended ('stop' or 'dead')."""
+    printed = sum(child.lines for child in sup.children)
+    while True:
+        outcome = sup.wait_until(web.restarted.is_set, BANNER_REPEAT)
+        now_printed = sum(child.lines for child in sup.children)
+        if outcome == "ok" or (outcome == "timeout" and now_printed > printed):
+            web.restarted.clear()
+            banner(lines)
+            printed = now_printed
+        elif outcome != "timeout":
+            return outcome
 
 
 def finish(sup: Supervisor, outcome: str, waiting_for: str, timeout: float) -> int:

@@ -122,11 +122,11 @@ class BatchOut(Schema):
 
     @staticmethod
     def resolve_estimated_cost_usd(run: Run) -> str:
-        return str(run.estimated_cost_usd)
+        return decimal_text(run.estimated_cost_usd)
 
     @staticmethod
     def resolve_estimated_standard_cost_usd(run: Run) -> str:
-        return str(run.estimated_standard_cost_usd)
+        return decimal_text(run.estimated_standard_cost_usd)
 
 
 class BatchProgressOut(Schema):
@@ -139,6 +139,10 @@ class BatchProgressOut(Schema):
     input_tokens: int
     output_tokens: int
     thought_tokens: int
+    unfinished_lines: int = Field(
+        description="lines without an answer (failed, cancelled or not finished): "
+        "what /unfinished holds"
+    )
     savings_usd: str
     projected_cost_usd: str
     projected_standard_cost_usd: str
@@ -186,9 +190,10 @@ def _run_detail(run: Run) -> Run:
         "input_tokens": progress.input_tokens,
         "output_tokens": progress.output_tokens,
         "thought_tokens": progress.thought_tokens,
-        "savings_usd": str(progress.savings_usd),
-        "projected_cost_usd": str(progress.projected_cost_usd),
-        "projected_standard_cost_usd": str(progress.projected_standard_cost_usd),
+        "unfinished_lines": progress.unanswered,
+        "savings_usd": decimal_text(progress.savings_usd),
+        "projected_cost_usd": decimal_text(progress.projected_cost_usd),
+        "projected_standard_cost_usd": decimal_text(progress.projected_standard_cost_usd),
     }
     return run
 
@@ -272,7 +277,7 @@ def run_results(request: HttpRequest, batch_id: PathId):
     summary="Batch Results Csv",
 )
 def run_results_csv(request: HttpRequest, batch_id: PathId):
-    """Every line as CSV: id, state, attempts, 503s, 429s, tokens, cost, output."""
+    """Every line as CSV: id, state, attempts, 503s, 429s, tokens, cost, prompt, output."""
     return downloads.results_csv(_run_for(request, batch_id))
 
 

@@ -7,6 +7,7 @@ A schema that one resource uses lives with its router (jobs.py, runs.py, capacit
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from ninja import Path, Schema
@@ -40,8 +41,9 @@ PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def decimal_text(value) -> str | None:
-    """An amount of USD as the API writes it: a decimal string, or None."""
-    return None if value is None else str(value)
+    """An amount of USD as the API writes it: a plain decimal string ("0.00000000",
+    never str()'s "0E-8" for a zero at the stored precision), or None."""
+    return None if value is None else f"{Decimal(value):f}"
 
 
 class Message(Schema):

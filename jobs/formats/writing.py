@@ -26,6 +26,7 @@ CSV_COLUMNS = (
     "output_tokens",
     "thought_tokens",
     "cost_usd",
+    "prompt",
     "output",
 )
 
@@ -40,6 +41,7 @@ _CSV_ROW_FIELDS = (
     "output_tokens",
     "thought_tokens",
     "cost_usd",
+    "prompt",
     "output_text",
 )
 CANCELLED = "cancelled"
@@ -50,6 +52,7 @@ class ResultRow:
     """One job of a run as the exports need it; the caller builds it from the Job."""
 
     custom_id: str
+    prompt: str
     state: str
     attempts: int
     http_503: int
@@ -57,7 +60,7 @@ class ResultRow:
     input_tokens: int
     output_tokens: int
     thought_tokens: int
-    cost_usd: str  # "" if none
+    cost_usd: str  # a plain decimal ("0.00000000", never "0E-8"), "" if none
     output_text: str
     error: str
     model: str
@@ -67,8 +70,8 @@ class ResultRow:
 
 
 def request_fields(p: PromptLine) -> dict:
-    """What export_resubmit needs to write the line again (the prompt included, since
-    ResultRow carries none); empty settings are left out to keep it small."""
+    """What export_resubmit needs to write the line again (the prompt and its settings:
+    ResultRow carries only the prompt's text); empty settings are left out to keep it small."""
     fields: dict[str, Any] = {"prompt": p.prompt}
     if p.system_instruction:
         fields["system_instruction"] = p.system_instruction

@@ -120,6 +120,12 @@ class RunProgress:
         return self.counts.by_state.get(State.FAILED, 0)
 
     @property
+    def unanswered(self) -> int:
+        """Lines without an answer (failed, cancelled or not finished): what the
+        failed-and-unfinished download holds."""
+        return self.total - self.counts.by_state.get(State.SUCCEEDED, 0)
+
+    @property
     def busiest_minute(self) -> int:
         return max((minute.succeeded for minute in self.minutes), default=0)
 
@@ -164,7 +170,7 @@ def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress
     return RunProgress(
         counts=counts,
         errors=error_totals(scope, now=now),
-        minutes=_outcomes_per_minute(scope, now=now, minutes=RATE_MINUTES * 2),
+        minutes=_outcomes_per_minute(scope, now=now, minutes=_minutes_shown(run, now=now)),
         rate_per_minute=rate,
         eta=eta,
         input_tokens=sums["input_tokens"],
@@ -177,6 +183,15 @@ def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress
         priced_jobs=priced,
         unfinished_flex=sums["unfinished_flex"],
     )
+
+
+def _minutes_shown(run: Run, *, now: datetime) -> int:
+    """The per-minute table's length: the last RATE_MINUTES * 2 minutes, but
+    none before the minute the run was created (nothing of it happened then)."""
+    created = run.created_at.replace(second=0, microsecond=0)
+    current = now.replace(second=0, microsecond=0)
+    since_created = (current - created) // timedelta(minutes=1) + 1
+    return max(1, min(RATE_MINUTES * 2, since_created))
 
 
 def _rate_per_minute(jobs: QuerySet[Job], *, started: datetime | None, until: datetime):
@@ -275,6 +290,7 @@ def standard_quote(run: Run) -> StandardQuote:
 # --- Downloads ------------------------------------------------------------------------
 _ROW_FIELDS = (
     "custom_id",
+    "input_text",
     "state",
     "attempts",
     "http_503",
@@ -294,6 +310,7 @@ def _result_row(values: dict) -> formats.ResultRow:
     cost = values["cost_usd"]
     return formats.ResultRow(
         custom_id=values["custom_id"],
+        prompt=redact_api_key(values["input_text"]),
         state=values["state"],
         attempts=values["attempts"],
         http_503=values["http_503"],
@@ -301,7 +318,7 @@ def _result_row(values: dict) -> formats.ResultRow:
         input_tokens=values["input_tokens"],
         output_tokens=values["output_tokens"],
         thought_tokens=values["thought_tokens"],
-        cost_usd="" if cost is None else str(cost),
+        cost_usd="" if cost is None else f"{cost:f}",
         output_text=redact_api_key(values["result_text"]),
         error=redact_api_key(values["last_error"]),
         model=values["model"],

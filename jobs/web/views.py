@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
@@ -72,8 +73,10 @@ def job_submit(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:
             form.add_service_errors(error)
         else:
-            messages.success(request, f"Job {job.pk} submitted: it is queued.", extra_tags=CHANGED)
-            return redirect("jobs:job_list")
+            # To the job's own page, which follows it live: on the list, a flash
+            # saying "queued" stayed on while the row moved on to succeeded.
+            messages.success(request, f"Job {job.pk} submitted.", extra_tags=CHANGED)
+            return redirect("jobs:job_detail", job_id=job.pk)
     context = {
         "form": form,
         "prices": queries.price_table(),
@@ -145,3 +148,10 @@ def job_run_again(request: HttpRequest, job_id: int) -> HttpResponse:
         request, f"Job {new_job.pk} submitted: a new run of job {job.pk}.", extra_tags=CHANGED
     )
     return redirect("jobs:job_detail", job_id=new_job.pk)
+
+
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask the root for /favicon.ico whatever the page says: send them to
+    the icon base.html links (its hashed name when DEBUG is off)."""
+    return redirect(static("img/favicon.svg"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -416,3 +418,12 @@ def test_the_document_marks_status_deprecated(as_ada):
     assert "state" in schemas["JobOut"]["required"]
     assert properties["status"]["deprecated"] is True
     assert "state" in properties["status"]["description"]
+
+
+def test_a_free_answer_costs_a_plain_zero(as_ada, ada):
+    (job,) = submit(ada, "Say nothing")
+    Job.objects.filter(pk=job.pk).update(
+        state=State.SUCCEEDED, cost_usd=Decimal(0), standard_cost_usd=Decimal("0E-8")
+    )
+    answer = as_ada.get(f"/api/jobs/{job.pk}").json()
+    assert (answer["cost_usd"], answer["standard_cost_usd"]) == ("0.00000000", "0.00000000")

@@ -3,6 +3,7 @@ isolation between users."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -33,10 +34,19 @@ def test_a_file_in_each_format_becomes_a_batch(as_ada, ada, fmt):
     assert (batch["name"], batch["format"], batch["file_name"]) == ("nightly", fmt, filename)
     assert (batch["jobs"], batch["active"], batch["tier"]) == (2, 2, "standard")
     assert batch["progress"]["counts"]["queued"] == 2
+    # Nothing answered yet: every amount is a plain decimal, never "0E-8".
+    assert batch["progress"]["savings_usd"] == "0.00000000"
+    assert all(re.fullmatch(r"\d+\.\d+", amount) for amount in _amounts(batch)), _amounts(batch)
     assert batch["replaced_models"] == (2 if fmt in ("openai_batch", "anthropic_batch") else 0)
     ids = list(run.jobs.order_by("id").values_list("custom_id", flat=True))
     assert ids == (["1", "2"] if fmt == "text" else ["x1", "x2"])
     assert all(job.owner == ada for job in run.jobs.all())
+
+
+def _amounts(batch: dict) -> list[str]:
+    """Every amount of USD a batch's JSON holds."""
+    found = [v for k, v in batch.items() if k.endswith("_usd") and v is not None]
+    return found + [v for k, v in batch["progress"].items() if k.endswith("_usd")]
 
 
 @pytest.mark.parametrize(
@@ -107,6 +117,7 @@ def test_the_list_and_detail_show_progress_and_cost(as_ada, ada):
     assert (progress["percent"], progress["http_503"]) == (50, 3)
     assert progress["counts"]["succeeded"] == 1 and progress["counts"]["queued"] == 1
     assert progress["savings_usd"] == "0.00001000"
+    assert progress["unfinished_lines"] == 1
     # One answer at $0.00001, one job to go: $0.00002 projected.
     assert progress["projected_cost_usd"] == "0.00002000"
 

@@ -60,11 +60,15 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
     jobs_page.screenshot(path=SCREENSHOTS / "submit-error.png", full_page=True)
     jobs_page.get_by_label("Temperature").fill("")
     jobs_page.get_by_role("button", name="Submit").click()
-    expect(jobs_page).to_have_url(f"{base}/jobs/")
-    row = jobs_page.locator("tbody tr").first
+    # A submitted job opens on its own page, the flash there ...
+    expect(jobs_page).to_have_url(re.compile(rf"^{re.escape(base)}/jobs/\d+/$"))
+    job_id = jobs_page.url.rstrip("/").rsplit("/", 1)[-1]
+    expect(jobs_page.locator(".messages")).to_contain_text(f"Job {job_id} submitted.")
+    # ... and the list, opened from there, has it queued.
+    jobs_page.goto(f"{base}/jobs/")
+    row = jobs_page.locator(f"#job-{job_id}")
     state = row.locator(".state-cell")
     expect(state).to_have_text("◷ Queued")
-    job_id = row.get_attribute("id").removeprefix("job-")
     jobs_page.evaluate("window.__sameDocument = true")
 
     # ... and the idle overview in the other tab starts polling by itself.

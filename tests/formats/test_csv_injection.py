@@ -85,6 +85,9 @@ def test_no_csv_cell_reaches_a_spreadsheet_as_a_formula(client, ada, run):
         "plain",
     ]
     assert [row[-1] for row in results[1:3]] == ["'" + ANSWER] * 2
+    prompts = [row[results[0].index("prompt")] for row in results[1:]]
+    assert prompts == [neutralise(prompt) for _, prompt in LINES]
+    assert prompts[0] == "'=1+1"
     assert [row[:2] for row in unfinished[1:]] == [
         [neutralise(custom_id), neutralise(prompt)] for custom_id, prompt in LINES[2:]
     ]
@@ -137,7 +140,7 @@ def test_a_prompt_that_starts_with_its_own_mark_keeps_it_through_a_resubmit_file
 
 def _failed_row(custom_id: str) -> formats.ResultRow:
     return formats.ResultRow(
-        custom_id=custom_id, state="failed", attempts=1, http_503=0, http_429=0,
+        custom_id=custom_id, prompt="", state="failed", attempts=1, http_503=0, http_429=0,
         input_tokens=0, output_tokens=0, thought_tokens=0, cost_usd="", output_text="",
         error="", model=MODEL, response_id="", finished=True, succeeded=False,
     )  # fmt: skip

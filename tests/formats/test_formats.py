@@ -156,6 +156,7 @@ def gemini_line(key: str, prompt: str) -> dict:
 def result_row(custom_id: str, state: str, **fields) -> ResultRow:
     values = {
         "custom_id": custom_id,
+        "prompt": f"Prompt {custom_id}",
         "state": state,
         "attempts": 2,
         "http_503": 1,
@@ -496,6 +497,16 @@ def test_results_have_one_line_per_finished_job_keyed_by_the_original_ids(fmt):
     assert [d[id_key.get(fmt, "id")] for d in decoded] == [row.custom_id for row in finished]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_results_stay_as_they_were_whatever_the_prompt(fmt):
+    # The prompt is for the CSV only: the JSONL results are byte for byte what
+    # each format's own result shape has always held.
+    rows = [result_row("a", state) for state in ("succeeded", "failed", "cancelled")]
+    other = [dataclasses.replace(row, prompt="another prompt") for row in rows]
+    assert "".join(export_results(fmt, rows)) == "".join(export_results(fmt, other))
+    assert "Prompt a" not in "".join(export_results(fmt, rows))
+
+
 def test_gemini_results_carry_the_answer_usage_or_the_error():
     rows = [
         result_row("g1", "succeeded"),
@@ -620,12 +631,13 @@ def test_csv_export_lists_every_job_with_its_counters():
     lines = list(export_csv(rows))
     assert lines[0] == (
         "id,state,attempts,http_503,http_429,input_tokens,output_tokens,thought_tokens,"
-        "cost_usd,output\n"
+        "cost_usd,prompt,output\n"
     )
     assert all(line.endswith("\n") for line in lines)
     records = list(csv.reader(io.StringIO("".join(lines))))
     assert records[1] == [
-        "a,1", "succeeded", "2", "1", "0", "12", "30", "5", "0.000040", "Answer to a,1\nsecond line"
+        "a,1", "succeeded", "2", "1", "0", "12", "30", "5", "0.000040", "Prompt a,1",
+        "Answer to a,1\nsecond line",
     ]  # fmt: skip
     assert records[2][:2] == ["b", "queued"]
 

@@ -77,6 +77,9 @@ def deployed(tmp_path: Path, **env: str) -> override_settings:
 
 
 # --- HSTS ----------------------------------------------------------------------------
+# Requests through the client need the database: on PostgreSQL every GET sets
+# its statement timeout first (jobs/web/statement_timeout.py).
+@pytest.mark.django_db
 def test_hsts_is_off_until_the_operator_sets_it(client, tmp_path):
     with deployed(tmp_path):
         response = client.get("/accounts/login/", secure=True)
@@ -85,6 +88,7 @@ def test_hsts_is_off_until_the_operator_sets_it(client, tmp_path):
     assert "Strict-Transport-Security" not in response.headers
 
 
+@pytest.mark.django_db
 def test_hsts_seconds_and_its_switches_make_the_header_on_https_only(client, tmp_path):
     env = {
         "DJANGO_HSTS_SECONDS": "31536000",
@@ -101,6 +105,7 @@ def test_hsts_seconds_and_its_switches_make_the_header_on_https_only(client, tmp
     assert "Strict-Transport-Security" not in over_http.headers
 
 
+@pytest.mark.django_db
 def test_hsts_seconds_alone_send_max_age_alone(client, tmp_path):
     with deployed(tmp_path, DJANGO_HSTS_SECONDS="3600"):
         response = client.get("/accounts/login/", secure=True)
@@ -146,6 +151,7 @@ def test_behind_the_proxy_plain_http_is_sent_to_https_but_healthz_answers(client
     assert json.loads(probe.content)["database"]["status"] == "ok"
 
 
+@pytest.mark.django_db
 def test_without_the_proxy_plain_http_is_served(client, tmp_path):
     with deployed(tmp_path):
         response = client.get("/accounts/login/")

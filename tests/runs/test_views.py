@@ -4,6 +4,7 @@ fragments, the actions, the streamed downloads, and who may see what."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -177,6 +178,24 @@ def test_the_rate_of_the_last_minutes_gives_the_time_left(client, ada):
     assert "about 6 min 00 s at this rate" in page
 
 
+def test_the_per_minute_table_starts_at_the_minute_the_run_was_created(client, ada):
+    run = make_run(ada)
+    created = timezone.now().replace(second=30, microsecond=0) - timedelta(minutes=3)
+    Run.objects.filter(pk=run.pk).update(created_at=created)
+    page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
+    minutes = re.findall(r'<tr><th scope="row"><time datetime="([^"]+)"', page)
+    # The creation minute, the two after it and the current one: none before it.
+    assert len(minutes) == 4
+    assert minutes[0] == created.replace(second=0).isoformat()
+
+
+def test_the_per_minute_table_of_an_older_run_shows_the_last_ten_minutes(client, ada):
+    run = make_run(ada)
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
+    assert len(re.findall(r'<tr><th scope="row"><time datetime=', page)) == 10
+
+
 def test_a_finished_run_stops_polling_and_records_when_it_finished(client, ada):
     run = make_run(ada)
     finished = timezone.now()
@@ -277,6 +296,17 @@ def test_move_to_standard_shows_the_price_difference_first(client, ada):
 
 
 # --- Downloads ---------------------------------------------------------------------
+def test_the_move_to_standard_page_says_how_output_is_estimated(client, ada):
+    run = make_run(ada)
+    as_user(client, ada)
+    page = client.get(f"/runs/{run.pk}/standard/").content.decode()
+    assert "output as long as the input (no answer yet)." in page
+    assert "as as" not in page
+    run.jobs.filter(custom_id="a").update(state=State.SUCCEEDED, output_tokens=10)
+    page = client.get(f"/runs/{run.pk}/standard/").content.decode()
+    assert "output as the average answer of this run so far." in page
+
+
 def test_downloads_are_streamed_in_the_uploaded_format_keyed_by_the_ids(client, ada):
     run = make_run(ada, [("k1", "one"), ("k2", "two"), ("k3", "three")], fmt="gemini_batch")
     k1, k2, _ = run.jobs.order_by("id")
@@ -301,6 +331,31 @@ def test_downloads_are_streamed_in_the_uploaded_format_keyed_by_the_ids(client, 
     again = json_lines(body(client.get(f"/runs/{run.pk}/unfinished/")).encode())
     assert [line["key"] for line in again] == ["k2", "k3"]
     assert again[0]["request"]["contents"][0]["parts"][0]["text"] == "two"
+
+
+def test_the_unfinished_lines_are_offered_with_their_count(client, ada):
+    run = make_run(ada, [("a", "one"), ("b", "two"), ("c", "three")])
+    run.jobs.filter(custom_id="a").update(state=State.SUCCEEDED)
+    run.jobs.filter(custom_id="b").update(state=State.FAILED)
+    page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
+    assert f'href="/runs/{run.pk}/unfinished/" download>Failed and unfinished lines</a>' in page
+    assert "(2 lines in the uploaded format, ready to upload again)" in page
+
+
+def test_a_run_whose_every_line_was_answered_offers_no_empty_unfinished_file(client, ada):
+    run = make_run(ada)
+    run.jobs.update(state=State.SUCCEEDED, finished_at=timezone.now())
+    page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
+    assert f"/runs/{run.pk}/unfinished/" not in page
+    assert "Failed and unfinished lines: none" in page
+
+
+def test_a_free_answer_costs_a_plain_zero_in_the_downloads(client, ada):
+    run = make_run(ada, [("a", "one")])
+    run.jobs.update(state=State.SUCCEEDED, cost_usd=Decimal(0))
+    page = as_user(client, ada)
+    assert body(page.get(f"/runs/{run.pk}/results.csv")).splitlines()[1].count(",0.00000000,")
+    assert '"cost_usd": "0.00000000"' in body(page.get(f"/runs/{run.pk}/results.jsonl"))
 
 
 def test_the_unfinished_lines_of_a_text_run_are_plain_text(client, ada):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
+from jobs.engine import actions
 from jobs.models import Attempt, ErrorKind, Outcome, State
 from tests.support import HTMX, as_user, make_job
 
@@ -148,3 +150,58 @@ def test_it_offers_only_the_actions_the_state_allows(client, ada):
         "failed": ["Retry with 8 more attempts"],
         "cancelled": [],
     }
+
+
+def _waiting_to_retry(owner, **fields):
+    """Shed twice with 503, now waiting for its third attempt."""
+    start = timezone.now() - timedelta(seconds=60)
+    job = make_job(
+        owner,
+        State.RETRYING,
+        attempts=2,
+        http_503=2,
+        next_attempt_at=timezone.now() + timedelta(minutes=5),
+        submitted_at=start,
+        **fields,
+    )
+    for number in (1, 2):
+        Attempt.objects.create(
+            job=job,
+            number=number,
+            tier_requested="flex",
+            started_at=start + timedelta(seconds=10 * number),
+            finished_at=start + timedelta(seconds=10 * number + 1),
+            http_status=503,
+            error_kind=ErrorKind.CAPACITY,
+            outcome=Outcome.WILL_RETRY,
+        )
+    return job
+
+
+def _outcome_cells(page: str) -> list[str]:
+    return re.findall(r'<td data-label="Outcome">([^<]*)</td>', page)
+
+
+def test_a_job_cancelled_while_waiting_to_retry_says_the_retry_never_came(client, ada):
+    job = _waiting_to_retry(ada)
+    as_user(client, ada).post(f"/jobs/{job.pk}/cancel/")
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    # The first attempt's retry did happen: only the last one's never came.
+    assert _outcome_cells(page) == ["Will retry", "Cancelled before its retry"]
+    # What was stored when the attempt ended is kept: its error was worth a retry.
+    assert job.attempt_log.get(number=2).outcome == Outcome.WILL_RETRY
+
+
+def test_a_job_cancelled_at_its_deadline_says_the_retry_never_came(client, ada):
+    job = _waiting_to_retry(
+        ada, deadline_at=timezone.now() - timedelta(seconds=1), deadline_policy="cancel"
+    )
+    actions.jobs_apply_deadlines()
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert _outcome_cells(page) == ["Will retry", "Cancelled before its retry"]
+
+
+def test_a_job_still_waiting_to_retry_says_it_will(client, ada):
+    job = _waiting_to_retry(ada)
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert _outcome_cells(page) == ["Will retry", "Will retry"]

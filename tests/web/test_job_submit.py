@@ -37,8 +37,8 @@ def test_the_form_offers_flex_models_tiers_and_their_prices(signed_in):
 def test_it_submits_one_queued_job_with_every_setting(signed_in, ada):
     response = signed_in.post("/jobs/new/", FIELDS)
     assert response.status_code == 302
-    assert response["Location"] == "/jobs/"
     job = Job.objects.get()
+    assert response["Location"] == f"/jobs/{job.pk}/"
     assert (job.owner, job.state, job.input_text) == (ada, State.QUEUED, FIELDS["prompt"])
     assert (job.model, job.tier_requested, job.fallback_standard) == (
         "gemini-2.5-pro",
@@ -53,11 +53,22 @@ def test_it_submits_one_queued_job_with_every_setting(signed_in, ada):
     )
 
 
-def test_the_new_job_is_in_the_list_at_once(signed_in):
+def test_the_new_job_opens_on_its_own_page_with_the_flash_there(signed_in):
     response = signed_in.post("/jobs/new/", FIELDS, follow=True)
     job = Job.objects.get()
+    page = response.content.decode()
+    assert response.context["job"] == job
+    assert f"<strong>Done:</strong> Job {job.pk} submitted." in page
+    # The page follows the job from here: the flash does not claim a state.
+    assert "it is queued" not in page
+    assert 'id="job-live"' in page
+
+
+def test_the_new_job_is_in_the_list_at_once(signed_in):
+    signed_in.post("/jobs/new/", FIELDS)
+    job = Job.objects.get()
+    response = signed_in.get("/jobs/")
     assert [row.pk for row in response.context["page"]] == [job.pk]
-    assert f"Job {job.pk} submitted" in response.content.decode()
 
 
 @override_settings(FLEX_MAX_ATTEMPTS=6)
