@@ -37,7 +37,6 @@ and result files are bench/_ingest_report.py's.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -88,14 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             steps = run_steps(args, workdir, source)
     except KeyboardInterrupt:
-        print("\ninterrupted: every process started here was stopped", file=sys.stderr)
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return 130
+        return common.end_run(workdir, keep=args.keep, interrupted=True)
     except Exception:
         traceback.print_exc()
-        print(f"failed; logs and databases kept in {workdir}", file=sys.stderr)
-        return 1
+        return common.end_run(workdir, keep=args.keep, failed=True)
     rows = summary(steps, args.lines)
     failed = not all(row["ok"] for row in rows if not row.get("phase"))
     text = table(rows)

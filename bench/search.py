@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -214,14 +213,10 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(entry)
                 print("\n" + table(entry) + "\n", flush=True)
     except KeyboardInterrupt:
-        print("\ninterrupted: every process started here was stopped", file=sys.stderr)
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return 130
+        return common.end_run(workdir, keep=args.keep, interrupted=True)
     except Exception:
         traceback.print_exc()
-        print(f"failed; logs and databases kept in {workdir}", file=sys.stderr)
-        return 1
+        return common.end_run(workdir, keep=args.keep, failed=True)
     report(args, info, commit, results)
     over = any(row["within"] is False for entry in results for row in entry["rows"])
     errors = any(row["status"] != [[200], [200]] for entry in results for row in entry["rows"])
