@@ -147,3 +147,12 @@ def test_a_prompt_with_html_is_shown_as_text(client, ada):
     page = as_user(client, ada).get("/jobs/").content.decode()
     assert "<script>window" not in page
     assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page
+
+
+def test_staff_choose_among_the_owners_of_jobs_each_named_once(client, ada, bob, staff):
+    make_job(ada)
+    make_job(ada)
+    make_job(bob)
+    as_user(client, staff)
+    form = client.get("/jobs/").context["filters"]
+    assert [owner.username for owner in form.fields["user"].queryset] == ["ada", "bob"]
