@@ -108,6 +108,7 @@ def naive_export(meter: Meter, user: Any, source: Path) -> dict[str, Any]:
                 output_tokens=job.output_tokens,
                 thought_tokens=job.thought_tokens,
                 cost_usd="" if job.cost_usd is None else str(job.cost_usd),
+                prompt=job.input_text,
                 output_text=job.result_text,
                 error=job.last_error,
                 model=job.model,
