@@ -12,7 +12,6 @@ bench/_ingest_flexdash.py or bench/_ingest_naive.py. A helper module
 from __future__ import annotations
 
 import argparse
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,16 +50,7 @@ def measure(step: str, traced: bool, source: str) -> dict[str, Any]:
 
 
 def run_steps(args: argparse.Namespace, workdir: Path, source: Path) -> dict[str, Any]:
-    env_values: dict[str, Any] = {
-        "FLEXDASH_VAR_DIR": workdir / "var",
-        # As in production: DEBUG off (no query log), static files collected.
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(24),
-        "DJANGO_ALLOWED_HOSTS": "testserver",
-        "DJANGO_STATIC_ROOT": workdir / "static",
-        "DJANGO_SECURE_COOKIES": "false",
-        "FLEX_LOG_LEVEL": "WARNING",
-    }
+    env_values = common.production_env(workdir)
     size = source.stat().st_size
     if args.lines > DEFAULT_MAX_LINES:
         env_values["FLEX_RUN_MAX_LINES"] = args.lines

@@ -34,6 +34,7 @@ import os
 import platform
 import re
 import resource
+import secrets
 import shlex
 import shutil
 import signal
@@ -189,6 +190,38 @@ def wait_for_line(process: subprocess.Popen, log: Path, pattern: str, timeout: f
         if time.monotonic() > deadline:
             raise TimeoutError(f"no /{pattern}/ in {log} after {timeout}s:\n{text[-2000:]}")
         time.sleep(0.1)
+
+
+def code_version() -> dict[str, Any]:
+    """The commit measured, and the engine's files changed from it at the start."""
+
+    def git(*command: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *command], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = git("status", "--porcelain", "--", "jobs", "flexdash", "templates", "manage.py")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or "?",
+        "uncommitted": [line[3:] for line in changed.splitlines()],
+    }
+
+
+def production_env(workdir: Path) -> dict[str, Any]:
+    """Settings for a bench's Django processes, as in production: DEBUG off (no
+    query log), static files collected, local state in `workdir`."""
+    return {
+        "FLEXDASH_VAR_DIR": workdir / "var",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(24),
+        "DJANGO_ALLOWED_HOSTS": "testserver",
+        "DJANGO_STATIC_ROOT": workdir / "static",
+        "DJANGO_SECURE_COOKIES": "false",
+        "FLEX_LOG_LEVEL": "WARNING",
+    }
 
 
 def clean_env(**values: object) -> dict[str, str]:

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,35 +49,6 @@ RESULTS = ROOT / "bench" / "results"
 POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DATABASE_NAME = "flexdash_bench_search"
 LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
-
-
-def _commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "jobs", "flexdash", "templates"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "-"
-    return head + (" (jobs/ modified)" if dirty else "")
-
-
-def _environment(workdir: Path) -> dict[str, Any]:
-    return {
-        "FLEXDASH_VAR_DIR": workdir / "var",
-        # As in production: DEBUG off (no query log), static files collected.
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(24),
-        "DJANGO_ALLOWED_HOSTS": "testserver",
-        "DJANGO_STATIC_ROOT": workdir / "static",
-        "DJANGO_SECURE_COOKIES": "false",
-        "FLEX_LOG_LEVEL": "WARNING",
-    }
 
 
 def _one_size(
@@ -185,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs_small < 1 or args.jobs_large <= args.jobs_small or args.repeat < 1:
         parser.error("need 1 <= --jobs-small < --jobs-large and --repeat >= 1")
     info = common.run_info()
-    commit = _commit()
+    code = common.code_version()
+    commit = code["commit"] + (" (jobs/ modified)" if code["uncommitted"] else "")
     workdir = Path(tempfile.mkdtemp(prefix="flexdash-bench-search-"))
-    env_values = _environment(workdir)
+    env_values = common.production_env(workdir)
     (workdir / "var").mkdir()
     results: list[dict[str, Any]] = []
     try:

@@ -64,25 +64,6 @@ RESULTS = ROOT / "bench" / "results"
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
 
-def code_version() -> dict[str, Any]:
-    """The commit measured, and the engine's files changed from it at the start."""
-    import subprocess
-
-    def git(*command: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *command], cwd=ROOT, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    changed = git("status", "--porcelain", "--", "jobs", "flexdash", "manage.py")
-    return {
-        "commit": git("rev-parse", "--short", "HEAD") or "?",
-        "uncommitted": [line[3:] for line in changed.splitlines()],
-    }
-
-
 def rerender(args: argparse.Namespace) -> int:
     """The report of an earlier run again (its own command, date and machine)."""
     payload = json.loads(Path(args.from_json).read_text())
@@ -147,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs and --naive-jobs at least 10, 0 <= --p503 < 1, --rpm >= 0")
     if args.lease_seconds < 5:
         parser.error("--lease-seconds must be at least 5 (FLEX_LEASE_SECONDS' minimum)")
-    info = {**common.run_info(), "code": code_version()}
+    info = {**common.run_info(), "code": common.code_version()}
     limit = physical_limit(args, 5000)
     print(
         f"throughput: {args.jobs:,} jobs, latency {args.latency} s, p503 {args.p503:g}, "
