@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from jobs import gemini_shape
 from jobs.catalog import DEFAULT_MODEL
 from jobs.formats import FORMAT_LABELS
 from jobs.redaction import redact_api_key
@@ -89,8 +90,13 @@ class Job(models.Model):
     )
     # The line's own id in an uploaded file, echoed back by the downloads.
     custom_id = models.TextField(blank=True)
-    # What the line asked for, in the file's terms, to write it out again (formats.request_fields).
+    # Before whole requests were kept: what the line asked for, to write it out again.
     request_fields = models.JSONField(default=dict, blank=True)
+    # The uploaded line as it came, for the download of lines to upload again.
+    source_line = models.TextField(blank=True)
+    # The whole request in Gemini's own shape (jobs/gemini_shape.py), model and tier
+    # aside. Empty for jobs from before it was kept: gemini_request() builds theirs.
+    request = models.JSONField(null=True, blank=True)
     model = models.CharField(max_length=64, default=DEFAULT_MODEL)
     input_text = models.TextField("prompt")
     system_instruction = models.TextField(blank=True)
@@ -124,6 +130,25 @@ class Job(models.Model):
     other_errors = models.PositiveIntegerField(default=0)
 
     result_text = models.TextField(blank=True)
+    # The answer as a GenerateContentResponse (JSON, camelCase): every candidate, its
+    # finish reason, safety ratings, citations, function calls, usage, model version.
+    response = models.JSONField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    cut_at_limit = models.BooleanField(
+        "cut at the token limit",
+        default=False,
+        help_text="The answer stopped at max output tokens: its text is what came.",
+    )
+    # With a response schema: the answer parsed, and why it did not parse or validate.
+    output_json = models.JSONField("structured answer", null=True, blank=True)
+    output_problem = models.TextField(blank=True)
+    retry_bad_output = models.BooleanField(
+        "retry answers that break the schema",
+        default=False,
+        help_text="Try again (within max attempts) when a JSON answer does not parse or "
+        "validate; otherwise it succeeds flagged.",
+    )
+    bad_outputs = models.PositiveSmallIntegerField("answers that broke the schema", default=0)
     response_id = models.CharField("interaction id", max_length=128, blank=True)
     tier_served = models.CharField(max_length=16, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
@@ -178,6 +203,22 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+    def gemini_request(self) -> dict:
+        """The whole request, in Gemini's shape: as submitted, or for a job from
+        before requests were kept, built from its prompt and settings."""
+        if self.request:
+            return self.request
+        config = {
+            name: value
+            for name in ("temperature", "max_output_tokens")
+            if (value := getattr(self, name)) is not None
+        }
+        return gemini_shape.simple(
+            self.input_text,
+            system_instruction=self.system_instruction,
+            generation_config=config,
+        )
 
     @property
     def budgeted_attempts(self) -> int:

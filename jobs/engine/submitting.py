@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from jobs import gemini_shape
 from jobs.catalog import FLEX_MODELS
 from jobs.engine import control
 from jobs.models import DeadlinePolicy, Job, Tier
@@ -38,6 +39,10 @@ class JobSpec:
     max_output_tokens: int | None = None
     deadline_at: datetime | None = None
     deadline_policy: str = DeadlinePolicy.KEEP
+    # More of Gemini's generation_config for text prompts (top_p, seed, stop_sequences,
+    # thinking_config, response_mime_type, response_json_schema, ...), in its shape.
+    generation_config: Mapping[str, Any] | None = None
+    retry_bad_output: bool = False
 
     @classmethod
     def from_fields(cls, values: Mapping[str, Any]) -> JobSpec:
@@ -62,6 +67,7 @@ class JobSpec:
             system_instruction=job.system_instruction,
             temperature=job.temperature,
             max_output_tokens=job.max_output_tokens,
+            retry_bad_output=job.retry_bad_output,
         )
 
 
@@ -84,6 +90,12 @@ def job_spec_errors(spec: JobSpec) -> dict[str, str]:
         )
     elif problem := storable_text_error(spec.system_instruction):
         errors["system_instruction"] = f"The system instruction {problem}."
+    if spec.generation_config:
+        try:
+            gemini_shape.normalise({"contents": [{"parts": [{"text": "-"}]}],
+                                    "generation_config": dict(spec.generation_config)})  # fmt: skip
+        except gemini_shape.ShapeError as error:
+            errors["generation_config"] = str(error)
     errors.update(_deadline_errors(spec))
     return errors
 
@@ -129,39 +141,100 @@ def prompt_error(prompt: str) -> str | None:
     return None
 
 
-def jobs_submit(*, owner, prompts: Sequence[str], spec: JobSpec) -> list[Job]:
-    """Create one queued job per prompt, all or nothing, and wake the
-    dispatcher once the rows are committed. Raises ValidationError naming the
-    field (and the prompt's position when there are several)."""
+def request_error(request: dict) -> str | None:
+    """What stops a whole (normalised) request from being stored and run."""
+    text = gemini_shape.prompt_text(request)
+    limit = settings.FLEX_MAX_PROMPT_CHARS
+    if not text.strip() and not gemini_shape.media(request):
+        return "The request has no text and no image or document to send."
+    if len(text) > limit:
+        return (
+            f"The prompt is {len(text):,} characters; the limit is {limit:,} "
+            "(FLEX_MAX_PROMPT_CHARS)."
+        )
+    if len(gemini_shape.system_text(request)) > limit:
+        return f"The system instruction is longer than {limit:,} characters."
+    return None
+
+
+def request_for(prompt: str | Mapping, spec: JobSpec) -> dict:
+    """The whole request for one prompt: a text prompt with the spec's settings, or a
+    request given whole (its own settings stand). Raises ShapeError naming the field."""
+    if not isinstance(prompt, str):
+        request = gemini_shape.normalise(prompt, "request")
+        request.pop("model", None)  # the job's model is the spec's
+        return request
+    config = {
+        name: value
+        for name in ("temperature", "max_output_tokens")
+        if (value := getattr(spec, name)) is not None
+    }
+    config.update(spec.generation_config or {})
+    return gemini_shape.normalise(
+        gemini_shape.simple(
+            prompt, system_instruction=spec.system_instruction, generation_config=config
+        )
+    )
+
+
+def job_for(request: dict, spec: JobSpec, **fields: Any) -> Job:
+    """An unsaved job that sends `request`. The columns the pages show, filter and
+    search are read from it; the request itself is kept only when the columns
+    cannot say all of it (a plain text prompt is rebuilt from them)."""
+    config = gemini_shape.generation(request)
+    job = Job(
+        model=spec.model,
+        input_text=gemini_shape.prompt_text(request),
+        system_instruction=gemini_shape.system_text(request),
+        temperature=config.get("temperature"),
+        max_output_tokens=config.get("max_output_tokens"),
+        tier_requested=spec.tier,
+        fallback_standard=spec.fallback_standard,
+        retry_bad_output=spec.retry_bad_output,
+        deadline_at=spec.deadline_at,
+        deadline_policy=spec.deadline_policy,
+        **fields,
+    )
+    if job.gemini_request() != request:
+        job.request = request
+    return job
+
+
+def jobs_submit(*, owner, prompts: Sequence[str | Mapping], spec: JobSpec) -> list[Job]:
+    """Create one queued job per prompt, all or nothing, and wake the dispatcher
+    once the rows are committed. A prompt is a text, sent with the spec's
+    settings, or a whole request in Gemini's shape (jobs/gemini_shape.py). Raises
+    ValidationError naming the field (and the prompt's position when there are several)."""
     errors = job_spec_errors(spec)
     if not prompts:
         errors["prompt"] = "There is no prompt to submit."
+    requests = []
     for index, prompt in enumerate(prompts, start=1):
-        problem = prompt_error(prompt)
+        field = "prompt" if isinstance(prompt, str) else "request"
+        problem = prompt_error(prompt) if isinstance(prompt, str) else None
+        if not problem and not errors:
+            try:
+                requests.append(request := request_for(prompt, spec))
+                problem = request_error(request)
+            except gemini_shape.ShapeError as error:
+                problem = f"{error}."
         if problem:
-            errors["prompt"] = problem if len(prompts) == 1 else f"Prompt {index}: {problem}"
+            errors[field] = problem if len(prompts) == 1 else f"Prompt {index}: {problem}"
             break
     if errors:
         raise ValidationError(errors)
     now = timezone.now()
     max_attempts = spec.max_attempts or settings.FLEX_MAX_ATTEMPTS
     jobs = [
-        Job(
+        job_for(
+            request,
+            spec,
             owner=owner,
-            model=spec.model,
-            input_text=prompt,
-            system_instruction=spec.system_instruction,
-            temperature=spec.temperature,
-            max_output_tokens=spec.max_output_tokens,
-            tier_requested=spec.tier,
-            fallback_standard=spec.fallback_standard,
             max_attempts=max_attempts,
             submitted_at=now,
             next_attempt_at=now,
-            deadline_at=spec.deadline_at,
-            deadline_policy=spec.deadline_policy,
         )
-        for prompt in prompts
+        for request in requests
     ]
     with transaction.atomic():
         created = Job.objects.bulk_create(jobs, batch_size=500)

@@ -140,7 +140,9 @@ def job_run_again(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
     spec = submitting.JobSpec.of_job(job)
     try:
-        (new_job,) = submitting.jobs_submit(owner=request.user, prompts=[job.input_text], spec=spec)
+        (new_job,) = submitting.jobs_submit(
+            owner=request.user, prompts=[job.gemini_request()], spec=spec
+        )
     except ValidationError as error:
         messages.error(request, f"Job {job.pk} could not be run again: {' '.join(error.messages)}")
         return redirect("jobs:job_detail", job_id=job.pk)
