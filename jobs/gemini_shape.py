@@ -433,7 +433,7 @@ def answer_schema(request: dict) -> dict | None:
     if "response_json_schema" in config:
         return config["response_json_schema"]
     if "response_schema" in config:
-        return _openapi_as_json_schema(config["response_schema"])
+        return openapi_as_json_schema(config["response_schema"])
     return None
 
 
@@ -441,9 +441,32 @@ def wants_json(request: dict) -> bool:
     return generation(request).get("response_mime_type") == JSON_MIME
 
 
-def _openapi_as_json_schema(schema: Any) -> Any:
+def check_answer(request: dict, text: str) -> tuple[Any, str]:
+    """(the answer parsed, "") when JSON was asked for and the answer is JSON that
+    satisfies the schema; (parsed or None, why not) when it is not; (None, "") when
+    no JSON was asked for."""
+    if not wants_json(request):
+        return None, ""
+    try:
+        parsed = json.loads(text)
+    except ValueError as error:
+        return None, f"The answer is not JSON ({error})."
+    schema = answer_schema(request)
+    if schema is None:
+        return parsed, ""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(parsed))
+    if error is None:
+        return parsed, ""
+    where = "".join(f"[{p!r}]" for p in error.absolute_path) or "the answer"
+    return parsed, f"The answer does not match the schema: {where}: {error.message}"[:2000]
+
+
+def openapi_as_json_schema(schema: Any) -> Any:
     if isinstance(schema, list):
-        return [_openapi_as_json_schema(item) for item in schema]
+        return [openapi_as_json_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out = {}
@@ -452,9 +475,9 @@ def _openapi_as_json_schema(schema: Any) -> Any:
         if name == "type" and isinstance(value, str):
             out["type"] = value.lower()
         elif name == "properties" and isinstance(value, dict):
-            out["properties"] = {k: _openapi_as_json_schema(v) for k, v in value.items()}
+            out["properties"] = {k: openapi_as_json_schema(v) for k, v in value.items()}
         elif name in ("items", "any_of"):
-            out["anyOf" if name == "any_of" else "items"] = _openapi_as_json_schema(value)
+            out["anyOf" if name == "any_of" else "items"] = openapi_as_json_schema(value)
         elif name in ("nullable", "property_ordering", "format"):
             continue
         else:
@@ -486,6 +509,8 @@ def interactions_gaps(request: dict) -> list[str]:
     thinking = config.get("thinking_config", {})
     gaps += [f"generation_config.thinking_config.{name}" for name in
              ("thinking_budget", "include_thoughts") if name in thinking]  # fmt: skip
+    if config.get("response_mime_type") not in (None, JSON_MIME, "text/plain"):
+        gaps.append("generation_config.response_mime_type")
     if "tool_config" in request:
         gaps.append("tool_config")
     for tool in request.get("tools") or []:
