@@ -407,23 +407,28 @@ def _pdf_pages(blob: dict) -> int:
     return max(1, len(re.findall(rb"/Type\s*/Page(?!s)", raw)))
 
 
-def estimate_input_tokens(request: dict) -> int:
-    """Input tokens before sending: text at four characters a token, each image at
-    IMAGE_TOKENS, each document page at PAGE_TOKENS."""
-    chars = len(system_text(request))
+def media_tokens(request: dict) -> int:
+    """Input tokens of the images and documents: IMAGE_TOKENS each image, PAGE_TOKENS
+    each document page (Gemini's published counts)."""
     tokens = 0
+    for blob in media(request):
+        if blob.get("mime_type") == "application/pdf":
+            tokens += PAGE_TOKENS * _pdf_pages(blob)
+        else:
+            tokens += IMAGE_TOKENS
+    return tokens
+
+
+def estimate_input_tokens(request: dict) -> int:
+    """Input tokens before sending: text (and function calls and results, as JSON) at
+    four characters a token, and media_tokens."""
+    chars = len(system_text(request))
     for _, part in parts(request):
         if "text" in part:
             chars += len(part["text"])
-        elif "inline_data" in part or "file_data" in part:
-            blob = part.get("inline_data") or part.get("file_data")
-            if blob.get("mime_type") == "application/pdf":
-                tokens += PAGE_TOKENS * _pdf_pages(blob)
-            else:
-                tokens += IMAGE_TOKENS
-        else:
+        elif "inline_data" not in part and "file_data" not in part:
             chars += len(json.dumps(part))
-    return tokens + math.ceil(chars / 4)
+    return media_tokens(request) + math.ceil(chars / 4)
 
 
 def answer_schema(request: dict) -> dict | None:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from jobs import gemini_shape
 from jobs.catalog import FLEX_MODELS
-from jobs.engine import control, pricing
+from jobs.engine import control
 from jobs.models import DeadlinePolicy, Job, Tier
 from jobs.text import storable_text_error
 
@@ -197,8 +197,7 @@ def job_for(request: dict, spec: JobSpec, **fields: Any) -> Job:
     )
     if job.gemini_request() != request:
         job.request = request
-        text_tokens = pricing.estimate_tokens(job.input_text, job.system_instruction)
-        job.media_tokens = max(0, gemini_shape.estimate_input_tokens(request) - text_tokens)
+        job.media_tokens = gemini_shape.media_tokens(request)
     return job
 
 

@@ -51,6 +51,10 @@ def _wire(url: str, marker: str) -> dict:
     return mine[-1]
 
 
+def _snake_keys(value: dict) -> dict:
+    return {gemini_shape.snake(key): item for key, item in value.items()}
+
+
 def _run(simulator, route: str, *jobs: Job) -> list[str]:
     """Claim the jobs, send each through the real gateway, record what came back:
     the dispatcher's path, one turn of it."""
@@ -117,7 +121,8 @@ def test_every_generation_setting_reaches_the_wire(db, ada, simulator, route):
         config = body["generationConfig"]
         assert config["temperature"] == 0.4 and config["topP"] == 0.9 and config["seed"] == 7
         assert config["stopSequences"] == ["END"] and config["maxOutputTokens"] == 300
-        assert config["thinkingConfig"]["thinkingLevel"].lower() == "low"
+        # The SDK writes the thinking config's own keys in snake_case; Gemini reads both.
+        assert _snake_keys(config["thinkingConfig"]) == {"thinking_level": "LOW"}
         assert body["systemInstruction"]["parts"] == [{"text": "Answer tersely."}]
         assert body["safetySettings"] == [
             {"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_ONLY_HIGH"}
@@ -206,7 +211,8 @@ def test_a_blocked_answer_fails_with_the_reason_in_words(db, ada, simulator, rou
         assert "Blocked by Gemini's safety filter (finish reason SAFETY)" in job.last_error
 
 
-def test_a_blocked_prompt_fails_saying_the_prompt_was_refused(db, ada, simulator):
+def test_a_blocked_prompt_fails_saying_the_prompt_was_refused(db, ada, simulator, settings):
+    settings.GEMINI_API = "generate_content"
     (job,) = submit(ada, _unique("[sim:prompt-blocked] refuse me"))
     _run(simulator, "generate_content", job)
     assert job.state == State.FAILED
@@ -245,8 +251,8 @@ def test_images_and_turns_reach_the_wire_and_images_count_as_tokens(db, ada, sim
         }
     else:
         assert [turn["role"] for turn in body["contents"]] == ["user", "model", "user"]
-        assert body["contents"][2]["parts"][1]["inlineData"] == {
-            "mimeType": "image/png",
+        assert _snake_keys(body["contents"][2]["parts"][1]["inlineData"]) == {
+            "mime_type": "image/png",
             "data": PNG,
         }
     assert job.state == State.SUCCEEDED
@@ -291,7 +297,9 @@ def test_a_thinking_budget_goes_by_generate_content_and_thoughts_are_billed(
     _run(simulator, route, job)
     wire = _wire(simulator.url, prompt)
     assert wire["route"] == "generateContent"
-    assert wire["body"]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 128}
+    assert _snake_keys(wire["body"]["generationConfig"]["thinkingConfig"]) == {
+        "thinking_budget": 128
+    }
     assert job.thought_tokens > 0
     cost, standard = pricing.job_costs(
         model=MODEL,
