@@ -47,6 +47,9 @@ RESPONSE_MIME_TYPES = ("text/plain", JSON_MIME, "text/x.enum")
 ROLES = ("user", "model")
 
 
+_CAPITAL = re.compile(r"(?<!^)([A-Z])")
+
+
 class ShapeError(ValueError):
     """A request that Gemini would refuse or that we cannot send as asked; `field` is
     its path inside the request ("generation_config.top_k")."""
@@ -58,7 +61,9 @@ class ShapeError(ValueError):
 
 
 def snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    if name.islower():  # already snake_case: most names, and no regex for them
+        return name
+    return _CAPITAL.sub(r"_\1", name).lower()
 
 
 def _fields(value: Any, where: str, known: dict[str, Callable[[Any, str], Any]]) -> dict:
@@ -306,13 +311,21 @@ _TOOL: dict[str, Callable[[Any, str], Any]] = {
 }
 _SAFETY = {"category": _choice((), upper=True), "threshold": _choice((), upper=True),
            "method": _choice((), upper=True)}  # fmt: skip
+_FUNCTION_CALLING = {
+    "mode": _choice(("auto", "any", "none", "validated"), upper=True),
+    "allowed_function_names": _list_of(_text),
+}
+_TOOL_CONFIG: dict[str, Callable[[Any, str], Any]] = {
+    "function_calling_config": lambda v, w: _fields(v, w, _FUNCTION_CALLING),
+    "retrieval_config": _object,
+}
 _REQUEST: dict[str, Callable[[Any, str], Any]] = {
     "contents": _contents,
     "system_instruction": _content,
     "generation_config": _generation_config,
     "safety_settings": _list_of(lambda v, w: _fields(v, w, _SAFETY)),
     "tools": _list_of(lambda v, w: _fields(v, w, _TOOL)),
-    "tool_config": _object,
+    "tool_config": lambda v, w: _fields(v, w, _TOOL_CONFIG),
     "cached_content": _text,
     # A Gemini Batch line may name its model inside the request; the job keeps it apart.
     "model": _text,
