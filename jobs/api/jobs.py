@@ -8,7 +8,7 @@ the rules live in jobs/engine/submitting.py.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest
@@ -16,6 +16,7 @@ from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from jobs import gemini_shape
 from jobs.api.schemas import (
     DEADLINE_DESCRIPTION,
     ERRORS,
@@ -32,7 +33,7 @@ from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import actions, submitting
 from jobs.models import Attempt, DeadlinePolicy, Job, State, Tier
 from jobs.redaction import redact_api_key
-from jobs.web import search
+from jobs.web import answers, search
 
 MAX_PROMPTS_PER_REQUEST = 1000
 
@@ -40,16 +41,66 @@ router = Router(tags=["jobs"])
 
 
 # --- Schemas -------------------------------------------------------------------
+REQUEST_IN = (
+    "One whole request in Gemini's shape, the `request` object of a Gemini Batch line: "
+    "`contents` (turns with a role and parts: `text`, `inline_data` {mime_type, data as "
+    "base64}, `file_data` {mime_type, file_uri}, function calls and responses), "
+    "`system_instruction`, `generation_config` (every field Gemini documents: "
+    "`response_mime_type`, `response_json_schema`, `thinking_config`, `top_p`, `top_k`, "
+    "`seed`, `stop_sequences`, `candidate_count`, ...), `safety_settings`, `tools`, "
+    "`tool_config`, `cached_content`; camelCase or snake_case. Instead of `prompt` or "
+    "`prompts`; its own settings stand, so `system_instruction`, `temperature`, "
+    "`max_output_tokens` and `generation_config` go inside it. Inline data may come to "
+    f"{gemini_shape.MAX_INLINE_BYTES // 1_048_576} MB; larger media as `file_data` URIs. "
+    "A refusal names the field: `request.contents[0].parts[1].inline_data.mime_type: ...`."
+)
+GENERATION_CONFIG_IN = (
+    "More of Gemini's generation_config for `prompt` or `prompts` (camelCase or snake_case): "
+    "`top_p`, `top_k`, `seed`, `stop_sequences`, `thinking_config` {`thinking_level` or "
+    "`thinking_budget`}, `response_mime_type` and `response_json_schema` (a JSON Schema the "
+    "answer must satisfy), ... Temperature and max output tokens may be given here or "
+    "beside it, not both."
+)
+REQUEST_OUT = (
+    "The whole request sent to Gemini, in its shape (snake_case), built from the prompt "
+    "and settings for a text prompt. Inline data is summarised here as "
+    "{`mime_type`, `bytes`}; GET /api/jobs/{job_id} gives it whole, base64 `data` included."
+)
+RESPONSE_OUT = (
+    "Gemini's answer as received (a GenerateContentResponse, camelCase): every candidate, "
+    "its finishReason, safety ratings, function calls, usageMetadata (thought and cached "
+    "tokens), modelVersion. Null until answered."
+)
+
+
 class JobIn(BaseModel):
     """The ranges shown are checked by jobs/engine/submitting.py, which names the field."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"prompt": "Name three uses of a flex tier."}]},
+        json_schema_extra={
+            "examples": [
+                {"prompt": "Name three uses of a flex tier."},
+                {
+                    "request": {
+                        "contents": [{"role": "user", "parts": [{"text": "Name a city."}]}],
+                        "generationConfig": {
+                            "responseMimeType": "application/json",
+                            "responseJsonSchema": {
+                                "type": "object",
+                                "properties": {"city": {"type": "string"}},
+                            },
+                        },
+                    }
+                },
+            ]
+        },
     )
 
     prompt: Text | None = Field(
-        None, description="One prompt; or send `prompts`.", json_schema_extra={"minLength": 1}
+        None,
+        description="One prompt; or send `prompts`, or a whole `request`.",
+        json_schema_extra={"minLength": 1},
     )
     prompts: list[Text] | None = Field(
         None,
@@ -76,6 +127,14 @@ class JobIn(BaseModel):
         DeadlinePolicy.KEEP.value,
         description=POLICY_DESCRIPTION,
         json_schema_extra={"enum": list(DeadlinePolicy.values)},
+    )
+    request: dict[str, Any] | None = Field(None, description=REQUEST_IN)
+    generation_config: dict[str, Any] | None = Field(None, description=GENERATION_CONFIG_IN)
+    retry_bad_output: bool = Field(
+        False,
+        description="With a JSON answer: try again (within max_attempts) when it does not "
+        "parse or does not satisfy the schema; otherwise the job succeeds with "
+        "`output_problem` saying why.",
     )
 
 
@@ -112,6 +171,41 @@ class JobOut(Schema):
     error: str
     deadline_at: datetime | None
     deadline_policy: DeadlinePolicy
+    request: dict[str, Any] = Field(description=REQUEST_OUT)
+    response: dict[str, Any] | None = Field(description=RESPONSE_OUT)
+    finish_reason: str = Field(
+        description="The answer's finishReason (STOP, MAX_TOKENS, SAFETY, ...); empty until "
+        "answered."
+    )
+    cut_at_limit: bool = Field(
+        description="The answer stopped at max output tokens: the job succeeded with the "
+        "text that came before it."
+    )
+    output_json: Any = Field(
+        None,
+        description="With a JSON answer: the answer parsed (null when it did not parse).",
+    )
+    output_problem: str = Field(
+        description="Empty, or why the JSON answer did not parse or satisfy the schema."
+    )
+    retry_bad_output: bool
+    bad_outputs: int = Field(description="Answers that broke the schema (each tried again).")
+
+    @staticmethod
+    def resolve_request(job: Job) -> dict:
+        return answers.redacted_json(job.gemini_request())
+
+    @staticmethod
+    def resolve_response(job: Job) -> dict | None:
+        return answers.redacted_json(job.response)
+
+    @staticmethod
+    def resolve_output_json(job: Job) -> Any:
+        return answers.redacted_json(job.output_json)
+
+    @staticmethod
+    def resolve_output_problem(job: Job) -> str:
+        return redact_api_key(job.output_problem)
 
     @staticmethod
     def resolve_owner(job: Job) -> str:
@@ -168,6 +262,21 @@ class AttemptOut(Schema):
 class JobDetailOut(JobOut):
     # `attempts` is already the count (as in `manage.py jobs --json`).
     attempt_log: list[AttemptOut]
+    request: dict[str, Any] = Field(
+        description="The whole request sent to Gemini, in its shape (snake_case), inline "
+        "data included."
+    )
+    response: dict[str, Any] | None = Field(
+        description=RESPONSE_OUT + " Inline data (an answer's images) included."
+    )
+
+    @staticmethod
+    def resolve_request(job: Job) -> dict:
+        return answers.redacted_json(job.gemini_request(), keep_data=True)
+
+    @staticmethod
+    def resolve_response(job: Job) -> dict | None:
+        return answers.redacted_json(job.response, keep_data=True)
 
     @staticmethod
     def resolve_attempt_log(job: Job) -> list[Attempt]:
@@ -231,15 +340,66 @@ def _job_for(request: HttpRequest, job_id: int) -> Job:
     operation_id="jobs_api_create_jobs",
 )
 def create_jobs(request: HttpRequest, payload: JobIn):
-    """Queue one job per prompt."""
-    if payload.prompt is not None and payload.prompts is not None:
-        raise DjangoValidationError({"prompt": "Send prompt or prompts, not both."})
-    prompts = [payload.prompt] if payload.prompt is not None else payload.prompts
-    if prompts is None:
-        raise DjangoValidationError({"prompt": "Send a prompt (or a list in prompts)."})
+    """Queue one job per prompt, or one for a whole request in Gemini's shape."""
+    given = [
+        name for name in ("prompt", "prompts", "request") if getattr(payload, name) is not None
+    ]
+    if len(given) > 1:
+        field = "request" if payload.request is not None else "prompt"
+        raise DjangoValidationError(
+            {field: f"Send one of prompt, prompts or request, not {' and '.join(given)}."}
+        )
+    if not given:
+        raise DjangoValidationError(
+            {"prompt": "Send a prompt (or a list in prompts, or a whole request)."}
+        )
+    if payload.request is not None:
+        _refuse_settings_beside(payload)
+        prompts = [payload.request]
+    else:
+        _refuse_settings_twice(payload)
+        prompts = [payload.prompt] if payload.prompt is not None else payload.prompts
     spec = submitting.JobSpec.from_fields(dict(payload))
     created = submitting.jobs_submit(owner=request.auth, prompts=prompts, spec=spec)
     return Status(201, {"jobs": created})
+
+
+# Settings a text prompt takes beside it, and where a whole request carries them instead.
+_INSIDE_REQUEST = {
+    "system_instruction": "request.system_instruction",
+    "temperature": "request.generation_config.temperature",
+    "max_output_tokens": "request.generation_config.max_output_tokens",
+    "generation_config": "request.generation_config",
+}
+
+
+def _refuse_settings_beside(payload: JobIn) -> None:
+    """A whole request's own settings stand: one given beside it would be dropped."""
+    errors = {
+        name: f"A whole request carries its own settings: send this as {inside}."
+        for name, inside in _INSIDE_REQUEST.items()
+        if getattr(payload, name) not in (None, "")
+    }
+    named = payload.request.get("model")
+    if isinstance(named, str) and named.removeprefix("models/") != payload.model:
+        errors["request"] = (
+            f"request.model: {named!r} is not the job's model {payload.model!r}; "
+            "name the model in model."
+        )
+    if errors:
+        raise DjangoValidationError(errors)
+
+
+def _refuse_settings_twice(payload: JobIn) -> None:
+    config = {gemini_shape.snake(key) for key in payload.generation_config or {}}
+    twice = [
+        name
+        for name in ("temperature", "max_output_tokens")
+        if name in config and getattr(payload, name) is not None
+    ]
+    if twice:
+        message = f"generation_config.{twice[0]} is also given as {twice[0]}; send it once."
+        raise DjangoValidationError({"generation_config": message})
 
 
 @router.get(
