@@ -47,6 +47,9 @@ RESPONSE_MIME_TYPES = ("text/plain", JSON_MIME, "text/x.enum")
 ROLES = ("user", "model")
 
 
+_CAPITAL = re.compile(r"(?<!^)([A-Z])")
+
+
 class ShapeError(ValueError):
     """A request that Gemini would refuse or that we cannot send as asked; `field` is
     its path inside the request ("generation_config.top_k")."""
@@ -58,7 +61,9 @@ class ShapeError(ValueError):
 
 
 def snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    if name.islower():  # already snake_case: most names, and no regex for them
+        return name
+    return _CAPITAL.sub(r"_\1", name).lower()
 
 
 def _fields(value: Any, where: str, known: dict[str, Callable[[Any, str], Any]]) -> dict:
@@ -306,13 +311,21 @@ _TOOL: dict[str, Callable[[Any, str], Any]] = {
 }
 _SAFETY = {"category": _choice((), upper=True), "threshold": _choice((), upper=True),
            "method": _choice((), upper=True)}  # fmt: skip
+_FUNCTION_CALLING = {
+    "mode": _choice(("auto", "any", "none", "validated"), upper=True),
+    "allowed_function_names": _list_of(_text),
+}
+_TOOL_CONFIG: dict[str, Callable[[Any, str], Any]] = {
+    "function_calling_config": lambda v, w: _fields(v, w, _FUNCTION_CALLING),
+    "retrieval_config": _object,
+}
 _REQUEST: dict[str, Callable[[Any, str], Any]] = {
     "contents": _contents,
     "system_instruction": _content,
     "generation_config": _generation_config,
     "safety_settings": _list_of(lambda v, w: _fields(v, w, _SAFETY)),
     "tools": _list_of(lambda v, w: _fields(v, w, _TOOL)),
-    "tool_config": _object,
+    "tool_config": lambda v, w: _fields(v, w, _TOOL_CONFIG),
     "cached_content": _text,
     # A Gemini Batch line may name its model inside the request; the job keeps it apart.
     "model": _text,
@@ -407,23 +420,28 @@ def _pdf_pages(blob: dict) -> int:
     return max(1, len(re.findall(rb"/Type\s*/Page(?!s)", raw)))
 
 
-def estimate_input_tokens(request: dict) -> int:
-    """Input tokens before sending: text at four characters a token, each image at
-    IMAGE_TOKENS, each document page at PAGE_TOKENS."""
-    chars = len(system_text(request))
+def media_tokens(request: dict) -> int:
+    """Input tokens of the images and documents: IMAGE_TOKENS each image, PAGE_TOKENS
+    each document page (Gemini's published counts)."""
     tokens = 0
+    for blob in media(request):
+        if blob.get("mime_type") == "application/pdf":
+            tokens += PAGE_TOKENS * _pdf_pages(blob)
+        else:
+            tokens += IMAGE_TOKENS
+    return tokens
+
+
+def estimate_input_tokens(request: dict) -> int:
+    """Input tokens before sending: text (and function calls and results, as JSON) at
+    four characters a token, and media_tokens."""
+    chars = len(system_text(request))
     for _, part in parts(request):
         if "text" in part:
             chars += len(part["text"])
-        elif "inline_data" in part or "file_data" in part:
-            blob = part.get("inline_data") or part.get("file_data")
-            if blob.get("mime_type") == "application/pdf":
-                tokens += PAGE_TOKENS * _pdf_pages(blob)
-            else:
-                tokens += IMAGE_TOKENS
-        else:
+        elif "inline_data" not in part and "file_data" not in part:
             chars += len(json.dumps(part))
-    return tokens + math.ceil(chars / 4)
+    return media_tokens(request) + math.ceil(chars / 4)
 
 
 def answer_schema(request: dict) -> dict | None:
@@ -433,7 +451,7 @@ def answer_schema(request: dict) -> dict | None:
     if "response_json_schema" in config:
         return config["response_json_schema"]
     if "response_schema" in config:
-        return _openapi_as_json_schema(config["response_schema"])
+        return openapi_as_json_schema(config["response_schema"])
     return None
 
 
@@ -441,9 +459,32 @@ def wants_json(request: dict) -> bool:
     return generation(request).get("response_mime_type") == JSON_MIME
 
 
-def _openapi_as_json_schema(schema: Any) -> Any:
+def check_answer(request: dict, text: str) -> tuple[Any, str]:
+    """(the answer parsed, "") when JSON was asked for and the answer is JSON that
+    satisfies the schema; (parsed or None, why not) when it is not; (None, "") when
+    no JSON was asked for."""
+    if not wants_json(request):
+        return None, ""
+    try:
+        parsed = json.loads(text)
+    except ValueError as error:
+        return None, f"The answer is not JSON ({error})."
+    schema = answer_schema(request)
+    if schema is None:
+        return parsed, ""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(parsed))
+    if error is None:
+        return parsed, ""
+    where = "".join(f"[{p!r}]" for p in error.absolute_path) or "the answer"
+    return parsed, f"The answer does not match the schema: {where}: {error.message}"[:2000]
+
+
+def openapi_as_json_schema(schema: Any) -> Any:
     if isinstance(schema, list):
-        return [_openapi_as_json_schema(item) for item in schema]
+        return [openapi_as_json_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out = {}
@@ -452,9 +493,9 @@ def _openapi_as_json_schema(schema: Any) -> Any:
         if name == "type" and isinstance(value, str):
             out["type"] = value.lower()
         elif name == "properties" and isinstance(value, dict):
-            out["properties"] = {k: _openapi_as_json_schema(v) for k, v in value.items()}
+            out["properties"] = {k: openapi_as_json_schema(v) for k, v in value.items()}
         elif name in ("items", "any_of"):
-            out["anyOf" if name == "any_of" else "items"] = _openapi_as_json_schema(value)
+            out["anyOf" if name == "any_of" else "items"] = openapi_as_json_schema(value)
         elif name in ("nullable", "property_ordering", "format"):
             continue
         else:
@@ -486,6 +527,8 @@ def interactions_gaps(request: dict) -> list[str]:
     thinking = config.get("thinking_config", {})
     gaps += [f"generation_config.thinking_config.{name}" for name in
              ("thinking_budget", "include_thoughts") if name in thinking]  # fmt: skip
+    if config.get("response_mime_type") not in (None, JSON_MIME, "text/plain"):
+        gaps.append("generation_config.response_mime_type")
     if "tool_config" in request:
         gaps.append("tool_config")
     for tool in request.get("tools") or []:

@@ -55,6 +55,7 @@ class ErrorKind(models.TextChoices):
     AUTH = "auth", "Not authorised"
     NOT_FOUND = "not_found", "Not found"
     FAILED_IN_BODY = "failed_in_body", "Answer says failed"
+    BAD_OUTPUT = "bad_output", "Answer broke the schema"
     LOST = "lost", "Worker lost (lease expired)"
 
 
@@ -97,6 +98,8 @@ class Job(models.Model):
     # The whole request in Gemini's own shape (jobs/gemini_shape.py), model and tier
     # aside. Empty for jobs from before it was kept: gemini_request() builds theirs.
     request = models.JSONField(null=True, blank=True)
+    # Input tokens its images and documents count for, before it is sent (pacing's TPM).
+    media_tokens = models.PositiveIntegerField(default=0)
     model = models.CharField(max_length=64, default=DEFAULT_MODEL)
     input_text = models.TextField("prompt")
     system_instruction = models.TextField(blank=True)

@@ -15,7 +15,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 # Kinds of failure worth another try: the request may well succeed later.
-RETRYABLE_KINDS = frozenset({"capacity", "rate_limit", "transient", "timeout", "connection"})
+# A JSON answer that broke its schema is tried again only for jobs that asked for it.
+RETRYABLE_KINDS = frozenset(
+    {"capacity", "rate_limit", "transient", "timeout", "connection", "bad_output"}
+)
 # Kinds that say the credentials are wrong: retrying job after job would only
 # burn every job's attempts, so the engine pauses dispatch instead.
 PAUSING_KINDS = frozenset({"auth"})

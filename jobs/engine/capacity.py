@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -183,8 +183,10 @@ class ClaimPlan:
 
 def prompt_chars(job: str = ""):
     """The SQL expression for a job's prompt length, system instruction
-    included; `job` is the path to the job from another model ("job__")."""
-    return Length(f"{job}input_text") + Length(f"{job}system_instruction")
+    included, and its images and documents as the characters their tokens are
+    worth; `job` is the path to the job from another model ("job__")."""
+    media = F(f"{job}media_tokens") * pricing.CHARS_PER_TOKEN
+    return Length(f"{job}input_text") + Length(f"{job}system_instruction") + media
 
 
 def _in_flight_by_model(models: list[str]) -> dict[str, int]:

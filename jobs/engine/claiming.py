@@ -17,7 +17,7 @@ from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs.engine import backoff, capacity, control
+from jobs.engine import backoff, capacity, control, routes
 from jobs.models import (
     WAITING_STATES,
     Attempt,
@@ -39,11 +39,10 @@ class Claim:
     attempt_id: int
     attempt_number: int
     model: str
-    input_text: str
-    system_instruction: str
-    temperature: float | None
-    max_output_tokens: int | None
+    request: dict  # Gemini's shape (jobs/gemini_shape.py)
     tier: str
+    route: str
+    retry_bad_output: bool = False
 
 
 def _due_filters(now: datetime) -> list[Q]:
@@ -176,13 +175,16 @@ def _open_attempts(job_ids: list[int], owner: str, now: datetime) -> list[Claim]
         "system_instruction",
         "temperature",
         "max_output_tokens",
+        "request",
         "tier_requested",
         "fallback_standard",
+        "retry_bad_output",
     )
     claims: list[Claim] = []
     attempts: list[Attempt] = []
-    route = settings.GEMINI_API
     for job in jobs:
+        request = job.gemini_request()
+        route = routes.route_for(request, settings.GEMINI_API)
         tier = backoff.tier_for_attempt(
             requested=job.tier_requested,
             fallback_standard=job.fallback_standard,
@@ -205,11 +207,10 @@ def _open_attempts(job_ids: list[int], owner: str, now: datetime) -> list[Claim]
                 attempt_id=0,
                 attempt_number=job.attempts,
                 model=job.model,
-                input_text=job.input_text,
-                system_instruction=job.system_instruction,
-                temperature=job.temperature,
-                max_output_tokens=job.max_output_tokens,
+                request=request,
                 tier=tier,
+                route=route,
+                retry_bad_output=job.retry_bad_output,
             )
         )
     Attempt.objects.bulk_create(attempts)

@@ -161,12 +161,7 @@ class Dispatcher:
         """Send one request; its outcome waits in `_outcomes` for the next
         batched write (the job stays in flight, and leased, until then)."""
         request = GeminiRequest(
-            model=claim.model,
-            input_text=claim.input_text,
-            tier=claim.tier,
-            system_instruction=claim.system_instruction,
-            temperature=claim.temperature,
-            max_output_tokens=claim.max_output_tokens,
+            model=claim.model, request=claim.request, tier=claim.tier, route=claim.route
         )
         started = time.monotonic()
         outcome: GeminiResult | GeminiError

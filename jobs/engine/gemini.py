@@ -21,13 +21,15 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from google.genai._gaos.utils import serializers as _gaos_serializers
 
+from jobs import gemini_shape
+from jobs.engine import routes
 from jobs.engine.backoff import parse_retry_after, parse_retry_delay
 from jobs.redaction import redact_api_key
 
 logger = logging.getLogger(__name__)
 
 TIER_HEADER = "x-gemini-service-tier"
-ROUTES = ("interactions", "generate_content")
+ROUTES = routes.ROUTES
 _MESSAGE_LIMIT = 2000
 
 
@@ -78,16 +80,28 @@ else:
 # --- Our own types -----------------------------------------------------------
 @dataclass(frozen=True)
 class GeminiRequest:
+    """One try: the whole request in Gemini's shape (jobs/gemini_shape.py), its model
+    and tier, and the route to send it by ("" for the gateway's own)."""
+
     model: str
-    input_text: str
+    request: dict
     tier: str
-    system_instruction: str = ""
-    temperature: float | None = None
-    max_output_tokens: int | None = None
+    route: str = ""
+
+    @classmethod
+    def text(cls, *, model: str, prompt: str, tier: str, system_instruction: str = "",
+             route: str = "", **generation_config: Any) -> GeminiRequest:  # fmt: skip
+        request = gemini_shape.simple(
+            prompt, system_instruction=system_instruction, generation_config=generation_config
+        )
+        return cls(model=model, request=request, tier=tier, route=route)
 
 
 @dataclass(frozen=True)
 class GeminiResult:
+    """An answer. `response` is a GenerateContentResponse as JSON whichever route
+    carried it (on the Interactions route, the interaction read into that shape)."""
+
     text: str
     response_id: str
     input_tokens: int
@@ -95,6 +109,10 @@ class GeminiResult:
     thought_tokens: int
     tier_served: str
     http_status: int = 200
+    response: dict | None = None
+    finish_reason: str = ""
+    cut_at_limit: bool = False
+    route: str = ""
 
 
 class GeminiError(Exception):
@@ -241,22 +259,14 @@ class GeminiGateway:
 
     async def generate(self, request: GeminiRequest) -> GeminiResult:
         client = next(self._next_client)
-        if self.route == "generate_content":
+        route = request.route or routes.route_for(request.request, self.route)
+        if route == "generate_content":
             return await self._generate_content(client, request)
         return await self._interactions(client, request)
 
     async def _interactions(self, client: genai.Client, request: GeminiRequest) -> GeminiResult:
-        kwargs: dict[str, Any] = {
-            "model": request.model,
-            "input": request.input_text,
-            "service_tier": request.tier,
-            "timeout": self.timeout_seconds,
-        }
-        if request.system_instruction:
-            kwargs["system_instruction"] = request.system_instruction
-        generation_config = _generation_config(request)
-        if generation_config:
-            kwargs["generation_config"] = generation_config
+        kwargs = routes.interactions_arguments(request.request)
+        kwargs.update(model=request.model, service_tier=request.tier, timeout=self.timeout_seconds)
         try:
             raw = await client.aio.interactions.with_raw_response.create(**kwargs)
             interaction = await raw.parse()
@@ -265,36 +275,36 @@ class GeminiGateway:
         except (ix.APIConnectionError, httpx2.TransportError, TimeoutError) as exc:
             return _raise(_transport_error(exc))
         tier = raw.headers.get(TIER_HEADER, "")
-        if interaction.status != "completed":
+        body = interaction.model_dump(mode="json", exclude_none=True)
+        if interaction.status not in routes.ANSWERED_STATUSES:
             raise GeminiError(
                 "failed_in_body",
-                f"Interaction {interaction.id} ended with status {interaction.status!r}",
+                routes.interaction_failure(body),
                 http_status=raw.status_code,
                 google_status=str(interaction.status or "").upper(),
                 tier_served=tier,
             )
-        usage = interaction.usage
-        return GeminiResult(
-            text=interaction.output_text or "",
-            response_id=interaction.id or "",
-            input_tokens=(usage and usage.total_input_tokens) or 0,
-            output_tokens=(usage and usage.total_output_tokens) or 0,
-            thought_tokens=(usage and usage.total_thought_tokens) or 0,
-            tier_served=tier,
+        return _result(
+            routes.interaction_as_response(body),
+            tier=tier,
+            route="interactions",
             http_status=raw.status_code,
         )
 
     async def _generate_content(self, client: genai.Client, request: GeminiRequest) -> GeminiResult:
-        config = types.GenerateContentConfig(
-            service_tier=request.tier,
-            system_instruction=request.system_instruction or None,
-            temperature=request.temperature,
-            max_output_tokens=request.max_output_tokens,
-            http_options=types.HttpOptions(timeout=int(self.timeout_seconds * 1000)),
+        contents, config = routes.generate_content_arguments(request.request)
+        config = types.GenerateContentConfig.model_validate(
+            {
+                **config,
+                "service_tier": request.tier,
+                "http_options": types.HttpOptions(timeout=int(self.timeout_seconds * 1000)),
+            }
         )
         try:
             response = await client.aio.models.generate_content(
-                model=request.model, contents=request.input_text, config=config
+                model=request.model,
+                contents=[types.Content.model_validate(turn) for turn in contents],
+                config=config,
             )
         except genai_errors.APIError as exc:
             headers = exc.response.headers if exc.response is not None else {}
@@ -304,28 +314,39 @@ class GeminiGateway:
             return _raise(_transport_error(exc))
         headers = response.sdk_http_response.headers if response.sdk_http_response else {}
         tier = (headers or {}).get(TIER_HEADER, "")
-        candidate = response.candidates[0] if response.candidates else None
-        finish = str(candidate.finish_reason.value) if candidate and candidate.finish_reason else ""
-        text = response.text if candidate and candidate.content else None
-        if text is None:
-            blocked = response.prompt_feedback and response.prompt_feedback.block_reason
-            reason = finish or (str(blocked.value) if blocked else "no candidates")
+        body = response.model_dump(
+            mode="json",
+            by_alias=True,
+            exclude_none=True,
+            exclude={"sdk_http_response", "automatic_function_calling_history"},
+        )
+        if blocked := routes.blocked_reason(body):
             raise GeminiError(
                 "failed_in_body",
-                f"Answer had no text (finish reason {reason})",
+                blocked,
                 http_status=200,
-                google_status=reason,
+                google_status=routes.block_status(body),
                 tier_served=tier,
             )
-        usage = response.usage_metadata
-        return GeminiResult(
-            text=text,
-            response_id=response.response_id or "",
-            input_tokens=(usage and usage.prompt_token_count) or 0,
-            output_tokens=(usage and usage.candidates_token_count) or 0,
-            thought_tokens=(usage and usage.thoughts_token_count) or 0,
-            tier_served=tier,
-        )
+        return _result(body, tier=tier, route="generate_content")
+
+
+def _result(body: dict, *, tier: str, route: str, http_status: int = 200) -> GeminiResult:
+    usage = gemini_shape.usage(body)
+    finish = gemini_shape.finish_reason(body)
+    return GeminiResult(
+        text=gemini_shape.answer_text(body),
+        response_id=str(body.get("responseId") or ""),
+        input_tokens=usage.get("promptTokenCount") or 0,
+        output_tokens=usage.get("candidatesTokenCount") or 0,
+        thought_tokens=usage.get("thoughtsTokenCount") or 0,
+        tier_served=tier,
+        http_status=http_status,
+        response=body,
+        finish_reason=finish,
+        cut_at_limit=finish == "MAX_TOKENS",
+        route=route,
+    )
 
 
 def _http_options(base_url: str, api_version: str, timeout_seconds: float) -> types.HttpOptions:
@@ -346,15 +367,6 @@ def _http_options(base_url: str, api_version: str, timeout_seconds: float) -> ty
             "transport": httpx2.AsyncHTTPTransport(limits=unlimited),
         },
     )
-
-
-def _generation_config(request: GeminiRequest) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
-    if request.max_output_tokens is not None:
-        config["max_output_tokens"] = request.max_output_tokens
-    return config
 
 
 def _raise(error: GeminiError) -> GeminiResult:

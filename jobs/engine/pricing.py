@@ -61,9 +61,12 @@ def job_costs(
     return tier_cost(standard, tier), standard
 
 
+CHARS_PER_TOKEN = 4
+
+
 def tokens_for_chars(chars: int) -> int:
     """Tokens estimated before sending: about four characters each."""
-    return math.ceil(chars / 4)
+    return math.ceil(chars / CHARS_PER_TOKEN)
 
 
 def estimate_tokens(*texts: str) -> int:

@@ -8,12 +8,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from jobs import gemini_shape
 from jobs.engine import backoff, capacity, control, pricing
 from jobs.engine.claiming import Claim
 from jobs.engine.gemini import GeminiError, GeminiResult
@@ -23,9 +26,13 @@ logger = logging.getLogger(__name__)
 
 
 # --- Recording what happened ------------------------------------------------------
-def attempt_succeeded(*, claim: Claim, owner: str, result: GeminiResult, latency: float) -> bool:
-    """Store the answer. False when the job was no longer ours (cancelled by a
-    person, or reclaimed after our lease lapsed): the attempt says so."""
+def attempt_succeeded(*, claim: Claim, owner: str, result: GeminiResult, latency: float) -> str:
+    """Store the answer whole; with a response schema, parse and check it too. An
+    answer that breaks the schema is tried again when the job asked for that and
+    has attempts left ("retry"); otherwise it succeeds, flagged. "discarded" when
+    the job was no longer ours (cancelled by a person, or reclaimed after our lease
+    lapsed): the attempt says so. Every answer's tokens and cost are the job's,
+    the retried ones too: Google billed them."""
     now = timezone.now()
     tier = result.tier_served or claim.tier
     cost, standard = pricing.job_costs(
@@ -34,31 +41,80 @@ def attempt_succeeded(*, claim: Claim, owner: str, result: GeminiResult, latency
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens + result.thought_tokens,
     )
+    parsed, problem = gemini_shape.check_answer(claim.request, result.text)
+    billed = {
+        "tier_served": tier,
+        "input_tokens": F("input_tokens") + result.input_tokens,
+        "output_tokens": F("output_tokens") + result.output_tokens,
+        "thought_tokens": F("thought_tokens") + result.thought_tokens,
+        "cost_usd": _added(F("cost_usd"), cost),
+        "standard_cost_usd": _added(F("standard_cost_usd"), standard),
+        "lease_owner": "",
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
     with transaction.atomic():
-        won = Job.objects.filter(pk=claim.job_id, state=State.RUNNING, lease_owner=owner).update(
-            state=State.SUCCEEDED,
-            result_text=result.text,
-            response_id=result.response_id,
-            tier_served=tier,
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            thought_tokens=result.thought_tokens,
-            cost_usd=cost,
-            standard_cost_usd=standard,
-            last_error="",
-            finished_at=now,
-            lease_owner="",
-            lease_expires_at=None,
-            updated_at=now,
-        )
+        ours = Job.objects.filter(pk=claim.job_id, state=State.RUNNING, lease_owner=owner)
+        retry = _bad_output_retry(claim, ours) if problem and claim.retry_bad_output else None
+        if retry is not None:
+            won = ours.update(
+                **billed,
+                state=State.RETRYING,
+                next_attempt_at=now + timedelta(seconds=retry.delay),
+                bad_outputs=F("bad_outputs") + 1,
+                last_error=problem,
+            )
+        else:
+            won = ours.update(
+                **billed,
+                state=State.SUCCEEDED,
+                result_text=result.text,
+                response=result.response,
+                finish_reason=result.finish_reason[:32],
+                cut_at_limit=result.cut_at_limit,
+                output_json=parsed,
+                output_problem=problem,
+                bad_outputs=F("bad_outputs") + bool(problem),
+                response_id=result.response_id,
+                last_error="",
+                finished_at=now,
+            )
+        outcome = Outcome.WILL_RETRY if retry is not None else Outcome.SUCCEEDED
         Attempt.objects.filter(pk=claim.attempt_id).update(
             finished_at=now,
             latency_seconds=latency,
             http_status=result.http_status,
             tier_served=result.tier_served,
-            outcome=Outcome.SUCCEEDED if won else Outcome.DISCARDED,
+            error_kind=ErrorKind.BAD_OUTPUT if problem else "",
+            error_message=problem,
+            outcome=outcome if won else Outcome.DISCARDED,
         )
-    return bool(won)
+    if not won:
+        return "discarded"
+    return "retry" if retry is not None else "succeeded"
+
+
+def _added(column: F, amount: Decimal | None):
+    """A cost column plus one more answer's cost (None, unpriced, leaves it as it is)."""
+    if amount is None:
+        return column
+    return Coalesce(column, Value(Decimal(0))) + Value(amount)
+
+
+def _bad_output_retry(claim: Claim, ours) -> backoff.Decision | None:
+    job = ours.only("attempts", "refunded_attempts", "max_attempts").first()
+    if job is None:
+        return None
+    decision = backoff.decide(
+        ErrorKind.BAD_OUTPUT,
+        attempts_used=job.budgeted_attempts,
+        policy=backoff.Policy(
+            base=settings.FLEX_BACKOFF_BASE,
+            cap=settings.FLEX_BACKOFF_CAP,
+            max_attempts=job.max_attempts,
+        ),
+    )
+    return decision if decision.action == "retry" else None
 
 
 @dataclass(frozen=True)
@@ -107,10 +163,9 @@ def _tally_outcomes(outcomes: Sequence[AttemptOutcome]) -> None:
 
 def _record(owner: str, item: AttemptOutcome) -> str:
     if isinstance(item.outcome, GeminiResult):
-        won = attempt_succeeded(
+        return attempt_succeeded(
             claim=item.claim, owner=owner, result=item.outcome, latency=item.latency
         )
-        return "succeeded" if won else "discarded"
     return attempt_failed(claim=item.claim, owner=owner, error=item.outcome, latency=item.latency)
 
 

@@ -197,6 +197,7 @@ def job_for(request: dict, spec: JobSpec, **fields: Any) -> Job:
     )
     if job.gemini_request() != request:
         job.request = request
+        job.media_tokens = gemini_shape.media_tokens(request)
     return job
 
 

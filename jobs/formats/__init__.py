@@ -9,9 +9,17 @@ already have yielded PromptLines when it raises FileRejected at the end, so the 
 inserts inside one transaction and rolls back on that exception. After the first error
 nothing more is yielded; the rest of the file is only checked, to list more errors.
 
-Modules: `reading` (detection, streaming, limits, text and CSV), `json_lines` (what one
-line of each JSON format means), `writing` (results, CSV, resubmit files),
-`spreadsheet_cells` (CSV cells marked as text so no spreadsheet runs them as formulas).
+Every line becomes one request in Gemini's own shape (jobs.gemini_shape), whatever its
+format: a field that cannot be translated refuses the line, by name. Result files are
+written from the answer Gemini sent; the resubmit file is the lines as uploaded.
+
+Modules: `reading` (detection, streaming, limits, plain text), `json_lines` (a line's
+PromptLine; FlexDash's JSONL and Gemini Batch lines), `csv_lines` (CSV records),
+`translating` (building a request
+from another API's fields), `openai_batch` and `anthropic_batch` (their lines read and
+their results written), `result_rows` (ResultRow and what an answer says), `writing`
+(results, CSV, resubmit files), `spreadsheet_cells` (CSV cells marked as text so no
+spreadsheet runs them as formulas).
 """
 
 from jobs.formats.json_lines import MAX_ID_CHARS, PromptLine, json_shape_problem
@@ -24,13 +32,8 @@ from jobs.formats.reading import (
     file_too_large,
     parse,
 )
-from jobs.formats.writing import (
-    ResultRow,
-    export_csv,
-    export_resubmit,
-    export_results,
-    request_fields,
-)
+from jobs.formats.result_rows import ResultRow
+from jobs.formats.writing import export_csv, export_resubmit, export_results
 
 __all__ = [
     "FORMATS",
@@ -47,5 +50,4 @@ __all__ = [
     "file_too_large",
     "json_shape_problem",
     "parse",
-    "request_fields",
 ]

@@ -1,31 +1,24 @@
-"""What one JSON line of each format means: JSONL, Gemini Batch, OpenAI Batch and
-Anthropic Message Batches lines become PromptLines, or raise LineError naming the field.
+"""What one line of a prompt file means: a PromptLine carrying the whole request in
+Gemini's own shape (jobs.gemini_shape), or a LineError naming the field in the file's
+own terms. FlexDash's JSONL and Gemini Batch lines live here; OpenAI and Anthropic
+lines are translated in openai_batch and anthropic_batch with the helpers below.
 
 Before a line is decoded, json_shape_problem checks it is not nested or wide enough
 to exhaust the stack or the memory of the process reading it.
-
-Multi-turn conversations (assistant messages, Gemini "model" turns) run as one prompt:
-the turns are joined as a "User: ..." / "Assistant: ..." transcript, a blank line
-between turns; user-only conversations are joined without labels.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from array import array
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from jobs import gemini_shape
 from jobs.text import storable_text_error
 
 MAX_ID_CHARS = 255
-OPENAI_CHAT_URL = "/v1/chat/completions"
-# The same bounds jobs.engine.submitting.job_spec_errors applies to a single job.
-MAX_TEMPERATURE = 2.0
-MAX_OUTPUT_TOKENS = 1_000_000
 # json.loads recurses once per level of nesting (100,000 levels overflow the
 # stack) and makes every value a Python object (an empty {} costs 64 bytes for
 # its 3 bytes of text): a line is checked against both before it is decoded.
@@ -37,22 +30,77 @@ _JSON_STRING = re.compile(r'"[^"]*"')
 _DEPTH_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
+JSONL_FIELDS = ("id", "prompt", "system_instruction", "model", "temperature",
+                "max_output_tokens", "generation_config", "request")  # fmt: skip
+GEMINI_FIELDS = ("key", "request")
+# What a JSONL line gives beside its prompt, and gives inside a whole request instead.
+_PROMPT_SETTINGS = ("prompt", "system_instruction", "temperature", "max_output_tokens",
+                    "generation_config")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class PromptLine:
-    """One prompt as the file gives it; the caller applies the run's defaults."""
+    """One line of a file: its whole request, checked. The caller applies the run's
+    defaults (model, system instruction, temperature, max tokens)."""
 
     line: int  # 1-based; for CSV the record's first line
     custom_id: str  # "" when the line names none: the caller uses str(line)
-    prompt: str
-    system_instruction: str
-    model: str | None
-    temperature: float | None
-    max_output_tokens: int | None
+    request: dict  # Gemini's request, gemini_shape.normalise'd, without "model"
+    model: str | None  # the line's own model, "models/" taken off
+    # The line as uploaded, without its line ending, for the resubmit file. A CSV
+    # record comes after its header row and a line break: alone it means nothing.
+    source: str
+
+    @property
+    def prompt(self) -> str:
+        return gemini_shape.prompt_text(self.request)
+
+    @property
+    def system_instruction(self) -> str:
+        return gemini_shape.system_text(self.request)
+
+    @property
+    def temperature(self) -> float | None:
+        return gemini_shape.generation(self.request).get("temperature")
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        return gemini_shape.generation(self.request).get("max_output_tokens")
 
 
 class LineError(Exception):
     """One line's problem: recorded against the line, and reading goes on."""
+
+
+class Origins:
+    """Which field of the file each part of a built request came from, so that
+    Gemini's refusal of `generation_config.top_p` reads as one of `body.top_p`."""
+
+    def __init__(self) -> None:
+        self._paths: dict[str, tuple[str, bool]] = {}
+
+    def note(self, gemini_path: str, file_path: str, *, whole: bool = False) -> None:
+        """`whole`: every field inside gemini_path is file_path too (a part built from
+        one field of the file, such as a data: URL, has no fields of its own there)."""
+        self._paths[gemini_path] = (file_path, whole)
+
+    def name(self, field: str) -> str:
+        """The file's name for `field`: its longest noted prefix replaced."""
+        noted = [p for p in self._paths if field == p or field.startswith((p + ".", p + "["))]
+        if not noted:
+            return field
+        prefix = max(noted, key=len)
+        file_path, whole = self._paths[prefix]
+        return file_path if whole else file_path + field[len(prefix) :]
+
+
+def checked_request(request: Any, origins: Origins | None = None, where: str = "") -> dict:
+    """gemini_shape.normalise, its refusal a LineError in the file's terms."""
+    try:
+        return gemini_shape.normalise(request, where)
+    except gemini_shape.ShapeError as error:
+        field = origins.name(error.field) if origins else error.field
+        raise LineError(f"{field} {error.message}" if field else error.message) from None
 
 
 def json_shape_problem(text: str) -> str | None:
@@ -79,160 +127,72 @@ def json_shape_problem(text: str) -> str | None:
     return None
 
 
-def jsonl_line(number: int, line: dict) -> PromptLine:
+def jsonl_line(number: int, line: dict, source: str) -> PromptLine:
+    """FlexDash's JSONL: a `prompt` with its settings (a `generation_config` merged
+    in), or a whole Gemini `request` instead of the prompt."""
+    known_fields(line, JSONL_FIELDS, "a JSONL line")
+    model = line_model(line.get("model"), "model")
+    if line.get("request") is not None:
+        if given := [name for name in _PROMPT_SETTINGS if line.get(name) is not None]:
+            raise LineError(f"'{given[0]}' goes inside 'request' when a whole request is given")
+        request = checked_request(line["request"], where="request")
+        inner = line_model(request.pop("model", None), "request.model")
+        if model and inner and model != inner:
+            raise LineError(f"'model' ({model}) and request.model ({inner}) differ; give one")
+        return PromptLine(number, line_id(line, "id"), request, model or inner, source)
     prompt = line.get("prompt")
     if not isinstance(prompt, str):
-        raise LineError("no 'prompt' text" if prompt is None else "'prompt' must be a string")
-    return PromptLine(
-        number,
-        _id(line, "id"),
+        raise LineError(
+            "no 'prompt' text (or whole Gemini 'request')"
+            if prompt is None
+            else "'prompt' must be a string"
+        )
+    origins = Origins()
+    origins.note("contents", "prompt")
+    origins.note("contents[0].parts[0].text", "prompt")
+    origins.note("system_instruction.parts[0].text", "system_instruction")
+    config = line.get("generation_config")
+    if config is None:
+        config = {}
+    elif not isinstance(config, dict):
+        raise LineError("generation_config must be an object")
+    origins.note("generation_config", "generation_config")
+    config = dict(config)
+    for name in ("temperature", "max_output_tokens"):
+        if line.get(name) is None:
+            continue
+        if name in map(gemini_shape.snake, config):
+            raise LineError(f"'{name}' is given twice: beside the prompt and in generation_config")
+        config[name] = line[name]
+        origins.note(f"generation_config.{name}", name)
+    request = gemini_shape.simple(
         prompt,
-        _string(line.get("system_instruction"), "system_instruction"),
-        _model(line.get("model"), "model"),
-        checked_temperature(line.get("temperature"), "temperature"),
-        checked_max_tokens(line.get("max_output_tokens"), "max_output_tokens"),
+        system_instruction=text_field(line.get("system_instruction"), "system_instruction"),
+        generation_config=config,
     )
+    return PromptLine(number, line_id(line, "id"), checked_request(request, origins), model, source)
 
 
-def gemini_line(number: int, line: dict) -> PromptLine:
+def gemini_line(number: int, line: dict, source: str) -> PromptLine:
+    """A Gemini Batch line: the request is taken whole, every field kept."""
+    known_fields(line, GEMINI_FIELDS, "a Gemini Batch line")
     request = line.get("request")
     if not isinstance(request, dict):
         raise LineError("'request' must be an object with 'contents'")
-    contents = request.get("contents")
-    if not isinstance(contents, list) or not contents:
-        raise LineError("no request.contents[].parts[].text")
-    turns = []
-    for i, content in enumerate(contents):
-        where = f"request.contents[{i}]"
-        role = content.get("role", "user") if isinstance(content, dict) else None
-        if role not in ("user", "model"):
-            raise LineError(f"{where} must be a user or model turn")
-        turns.append(("assistant" if role == "model" else "user", _gemini_text(content, where)))
-    system = _either(request, "system_instruction", "systemInstruction")
-    config = _either(request, "generation_config", "generationConfig") or {}
-    if not isinstance(config, dict):
-        raise LineError("request.generation_config must be an object")
-    model = _model(request.get("model"), "request.model")
-    return PromptLine(
-        number,
-        _id(line, "key"),
-        _join_turns(turns),
-        "" if system is None else _gemini_text(system, "request.system_instruction"),
-        model.removeprefix("models/") if model else None,
-        checked_temperature(config.get("temperature"), "generation_config.temperature"),
-        checked_max_tokens(
-            _either(config, "max_output_tokens", "maxOutputTokens"),
-            "generation_config.max_output_tokens",
-        ),
-    )
+    request = checked_request(request, where="request")
+    model = line_model(request.pop("model", None), "request.model")
+    return PromptLine(number, line_id(line, "key"), request, model, source)
 
 
-def _gemini_text(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    parts = content.get("parts") if isinstance(content, dict) else None
-    if not isinstance(parts, list) or not parts:
-        raise LineError(f"no {where}.parts[].text")
-    texts = []
-    for i, part in enumerate(parts):
-        if not isinstance(part, dict) or not isinstance(part.get("text"), str):
-            raise LineError(f"{where}.parts[{i}] is not text; only text prompts can run")
-        texts.append(part["text"])
-    return _join(texts)
+def known_fields(value: dict, known: tuple[str, ...], what: str, where: str = "") -> None:
+    """Refuse, by name, a field `value` has that `known` does not list."""
+    for name in value:
+        if name not in known:
+            path = f"{where}.{name}" if where else f"'{name}'"
+            raise LineError(f"{path} is not a field of {what} ({', '.join(known)})")
 
 
-def openai_line(number: int, line: dict) -> PromptLine:
-    if line.get("method", "POST") != "POST":
-        raise LineError("'method' must be POST")
-    if line.get("url") != OPENAI_CHAT_URL:
-        raise LineError(f"'url' must be {OPENAI_CHAT_URL!r} (found {line.get('url')!r})")
-    body = line.get("body")
-    messages = body.get("messages") if isinstance(body, dict) else None
-    if not isinstance(messages, list) or not messages:
-        raise LineError("no body.messages")
-    system, turns = _messages(messages, "body.messages", ("system", "developer"))
-    newer = body.get("max_completion_tokens") is not None
-    tokens_field = "max_completion_tokens" if newer else "max_tokens"
-    return PromptLine(
-        number,
-        _id(line, "custom_id"),
-        _join_turns(turns),
-        _join(system),
-        _model(body.get("model"), "body.model"),
-        checked_temperature(body.get("temperature"), "body.temperature"),
-        checked_max_tokens(body.get(tokens_field), f"body.{tokens_field}"),
-    )
-
-
-def anthropic_line(number: int, line: dict) -> PromptLine:
-    params = line.get("params")
-    messages = params.get("messages") if isinstance(params, dict) else None
-    if not isinstance(messages, list) or not messages:
-        raise LineError("no params.messages")
-    _, turns = _messages(messages, "params.messages", ())
-    system = params.get("system")
-    return PromptLine(
-        number,
-        _id(line, "custom_id"),
-        _join_turns(turns),
-        "" if system is None else _content_text(system, "params.system"),
-        _model(params.get("model"), "params.model"),
-        checked_temperature(params.get("temperature"), "params.temperature"),
-        checked_max_tokens(params.get("max_tokens"), "params.max_tokens"),
-    )
-
-
-def _messages(
-    messages: list, where: str, system_roles: tuple[str, ...]
-) -> tuple[list[str], list[tuple[str, str]]]:
-    system: list[str] = []
-    turns: list[tuple[str, str]] = []
-    for i, message in enumerate(messages):
-        role = message.get("role") if isinstance(message, dict) else None
-        if role not in ("user", "assistant", *system_roles):
-            roles = ", ".join(("user", "assistant", *system_roles))
-            raise LineError(f"{where}[{i}] has role {role!r}; only {roles} messages can run")
-        text = _content_text(message.get("content"), f"{where}[{i}].content")
-        if role in system_roles:
-            system.append(text)
-        else:
-            turns.append((role, text))
-    return system, turns
-
-
-def _content_text(content: Any, where: str) -> str:
-    """OpenAI and Anthropic content: a string or a list of text blocks."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list) or not content:
-        raise LineError(f"{where} must be a string or a list of text blocks")
-    texts = []
-    for i, block in enumerate(content):
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind != "text" or not isinstance(block.get("text"), str):
-            raise LineError(f"{where}[{i}] is {kind or 'not a block'!r}; only text can run")
-        texts.append(block["text"])
-    return _join(texts)
-
-
-def _join(texts: Iterable[str]) -> str:
-    return "\n\n".join(text for text in texts if text)
-
-
-def _join_turns(turns: list[tuple[str, str]]) -> str:
-    if not any(role == "user" for role, _ in turns):
-        raise LineError("no user message")
-    if all(role == "user" for role, _ in turns):
-        return _join(text for _, text in turns)
-    return _join(f"{role.capitalize()}: {text}" for role, text in turns)
-
-
-def _either(mapping: dict, snake: str, other: str) -> Any:
-    value = mapping.get(snake)
-    return mapping.get(other) if value is None else value
-
-
-def _id(line: dict, name: str) -> str:
+def line_id(line: dict, name: str) -> str:
     value = line.get(name)
     if value is None:
         return ""
@@ -241,7 +201,7 @@ def _id(line: dict, name: str) -> str:
     return str(value)
 
 
-def _string(value: Any, name: str) -> str:
+def text_field(value: Any, name: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -249,51 +209,35 @@ def _string(value: Any, name: str) -> str:
     return value
 
 
-def _model(value: Any, name: str) -> str | None:
-    return _string(value, name).strip() or None
-
-
-def checked_temperature(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not 0 <= value <= MAX_TEMPERATURE
-    ):
-        raise LineError(f"{name} must be a number between 0 and {MAX_TEMPERATURE:g}")
-    return float(value)
-
-
-def checked_max_tokens(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_TOKENS:
-        raise LineError(f"{name} must be a whole number between 1 and {MAX_OUTPUT_TOKENS:,}")
-    return value
+def line_model(value: Any, name: str) -> str | None:
+    return text_field(value, name).strip().removeprefix("models/") or None
 
 
 def content_problem(p: PromptLine, max_prompt_chars: int) -> str | None:
-    """What would stop this prompt from being stored and run, whatever its format."""
-    if not p.prompt.strip():
+    """What would stop this line from being stored and run, whatever its format. (Each
+    text part was checked storable as the request was: gemini_shape.normalise.)"""
+    blank, inline = True, False
+    for _, part in gemini_shape.parts(p.request):
+        blank = blank and "text" in part and not part["text"].strip()
+        inline = inline or "inline_data" in part
+    if blank:
         return "the prompt is empty"
-    if len(p.prompt) > max_prompt_chars:
-        return f"the prompt is {len(p.prompt):,} characters; the limit is {max_prompt_chars:,}"
-    if len(p.system_instruction) > max_prompt_chars:
+    prompt, system = p.prompt, p.system_instruction
+    if len(prompt) > max_prompt_chars:
+        return f"the prompt is {len(prompt):,} characters; the limit is {max_prompt_chars:,}"
+    if len(system) > max_prompt_chars:
         return (
-            f"the system instruction is {len(p.system_instruction):,} characters; "
+            f"the system instruction is {len(system):,} characters; "
             f"the limit is {max_prompt_chars:,}"
+        )
+    if inline and (size := gemini_shape.inline_bytes(p.request)) > gemini_shape.MAX_INLINE_BYTES:
+        return (
+            f"the images and documents come to {size / 1_048_576:.1f} MB; Gemini takes "
+            f"{gemini_shape.MAX_INLINE_BYTES // 1_048_576} MB inline"
         )
     if len(p.custom_id) > MAX_ID_CHARS:
         return f"the id is {len(p.custom_id):,} characters; the limit is {MAX_ID_CHARS}"
-    fields = (
-        ("id", p.custom_id),
-        ("prompt", p.prompt),
-        ("system instruction", p.system_instruction),
-        ("model", p.model or ""),
-    )
-    for name, text in fields:
+    for name, text in (("id", p.custom_id), ("model", p.model or "")):
         if problem := storable_text_error(text):
             return f"the {name} {problem}"
     return None

@@ -12,19 +12,18 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, BinaryIO
 
+from jobs import gemini_shape
+from jobs.formats.anthropic_batch import anthropic_line
+from jobs.formats.csv_lines import csv_delimiter, read_csv, without_line_end
 from jobs.formats.json_lines import (
     LineError,
     PromptLine,
-    anthropic_line,
-    checked_max_tokens,
-    checked_temperature,
     content_problem,
     gemini_line,
     json_shape_problem,
     jsonl_line,
-    openai_line,
 )
-from jobs.formats.spreadsheet_cells import restore
+from jobs.formats.openai_batch import openai_line
 from jobs.text import storable_text_error
 
 FORMATS = ("text", "jsonl", "csv", "gemini_batch", "openai_batch", "anthropic_batch")
@@ -39,15 +38,8 @@ FORMAT_LABELS = {
 }
 MAX_ERRORS = 20
 HEAD_BYTES = 64 * 1024
-CSV_PROMPT_COLUMNS = (
-    "id",
-    "prompt",
-    "model",
-    "system_instruction",
-    "temperature",
-    "max_output_tokens",
-)
 _CHUNK_BYTES = 64 * 1024
+_INLINE_BASE64_BYTES = gemini_shape.MAX_INLINE_BYTES * 4 // 3
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _UTF16_MESSAGE = "not UTF-8 text (this looks like UTF-16; save the file as UTF-8)"
 
@@ -111,7 +103,7 @@ def detect_format(head: bytes, filename: str = "") -> str:
         return _json_format(number, first, complete=number < len(lines) or len(head) < HEAD_BYTES)
     if suffix in ("jsonl", "json", "ndjson"):
         raise FileRejected([(number, "expected one JSON object per line")])
-    cells = next(csv.reader([first], delimiter=_csv_delimiter(first)))
+    cells = next(csv.reader([first], delimiter=csv_delimiter(first)))
     if len(cells) > 1 and "prompt" in (cell.strip().lower() for cell in cells):
         return "csv"
     return "text"
@@ -134,10 +126,13 @@ def _json_format(number: int, first: str, *, complete: bool) -> str:
         return "anthropic_batch"
     if "custom_id" in keys and "body" in keys:
         return "openai_batch"
+    # A whole request under an id is FlexDash's JSONL; under a key, Gemini's.
+    if "key" in keys:
+        return "gemini_batch"
+    if "prompt" in keys or "id" in keys:
+        return "jsonl"
     if "request" in keys:
         return "gemini_batch"
-    if "prompt" in keys:
-        return "jsonl"
     raise FileRejected(
         [
             (
@@ -163,7 +158,8 @@ def parse(
     """Yield the file's prompts one by one; raise FileRejected when the file ends (or
     reading stops) if anything was wrong. Detects the format when `fmt` is None.
     A line longer than `max_line_bytes` is refused unread (by default, room for a
-    prompt and a system instruction at the limit, even fully \\u-escaped)."""
+    prompt and a system instruction at the limit, even fully \\u-escaped, and for
+    Gemini's limit of inline images and documents in base64)."""
     head = _read_head(stream)
     if fmt is None:
         fmt = detect_format(head, filename)
@@ -174,7 +170,7 @@ def parse(
     count = 0
     chunks = itertools.chain([head], iter(partial(stream.read, _CHUNK_BYTES), b""))
     if max_line_bytes is None:
-        max_line_bytes = 12 * 2 * max_prompt_chars + HEAD_BYTES
+        max_line_bytes = 12 * 2 * max_prompt_chars + _INLINE_BASE64_BYTES + HEAD_BYTES
     lines = _text_lines(_raw_lines(chunks, errors, max_bytes, max_line_bytes), errors)
     try:
         for prompt_line in _READERS[fmt](lines, errors, max_prompt_chars):
@@ -275,102 +271,10 @@ def _read_text(lines: Iterator[tuple[int, str]], errors: _Errors, _: int) -> Ite
     for number, text in lines:
         prompt = text.rstrip("\r\n")
         if prompt.strip():
-            yield PromptLine(number, "", prompt, "", None, None, None)
+            yield PromptLine(number, "", gemini_shape.simple(prompt), None, prompt)
 
 
-def _read_csv(
-    lines: Iterator[tuple[int, str]], errors: _Errors, max_prompt_chars: int
-) -> Iterator[PromptLine]:
-    # The limit is process-wide, so only ever raise it; lengths are checked per prompt.
-    if csv.field_size_limit() < max_prompt_chars + 2:
-        csv.field_size_limit(max_prompt_chars + 2)
-    source = _Numbered(lines)
-    header = next((text for text in source if text.strip()), None)
-    if header is None:
-        return
-    header_line = source.number
-    delimiter = _csv_delimiter(header)
-    reader = csv.reader(itertools.chain([header], source), delimiter=delimiter, strict=True)
-    try:
-        columns = [name.strip().lower() for name in next(reader)]
-    except csv.Error as exc:
-        errors.stop(header_line, f"the header row is not valid CSV ({exc})")
-    if "prompt" not in columns:
-        found = ", ".join(repr(name) for name in columns)
-        errors.stop(header_line, f"the header row has no 'prompt' column (it has {found})")
-    index = {name: columns.index(name) for name in CSV_PROMPT_COLUMNS if name in columns}
-    while True:
-        number = source.number + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            errors.add(number, f"not valid CSV ({exc}; is a quote left open?)")
-            continue
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) > len(columns):
-            errors.add(
-                number,
-                f"{len(row)} fields but the header has {len(columns)}; "
-                f"quote fields that contain {delimiter!r}",
-            )
-            continue
-        # A resubmit file's cells were neutralised for spreadsheets: take the mark off.
-        cells = {name: restore(row[i]) if i < len(row) else "" for name, i in index.items()}
-        try:
-            temperature = checked_temperature(
-                _csv_number(cells, "temperature", float), "temperature"
-            )
-            max_tokens = checked_max_tokens(
-                _csv_number(cells, "max_output_tokens", int), "max_output_tokens"
-            )
-        except LineError as exc:
-            errors.add(number, str(exc))
-            continue
-        yield PromptLine(
-            number,
-            cells.get("id", "").strip(),
-            cells["prompt"],
-            cells.get("system_instruction", ""),
-            cells.get("model", "").strip() or None,
-            temperature,
-            max_tokens,
-        )
-
-
-class _Numbered:
-    """Feeds csv.reader text lines, remembering the number of the last one given."""
-
-    def __init__(self, lines: Iterator[tuple[int, str]]) -> None:
-        self._lines = lines
-        self.number = 0
-
-    def __iter__(self) -> _Numbered:
-        return self
-
-    def __next__(self) -> str:
-        self.number, text = next(self._lines)
-        return text
-
-
-def _csv_delimiter(header: str) -> str:
-    return next((d for d in ",\t;" if d in header), ",")
-
-
-def _csv_number(cells: dict[str, str], name: str, kind: type) -> Any:
-    """The cell as a number, None when blank, or the text itself for the check to refuse."""
-    cell = cells.get(name, "").strip()
-    if not cell:
-        return None
-    try:
-        return kind(cell)
-    except ValueError:
-        return cell
-
-
-def _json_reader(extract: Callable[[int, dict], PromptLine]) -> _Reader:
+def _json_reader(extract: Callable[[int, dict, str], PromptLine]) -> _Reader:
     def read(lines: Iterator[tuple[int, str]], errors: _Errors, _: int) -> Iterator[PromptLine]:
         for number, text in lines:
             if not text.strip():
@@ -378,8 +282,9 @@ def _json_reader(extract: Callable[[int, dict], PromptLine]) -> _Reader:
             if problem := json_shape_problem(text):
                 errors.add(number, problem)
                 continue
+            source = without_line_end(text)
             try:
-                value = json.loads(text.rstrip("\r\n"))
+                value = json.loads(source)
             except json.JSONDecodeError as exc:
                 errors.add(number, _json_error(exc))
                 continue
@@ -387,7 +292,7 @@ def _json_reader(extract: Callable[[int, dict], PromptLine]) -> _Reader:
                 errors.add(number, f"expected a JSON object, found {_json_kind(value)}")
                 continue
             try:
-                yield extract(number, value)
+                yield extract(number, value, source)
             except LineError as exc:
                 errors.add(number, str(exc))
 
@@ -416,7 +321,7 @@ def _size(size: int) -> str:
 
 _READERS: dict[str, _Reader] = {
     "text": _read_text,
-    "csv": _read_csv,
+    "csv": read_csv,
     "jsonl": _json_reader(jsonl_line),
     "gemini_batch": _json_reader(gemini_line),
     "openai_batch": _json_reader(openai_line),

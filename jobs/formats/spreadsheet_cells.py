@@ -26,6 +26,12 @@ def neutralise(cell: str) -> str:
     return TEXT_MARK + cell if _MARKED.match(cell) else cell
 
 
+def as_uploaded(cell: str) -> str:
+    """A cell of an uploaded record, written again: marked only if a spreadsheet would
+    compute it as it stands (a cell already marked reads back the same unmarked)."""
+    return TEXT_MARK + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
 def restore(cell: str) -> str:
     """The cell as it was before neutralise() (a cell it never marks is unchanged)."""
     if cell.startswith(TEXT_MARK) and _MARKED.match(cell, 1):

@@ -1,20 +1,23 @@
-"""Writing results: each format's own result lines keyed by the uploaded ids, a CSV of
-every job, and the lines that did not succeed in the uploaded format to upload again.
-All streaming: one `str` line at a time, each ending in a newline. Every CSV cell goes
-through spreadsheet_cells.neutralise, so no spreadsheet computes an id, prompt or answer."""
+"""Writing results: each format's own result lines keyed by the uploaded ids, written
+from the answer Gemini sent; a CSV of every job; and the lines that did not succeed,
+as they were uploaded, to upload again. All streaming: one `str` line at a time, each
+ending in a newline. Every CSV cell goes through spreadsheet_cells.neutralise, so no
+spreadsheet computes an id, prompt or answer."""
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from jobs.formats.json_lines import OPENAI_CHAT_URL, PromptLine
-from jobs.formats.reading import CSV_PROMPT_COLUMNS
-from jobs.formats.spreadsheet_cells import neutralise
+from jobs import gemini_shape
+from jobs.formats import anthropic_batch, openai_batch
+from jobs.formats.csv_lines import CSV_PROMPT_COLUMNS, csv_delimiter
+from jobs.formats.result_rows import ResultRow, answer
+from jobs.formats.spreadsheet_cells import FORMULA_STARTS, as_uploaded, neutralise
 
 CSV_COLUMNS = (
     "id",
@@ -28,6 +31,8 @@ CSV_COLUMNS = (
     "cost_usd",
     "prompt",
     "output",
+    "finish_reason",
+    "cut_at_limit",
 )
 
 # The ResultRow attribute behind each CSV column.
@@ -43,48 +48,15 @@ _CSV_ROW_FIELDS = (
     "cost_usd",
     "prompt",
     "output_text",
+    "finish_reason",
+    "cut_at_limit",
 )
-CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """One job of a run as the exports need it; the caller builds it from the Job."""
-
-    custom_id: str
-    prompt: str
-    state: str
-    attempts: int
-    http_503: int
-    http_429: int
-    input_tokens: int
-    output_tokens: int
-    thought_tokens: int
-    cost_usd: str  # a plain decimal ("0.00000000", never "0E-8"), "" if none
-    output_text: str
-    error: str
-    model: str
-    response_id: str
-    finished: bool
-    succeeded: bool
-
-
-def request_fields(p: PromptLine) -> dict:
-    """What export_resubmit needs to write the line again (the prompt and its settings:
-    ResultRow carries only the prompt's text); empty settings are left out to keep it small."""
-    fields: dict[str, Any] = {"prompt": p.prompt}
-    if p.system_instruction:
-        fields["system_instruction"] = p.system_instruction
-    for name in ("model", "temperature", "max_output_tokens"):
-        if (value := getattr(p, name)) is not None:
-            fields[name] = value
-    return fields
 
 
 def export_results(fmt: str, rows: Iterable[ResultRow]) -> Iterator[str]:
-    """One JSON line per finished row, in the uploaded format's own result shape. Text,
-    JSONL and CSV uploads get FlexDash's JSONL: id, state, model, output, error,
-    input_tokens, output_tokens, thought_tokens, cost_usd (a decimal string, or null)."""
+    """One JSON line per finished row, in the uploaded format's own result shape,
+    written from the answer as Gemini sent it. Text, JSONL and CSV uploads get
+    FlexDash's JSONL (see _flexdash_result)."""
     write = _RESULT_WRITERS[fmt]
     number = 0
     for row in rows:
@@ -93,42 +65,116 @@ def export_results(fmt: str, rows: Iterable[ResultRow]) -> Iterator[str]:
             yield _json_line(write(row, number))
 
 
-def export_csv(rows: Iterable[ResultRow]) -> Iterator[str]:
-    """Every row, finished or not, one CSV record each (quoted when multi-line)."""
+def export_csv(rows: Iterable[ResultRow], json_columns: Sequence[str] = ()) -> Iterator[str]:
+    """Every row, finished or not, one CSV record each (quoted when multi-line).
+    `json_columns`, the top-level properties of the run's response schema, add an
+    `output.<property>` column each: the property's value in the structured answer
+    (a string as it is, anything else as compact JSON)."""
     write = _csv_writer()
-    yield write(CSV_COLUMNS)
+    yield write([*CSV_COLUMNS, *(f"output.{name}" for name in json_columns)])
     for row in rows:
-        yield write(getattr(row, name) for name in _CSV_ROW_FIELDS)
+        cells = [_cell(getattr(row, name)) for name in _CSV_ROW_FIELDS]
+        structured = row.output_json if isinstance(row.output_json, dict) else {}
+        cells += [_json_cell(structured, name) for name in json_columns]
+        yield write(cells)
 
 
-def export_resubmit(fmt: str, lines: Iterable[tuple[ResultRow, dict]]) -> Iterator[str]:
-    """Every line that did not succeed (failed, cancelled or unfinished), in the uploaded
-    format and under its id, ready to upload again. The dict is request_fields()."""
+def export_resubmit(fmt: str, rows: Iterable[ResultRow]) -> Iterator[str]:
+    """Every line that did not succeed (failed, cancelled or unfinished), as it was
+    uploaded (a CSV's records under their header row), ready to upload again. A line
+    that named no id gets the one it ran under (its number in the first file), so the
+    second run's results are keyed as the first run's. A job from before lines were
+    kept is written from its `legacy_fields` in the format's usual shape."""
+    unsucceeded = (row for row in rows if not row.succeeded)
     if fmt == "csv":
-        write_csv = _csv_writer()
-        yield write_csv(CSV_PROMPT_COLUMNS)
-    for row, fields in lines:
-        if row.succeeded:
-            continue
-        if fmt == "text":
-            yield fields["prompt"] + "\n"
-        elif fmt == "csv":
-            yield write_csv([row.custom_id, *(fields.get(n, "") for n in CSV_PROMPT_COLUMNS[1:])])
-        else:
-            yield _json_line(_RESUBMIT_WRITERS[fmt](row.custom_id, fields))
+        yield from _csv_resubmit(unsucceeded)
+        return
+    for row in unsucceeded:
+        yield _with_id(fmt, row) + "\n" if row.source else _legacy_line(fmt, row)
+
+
+_ID_FIELDS = {"jsonl": "id", "gemini_batch": "key", "openai_batch": "custom_id",
+              "anthropic_batch": "custom_id"}  # fmt: skip
+
+
+def _with_id(fmt: str, row: ResultRow) -> str:
+    """The line as uploaded; one that named no id gets its id as a first field, the
+    rest of its text untouched."""
+    if fmt not in _ID_FIELDS:
+        return row.source
+    name = _ID_FIELDS[fmt]
+    line = json.loads(row.source)
+    if line.get(name) is not None:
+        return row.source
+    if name in line:  # named as null: a field before it would be overridden
+        return json.dumps({**line, name: row.custom_id}, ensure_ascii=False)
+    start = row.source.index("{") + 1
+    field = f"{json.dumps(name)}: {json.dumps(row.custom_id, ensure_ascii=False)}, "
+    return row.source[:start] + field + row.source[start:]
+
+
+def _csv_resubmit(rows: Iterator[ResultRow]) -> Iterator[str]:
+    first = next(rows, None)
+    if first is None or not first.source:
+        yield _csv_writer()(CSV_PROMPT_COLUMNS)
+        if first is not None:
+            yield _legacy_line("csv", first)
+        yield from (_legacy_line("csv", row) for row in rows)
+        return
+    records = _CsvRecords(_csv_split(first.source)[0])
+    yield records.header + "\n"
+    for row in itertools.chain([first], rows):
+        yield (records.record(row) if row.source else _legacy_line("csv", row).rstrip("\n")) + "\n"
+
+
+class _CsvRecords:
+    """A CSV's records under the header row they were read by, as uploaded, but with a
+    cell a spreadsheet would compute marked as text, and the id each ran under given to
+    a record without one (and a header without an id column, one)."""
+
+    def __init__(self, header: str) -> None:
+        self.delimiter = csv_delimiter(header)
+        self._write = _csv_writer(self.delimiter)
+        cells = self._cells(header)
+        columns = [name.strip().lower() for name in cells]
+        self.id_column = columns.index("id") if "id" in columns else None
+        if self.id_column is None:
+            cells = ["id", *cells]
+        self.header = self._as_uploaded(header, cells, changed=self.id_column is None)
+
+    def _cells(self, record: str) -> list[str]:
+        return next(csv.reader(io.StringIO(record + "\n"), delimiter=self.delimiter), [])
+
+    def _as_uploaded(self, record: str, cells: list[str], *, changed: bool) -> str:
+        if not changed and not any(cell.startswith(FORMULA_STARTS) for cell in cells):
+            return record
+        return self._write(map(as_uploaded, cells), neutralised=True).rstrip("\n")
+
+    def record(self, row: ResultRow) -> str:
+        record = _csv_split(row.source)[1]
+        cells = self._cells(record)
+        if self.id_column is None:
+            return self._as_uploaded(record, [row.custom_id, *cells], changed=True)
+        if self.id_column < len(cells) and cells[self.id_column].strip():
+            return self._as_uploaded(record, cells, changed=False)
+        cells += [""] * (self.id_column + 1 - len(cells))
+        cells[self.id_column] = row.custom_id
+        return self._as_uploaded(record, cells, changed=True)
 
 
 def _json_line(value: dict) -> str:
     return json.dumps(value, ensure_ascii=False) + "\n"
 
 
-def _csv_writer() -> Callable[[Iterable[Any]], str]:
-    """The one way a CSV row is written here: each cell as text, neutralised."""
+def _csv_writer(delimiter: str = ",") -> Callable[..., str]:
+    """The one way a CSV row is written here: each cell as text, neutralised (unless
+    the cells are as uploaded, marks and all)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
 
-    def write(values: Iterable[Any]) -> str:
-        writer.writerow(neutralise("" if value is None else str(value)) for value in values)
+    def write(values: Iterable[Any], *, neutralised: bool = False) -> str:
+        cells = ("" if value is None else str(value) for value in values)
+        writer.writerow(cells if neutralised else map(neutralise, cells))
         text = buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -137,108 +183,80 @@ def _csv_writer() -> Callable[[Iterable[Any]], str]:
     return write
 
 
-def _cancelled(row: ResultRow) -> bool:
-    return row.state == CANCELLED
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
+def _json_cell(structured: dict, name: str) -> str:
+    if name not in structured:
+        return ""
+    value = structured[name]
+    return value if isinstance(value, str) else _compact(value)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _csv_split(source: str) -> tuple[str, str]:
+    """A CSV line's source as (header row, record), each as it was uploaded: the header
+    is the first record csv reads from it, as the upload's reader did."""
+    lines = source.split("\n")
+    taken = 0
+
+    def feed() -> Iterator[str]:
+        nonlocal taken
+        for line in lines:
+            taken += 1
+            yield line + "\n"
+
+    try:
+        next(csv.reader(feed(), delimiter=csv_delimiter(lines[0])))
+    except (csv.Error, StopIteration):
+        taken = 1
+    return "\n".join(lines[:taken]), "\n".join(lines[taken:])
+
+
+# --- Result lines ----------------------------------------------------------------------
 def _flexdash_result(row: ResultRow, _: int) -> dict:
-    return {
+    """FlexDash's result line: the first answer's text, how it ended, its structured
+    form, and, when the answer holds them, every candidate's text and the function calls."""
+    result: dict[str, Any] = {
         "id": row.custom_id,
         "state": row.state,
         "model": row.model,
         "output": row.output_text,
         "error": row.error,
+        "finish_reason": row.finish_reason,
+        "cut_at_limit": row.cut_at_limit,
+        "output_problem": row.output_problem,
         "input_tokens": row.input_tokens,
         "output_tokens": row.output_tokens,
         "thought_tokens": row.thought_tokens,
         "cost_usd": row.cost_usd or None,
     }
+    if row.output_json is not None:
+        result["output_json"] = row.output_json
+    found = gemini_shape.candidates(row.response)
+    if len(found) > 1:
+        result["candidates"] = [gemini_shape.candidate_text(c) for c in found]
+    if found and (calls := gemini_shape.function_calls(found[0])):
+        result["function_calls"] = calls
+    return result
 
 
 def _gemini_result(row: ResultRow, _: int) -> dict:
-    if not row.succeeded:
-        code, status = (499, "CANCELLED") if _cancelled(row) else (500, "UNKNOWN")
-        return {
-            "key": row.custom_id,
-            "error": {"code": code, "message": _error(row), "status": status},
-        }
-    total = row.input_tokens + row.output_tokens + row.thought_tokens
+    """The response as Gemini sent it (a blocked prompt's too), or the error."""
+    response = None if row.cancelled else answer(row)
+    if response is not None:
+        return {"key": row.custom_id, "response": response}
+    code, status = (499, "CANCELLED") if row.cancelled else (500, "UNKNOWN")
     return {
         "key": row.custom_id,
-        "response": {
-            "candidates": [
-                {
-                    "content": {"role": "model", "parts": [{"text": row.output_text}]},
-                    "finishReason": "STOP",
-                }
-            ],
-            "usageMetadata": {
-                "promptTokenCount": row.input_tokens,
-                "candidatesTokenCount": row.output_tokens,
-                "thoughtsTokenCount": row.thought_tokens,
-                "totalTokenCount": total,
-            },
-            "modelVersion": row.model,
-            "responseId": row.response_id,
-        },
+        "error": {"code": code, "message": row.error_message, "status": status},
     }
-
-
-def _openai_result(row: ResultRow, number: int) -> dict:
-    line: dict[str, Any] = {"id": f"batch_req_{number}", "custom_id": row.custom_id}
-    if not row.succeeded:
-        code = "batch_cancelled" if _cancelled(row) else "request_failed"
-        return {**line, "response": None, "error": {"code": code, "message": _error(row)}}
-    # OpenAI counts reasoning tokens inside completion_tokens; Gemini bills thoughts as output.
-    completion = row.output_tokens + row.thought_tokens
-    body = {
-        "id": row.response_id,
-        "object": "chat.completion",
-        "model": row.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": row.output_text},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": row.input_tokens,
-            "completion_tokens": completion,
-            "total_tokens": row.input_tokens + completion,
-            "completion_tokens_details": {"reasoning_tokens": row.thought_tokens},
-        },
-    }
-    response = {"status_code": 200, "request_id": row.response_id, "body": body}
-    return {**line, "response": response, "error": None}
-
-
-def _anthropic_result(row: ResultRow, _: int) -> dict:
-    if _cancelled(row):
-        result: dict[str, Any] = {"type": "canceled"}
-    elif not row.succeeded:
-        error = {"type": "api_error", "message": _error(row)}
-        result = {"type": "errored", "error": {"type": "error", "error": error}}
-    else:
-        message = {
-            "id": row.response_id,
-            "type": "message",
-            "role": "assistant",
-            "model": row.model,
-            "content": [{"type": "text", "text": row.output_text}],
-            "stop_reason": "end_turn",
-            # Anthropic counts thinking inside output_tokens, as Gemini bills it.
-            "usage": {
-                "input_tokens": row.input_tokens,
-                "output_tokens": row.output_tokens + row.thought_tokens,
-            },
-        }
-        result = {"type": "succeeded", "message": message}
-    return {"custom_id": row.custom_id, "result": result}
-
-
-def _error(row: ResultRow) -> str:
-    return row.error or ("The job was cancelled." if _cancelled(row) else "The job failed.")
 
 
 _RESULT_WRITERS: dict[str, Callable[[ResultRow, int], dict]] = {
@@ -246,57 +264,42 @@ _RESULT_WRITERS: dict[str, Callable[[ResultRow, int], dict]] = {
     "jsonl": _flexdash_result,
     "csv": _flexdash_result,
     "gemini_batch": _gemini_result,
-    "openai_batch": _openai_result,
-    "anthropic_batch": _anthropic_result,
+    "openai_batch": openai_batch.openai_result,
+    "anthropic_batch": anthropic_batch.anthropic_result,
 }
 
 
-def _jsonl_request(custom_id: str, fields: dict) -> dict:
+# --- Lines of jobs from before lines were kept --------------------------------------------
+def _legacy_line(fmt: str, row: ResultRow) -> str:
+    fields = row.legacy_fields
+    if fmt == "text":
+        return fields["prompt"] + "\n"
+    if fmt == "csv":
+        cells = [row.custom_id, *(fields.get(name, "") for name in CSV_PROMPT_COLUMNS[1:])]
+        return _csv_writer()(cells)
+    return _json_line(_LEGACY_WRITERS[fmt](row.custom_id, fields))
+
+
+def _legacy_jsonl(custom_id: str, fields: dict) -> dict:
     return {"id": custom_id, **fields}
 
 
-def _gemini_request(custom_id: str, fields: dict) -> dict:
-    request: dict[str, Any] = {
-        "contents": [{"role": "user", "parts": [{"text": fields["prompt"]}]}]
-    }
-    if system := fields.get("system_instruction"):
-        request["system_instruction"] = {"parts": [{"text": system}]}
-    config = {name: fields[name] for name in ("temperature", "max_output_tokens") if name in fields}
-    if config:
-        request["generation_config"] = config
+def _legacy_gemini(custom_id: str, fields: dict) -> dict:
+    request = gemini_shape.simple(
+        fields["prompt"],
+        system_instruction=fields.get("system_instruction", ""),
+        generation_config={
+            name: fields[name] for name in ("temperature", "max_output_tokens") if name in fields
+        },
+    )
     if model := fields.get("model"):
         request["model"] = f"models/{model}"
     return {"key": custom_id, "request": request}
 
 
-def _openai_request(custom_id: str, fields: dict) -> dict:
-    messages = [{"role": "user", "content": fields["prompt"]}]
-    if system := fields.get("system_instruction"):
-        messages.insert(0, {"role": "system", "content": system})
-    body: dict[str, Any] = {"model": fields["model"]} if "model" in fields else {}
-    body["messages"] = messages
-    if "temperature" in fields:
-        body["temperature"] = fields["temperature"]
-    if "max_output_tokens" in fields:
-        body["max_completion_tokens"] = fields["max_output_tokens"]
-    return {"custom_id": custom_id, "method": "POST", "url": OPENAI_CHAT_URL, "body": body}
-
-
-def _anthropic_request(custom_id: str, fields: dict) -> dict:
-    params: dict[str, Any] = {"model": fields["model"]} if "model" in fields else {}
-    if "max_output_tokens" in fields:
-        params["max_tokens"] = fields["max_output_tokens"]
-    if system := fields.get("system_instruction"):
-        params["system"] = system
-    params["messages"] = [{"role": "user", "content": fields["prompt"]}]
-    if "temperature" in fields:
-        params["temperature"] = fields["temperature"]
-    return {"custom_id": custom_id, "params": params}
-
-
-_RESUBMIT_WRITERS: dict[str, Callable[[str, dict], dict]] = {
-    "jsonl": _jsonl_request,
-    "gemini_batch": _gemini_request,
-    "openai_batch": _openai_request,
-    "anthropic_batch": _anthropic_request,
+_LEGACY_WRITERS: dict[str, Callable[[str, dict], dict]] = {
+    "jsonl": _legacy_jsonl,
+    "gemini_batch": _legacy_gemini,
+    "openai_batch": openai_batch.legacy_line,
+    "anthropic_batch": anthropic_batch.legacy_line,
 }

@@ -21,7 +21,7 @@ from django.views.decorators.vary import vary_on_headers
 from jobs import formats
 from jobs.engine import actions
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
-from jobs.runs import downloads
+from jobs.runs import downloads, structured
 from jobs.runs import limits as run_limits
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
@@ -201,6 +201,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     context["deadline_acted"] = _deadline_acted(run, now=now)
     if wants == "run-live":
         return render(request, "runs/run_detail.html#run-live", context)
+    context["structured"] = structured.preview(run)
     return render(request, "runs/run_detail.html", context)
 
 

@@ -3,11 +3,15 @@
 
 - `directives`: the `[sim:...]` directives planted in prompts, and the answer text;
 - `errors`: `ApiError` and Google's status names, raised by all the others;
-- `wire`: request bodies read and answer and error bodies written, for both routes;
-- `server`: `SimConfig`, `FlexSimulator` (state and handlers), the aiohttp app and `run`.
+- `schemas`: the smallest JSON value a response or parameters schema accepts, and one it refuses;
+- `answers`: `Call` (a request as both routes describe it), `Reply` (the answer composed for
+  it) and how tokens are counted;
+- `wire`: request bodies read into a `Call`, answer and error bodies written, for both routes;
+- `server`: `SimConfig`, `FlexSimulator` (state, handlers, the record of requests), the aiohttp
+  app and `run`.
 
-Imports point one way: server -> wire -> directives -> errors. This module only re-exports
-the names used outside the package.
+Imports point one way: server -> wire -> answers -> schemas and directives -> errors. This
+module only re-exports the names used outside the package.
 """
 
 from __future__ import annotations

@@ -8,15 +8,28 @@ Directives are counted per distinct prompt and applied in order of appearance:
     [sim:429x1:retry-info=4]     ... with `"retryDelay": "4s"` in the body only
     [sim:500x1]                  500 with an HTML body (504x1 gives a JSON DEADLINE_EXCEEDED)
     [sim:400]                    every later request gets 400 INVALID_ARGUMENT
-    [sim:failed]                 HTTP 200 that is not an answer (see `wire._failed_body`)
+    [sim:failed]                 HTTP 200 that is not an answer (see `wire.generate_body`)
     [sim:hang]                   never answers; the client has to give up
     [sim:sleep=2.5]              answer after 2.5 s instead of the configured latency
+    [sim:max-tokens]             the answer stops at the token limit: the text so far, finish
+                                 MAX_TOKENS (Interactions: status "incomplete"), cut to the
+                                 request's maxOutputTokens if that is shorter, else to half
+    [sim:safety]                 the answer is blocked by the safety filter: generateContent
+                                 finishReason SAFETY, no content (Interactions: status "failed")
+    [sim:prompt-blocked]         the prompt is blocked: generateContent promptFeedback.blockReason
+                                 SAFETY and no candidates (Interactions: status "failed")
+    [sim:bad-json]               JSON asked for with a schema: JSON that breaks it (a required
+                                 property missing); without a schema, text that is not JSON
+    [sim:function-call]          a call of the request's first declared function, its arguments
+                                 built from its parameters (Interactions: "requires_action");
+                                 400 when the request declares no function
 
-Once a prompt's counted faults are used up, the last of 400/failed/hang decides its fate; without
-one it is answered, "Simulated answer to: " + the prompt without directives (first 500 chars,
-HTML kept verbatim). An unknown directive is a 400, so a typo cannot pass silently. Both routes
-share a prompt's count; a request refused by the RPM limit does not advance it (`FlexSimulator`
-keeps the count).
+Once a prompt's counted faults are used up, the last of the others (all but sleep) decides its
+fate; without one it is answered, "Simulated answer to: " + the prompt without directives (first
+500 chars, HTML kept verbatim), or JSON when JSON is asked for (`answers`). The prompt is the text
+of the user turns, all text parts joined. An unknown directive is a 400, so a typo cannot pass
+silently. Both routes share a prompt's count; a request refused by the RPM limit does not advance
+it (`FlexSimulator` keeps the count).
 
 Parsing a prompt into a `Plan` and the answer text belong here; nothing about HTTP does.
 """
@@ -36,8 +49,27 @@ _DIRECTIVE = re.compile(r"\[sim:([^\]]*)\]")
 _FAULT = re.compile(r"(429|500|503|504)x(\d+)")
 _HINTS = ("retry-after", "retry-info")
 
-Final = Literal["answer", "invalid", "failed", "hang"]
-_FINALS: dict[str, Final] = {"400": "invalid", "failed": "failed", "hang": "hang"}
+Final = Literal[
+    "answer",
+    "invalid",
+    "failed",
+    "hang",
+    "max-tokens",
+    "safety",
+    "prompt-blocked",
+    "bad-json",
+    "function-call",
+]
+_FINALS: dict[str, Final] = {
+    "400": "invalid",
+    "failed": "failed",
+    "hang": "hang",
+    "max-tokens": "max-tokens",
+    "safety": "safety",
+    "prompt-blocked": "prompt-blocked",
+    "bad-json": "bad-json",
+    "function-call": "function-call",
+}
 
 
 @dataclass(frozen=True)

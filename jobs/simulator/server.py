@@ -4,7 +4,13 @@ running it until a signal.
 Two routes, with the same behaviour and the same answers:
 - `POST /{v1|v1beta|v1alpha}/interactions` (snake_case body, the Interactions API),
 - `POST /{v1|v1beta|v1alpha}/models/{model}:generateContent` (camelCase body),
-and `/_sim/stats`, `/_sim/reset` and `/_sim/config` for tests and benchmarks.
+and `/_sim/stats`, `/_sim/requests`, `/_sim/reset` and `/_sim/config` for tests and benchmarks.
+
+Every request whose body is JSON is recorded, the latest `SimConfig.keep_requests` of them, as
+`{"route": "interactions" | "generateContent", "model": <as the path or body names it>,
+"body": <the body as parsed>}`, whatever its answer (refused keys and limits included); tests
+read them with `requests()` in process or `GET /_sim/requests[?last=K]` (a JSON list, oldest
+first).
 
 Random behaviour comes from `SimConfig` (latency, 503 shedding of flex requests, random 429s, a
 requests-per-minute limit); deterministic behaviour is planted in the prompt (`directives`).
@@ -27,10 +33,10 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from jobs.simulator.answers import Call, Reply, compose
 from jobs.simulator.directives import Final, parse_directives
 from jobs.simulator.errors import ApiError
 from jobs.simulator.wire import (
-    Call,
     error_response,
     generate_body,
     generate_call,
@@ -55,6 +61,8 @@ class SimConfig:
     seed: int | None = None
     api_key: str | None = None
     """The one key accepted; None accepts any non-empty key."""
+    keep_requests: int = 10_000
+    """How many of the latest request bodies `requests()` keeps; 0 keeps none."""
 
     def __post_init__(self) -> None:
         # Each message starts with the flexsim option it concerns; the command prefixes "--".
@@ -68,6 +76,8 @@ class SimConfig:
                 raise ValueError(f"{name} must be a probability from 0 to 1, got {probability}")
         if self.rpm < 0:
             raise ValueError(f"rpm must be 0 (unlimited) or more, got {self.rpm}")
+        if self.keep_requests < 0:
+            raise ValueError(f"keep_requests must be 0 or more, got {self.keep_requests}")
 
 
 @dataclass
@@ -89,12 +99,14 @@ class FlexSimulator:
         self._stats = _Stats()
         self._admitted: deque[float] = deque()
         self._seen: Counter[str] = Counter()
+        self._requests: deque[dict[str, Any]] = deque(maxlen=config.keep_requests)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_post(f"/{API_VERSION}/interactions", self._interactions)
         app.router.add_post(f"/{API_VERSION}/models/{{model}}:generateContent", self._generate)
         app.router.add_get("/_sim/stats", self._get_stats)
+        app.router.add_get("/_sim/requests", self._get_requests)
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_post("/_sim/config", self._configure)
         return app
@@ -110,15 +122,30 @@ class FlexSimulator:
             "peak_in_flight": stats.peak_in_flight,
         }
 
+    def requests(self, last: int | None = None) -> list[dict[str, Any]]:
+        """The recorded requests, oldest first; only the `last` ones if given."""
+        recorded = list(self._requests)
+        if last is None:
+            return recorded
+        return recorded[max(0, len(recorded) - last) :]
+
     def reset(self) -> None:
-        """Forget counters, planted-directive progress and the rate window (not in-flight work)."""
+        """Forget counters, recorded requests, planted-directive progress and the rate window
+        (not in-flight work)."""
         in_flight = self._stats.in_flight
         self._stats = _Stats(in_flight=in_flight, peak_in_flight=in_flight)
         self._admitted.clear()
         self._seen.clear()
+        self._requests.clear()
 
     async def _get_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
+
+    async def _get_requests(self, request: web.Request) -> web.Response:
+        last = request.query.get("last")
+        if last is not None and not last.isdigit():
+            return web.json_response({"error": "last must be a whole number"}, status=400)
+        return web.json_response(self.requests(None if last is None else int(last)))
 
     async def _reset(self, request: web.Request) -> web.Response:
         self.reset()
@@ -155,7 +182,7 @@ class FlexSimulator:
         request: web.Request,
         route: Route,
         parse: Callable[[web.Request, dict[str, Any]], Call],
-        render: Callable[[Call, Final], dict[str, Any]],
+        render: Callable[[Call, Reply], dict[str, Any]],
     ) -> web.Response:
         # Always self._stats, never a local alias: reset() may replace it while we wait.
         self._stats.requests += 1
@@ -164,12 +191,12 @@ class FlexSimulator:
         self._stats.peak_in_flight = max(self._stats.peak_in_flight, self._stats.in_flight)
         try:
             try:
-                call = parse(request, await self._authorised_json(request))
-                final = await self._decide(call)
+                call = parse(request, await self._authorised_json(request, route))
+                reply = compose(call, await self._decide(call))
                 response = web.json_response(
-                    render(call, final), headers={"x-gemini-service-tier": call.tier}
+                    render(call, reply), headers={"x-gemini-service-tier": call.tier}
                 )
-                if final == "answer":
+                if reply.outcome == "answer":
                     self._stats.successes += 1
             except ApiError as error:
                 response = error_response(error)
@@ -178,16 +205,26 @@ class FlexSimulator:
         finally:
             self._stats.in_flight -= 1
 
-    async def _authorised_json(self, request: web.Request) -> dict[str, Any]:
+    async def _authorised_json(self, request: web.Request, route: Route) -> dict[str, Any]:
+        """The request's JSON body once its key is known to be good; recorded before that, as
+        it reached the wire."""
+        try:
+            body = await request.json()
+            readable = True
+        except ValueError:
+            body, readable = None, False
+        if readable:
+            model = request.match_info.get("model")
+            if model is None and isinstance(body, dict):
+                model = body.get("model")
+            self._requests.append({"route": route, "model": model, "body": body})
         key = request.headers.get("x-goog-api-key", "")
         if not key:
             raise ApiError(401, "Request is missing an API key (x-goog-api-key).")
         if self.config.api_key is not None and key != self.config.api_key:
             raise ApiError(403, "API key not valid. Please pass a valid API key.")
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(400, "Invalid JSON payload received.") from None
+        if not readable:
+            raise ApiError(400, "Invalid JSON payload received.")
         if not isinstance(body, dict):
             raise ApiError(400, "Invalid JSON payload received: expected an object.")
         return body
@@ -204,6 +241,8 @@ class FlexSimulator:
                 raise fault.error()
         if plan.final == "invalid":
             raise ApiError(400, "Simulated INVALID_ARGUMENT ([sim:400]).")
+        if plan.final == "function-call" and not call.functions:
+            raise ApiError(400, "[sim:function-call] needs a function declared in the request.")
         config = self.config
         # Standard and priority are not sheddable; only flex is.
         if call.tier == "flex" and self._rng.random() < config.p503:

@@ -88,7 +88,10 @@ def test_cancel_cancels_a_running_job_and_discards_its_late_answer(ada):
     job.refresh_from_db()
     assert (job.state, job.lease_owner) == (State.CANCELLED, "")
 
-    assert recording.attempt_succeeded(claim=claim, owner="d1", result=answer(), latency=3) is False
+    assert (
+        recording.attempt_succeeded(claim=claim, owner="d1", result=answer(), latency=3)
+        == "discarded"
+    )
     job.refresh_from_db()
     assert (job.state, job.result_text, job.cost_usd) == (State.CANCELLED, "", None)
     assert Attempt.objects.get(job=job).outcome == Outcome.DISCARDED

@@ -22,9 +22,9 @@ def _call(url: str, route: str, prompt: str, *, key: str = "test-key", timeout: 
         )
         try:
             return await gateway.generate(
-                GeminiRequest(
+                GeminiRequest.text(
                     model=kw.pop("model", "gemini-2.5-flash"),
-                    input_text=prompt,
+                    prompt=prompt,
                     tier=kw.pop("tier", "flex"),
                     **kw,
                 )

@@ -117,7 +117,10 @@ def _result(text="answer"):
 def test_success_stores_answer_usage_and_cost(ada):
     job = submit(ada, "q")[0]
     (claim,) = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
-    assert recording.attempt_succeeded(claim=claim, owner="d1", result=_result(), latency=1.5)
+    assert (
+        recording.attempt_succeeded(claim=claim, owner="d1", result=_result(), latency=1.5)
+        == "succeeded"
+    )
     job.refresh_from_db()
     assert (job.state, job.result_text, job.tier_served) == (State.SUCCEEDED, "answer", "flex")
     assert (job.input_tokens, job.output_tokens, job.thought_tokens) == (10, 20, 5)
@@ -135,7 +138,10 @@ def test_a_result_for_a_job_no_longer_ours_is_discarded(ada):
     job = submit(ada, "q")[0]
     (claim,) = claiming.jobs_claim(owner="slow", limit=1, lease_seconds=60)
     Job.objects.filter(pk=job.pk).update(lease_owner="someone-else")
-    assert not recording.attempt_succeeded(claim=claim, owner="slow", result=_result(), latency=1)
+    assert (
+        recording.attempt_succeeded(claim=claim, owner="slow", result=_result(), latency=1)
+        == "discarded"
+    )
     job.refresh_from_db()
     assert job.state == State.RUNNING
     assert job.attempt_log.get().outcome == Outcome.DISCARDED

@@ -23,35 +23,66 @@ from jobs.formats import (
     export_resubmit,
     export_results,
     parse,
-    request_fields,
 )
+from jobs.gemini_shape import simple
+from tests.formats.files import jsonl, parse_bytes, rejection, result_row
 
 DATA = Path(__file__).parent / "data"
 CHAT_URL = "/v1/chat/completions"
 
+
+def source_of(name: str, number: int) -> str:
+    """Line `number` of a sample file as PromptLine.source holds it."""
+    text = (DATA / name).read_text(encoding="utf-8-sig")
+    return text.split("\n")[number - 1].removesuffix("\r")
+
+
+def sample(name: str, number: int, custom_id: str, request: dict, model=None) -> PromptLine:
+    return PromptLine(number, custom_id, request, model, source_of(name, number))
+
+
+def turns(*texts: str) -> list[dict]:
+    """User and model turns, alternating, of one text part each."""
+    roles = ("user", "model")
+    return [{"role": roles[i % 2], "parts": [{"text": text}]} for i, text in enumerate(texts)]
+
+
+def system(text: str) -> dict:
+    return {"parts": [{"text": text}]}
+
+
+CSV_HEADER = "id,Prompt,model,system_instruction,notes"
 SAMPLES = {
     "text": (
         "prompts.txt",
         [
-            PromptLine(1, "", "What is the capital of France?", "", None, None, None),
-            PromptLine(3, "", "Name three prime numbers.", "", None, None, None),
-            PromptLine(4, "", "  Translate «chat» into English.  ", "", None, None, None),
+            sample("prompts.txt", 1, "", simple("What is the capital of France?")),
+            sample("prompts.txt", 3, "", simple("Name three prime numbers.")),
+            sample("prompts.txt", 4, "", simple("  Translate «chat» into English.  ")),
         ],
     ),
     "jsonl": (
         "prompts.jsonl",
         [
-            PromptLine(
+            sample(
+                "prompts.jsonl",
                 1,
                 "a1",
-                "Summarise the plot of Hamlet.",
-                "Answer in one sentence.",
+                simple(
+                    "Summarise the plot of Hamlet.", system_instruction="Answer in one sentence."
+                ),
                 "gemini-2.5-flash",
-                None,
-                None,
             ),
-            PromptLine(2, "2", "List the planets.", "", None, 0.2, 256),
-            PromptLine(4, "", "No id here: naïve café ☕.", "", None, None, None),
+            sample(
+                "prompts.jsonl",
+                2,
+                "2",
+                simple(
+                    "List the planets.",
+                    generation_config={"temperature": 0.2, "max_output_tokens": 256},
+                ),
+            ),
+            sample("prompts.jsonl", 4, "", simple("No id here: naïve café ☕.")),
         ],
     ),
     "csv": (
@@ -60,83 +91,130 @@ SAMPLES = {
             PromptLine(
                 2,
                 "r1",
-                'Write a haiku about "rain".',
-                "You are a poet.",
+                simple('Write a haiku about "rain".', system_instruction="You are a poet."),
                 "gemini-2.5-pro",
-                None,
-                None,
+                f"{CSV_HEADER}\n"
+                'r1,"Write a haiku about ""rain"".",gemini-2.5-pro,You are a poet.,first',
             ),
-            PromptLine(3, "r2", "Line one\nline two", "", None, None, None),
-            PromptLine(5, "", "Third prompt, without an id", "", None, None, None),
+            PromptLine(
+                3,
+                "r2",
+                simple("Line one\nline two"),
+                None,
+                f'{CSV_HEADER}\nr2,"Line one\nline two",,,',
+            ),
+            PromptLine(
+                5,
+                "",
+                simple("Third prompt, without an id"),
+                None,
+                f'{CSV_HEADER}\n,"Third prompt, without an id",,,',
+            ),
         ],
     ),
     "gemini_batch": (
         "gemini_batch.jsonl",
         [
-            PromptLine(1, "g1", "Explain photosynthesis.", "Be brief.", None, 0.5, 100),
-            PromptLine(
-                2, "g2", "Part one.\n\nPart two.", "Camel case.", "gemini-2.5-flash-lite", None, 50
+            sample(
+                "gemini_batch.jsonl",
+                1,
+                "g1",
+                simple(
+                    "Explain photosynthesis.",
+                    system_instruction="Be brief.",
+                    generation_config={"temperature": 0.5, "max_output_tokens": 100},
+                ),
             ),
-            PromptLine(
+            sample(
+                "gemini_batch.jsonl",
+                2,
+                "g2",
+                {
+                    "contents": [
+                        {"role": "user", "parts": [{"text": "Part one."}, {"text": "Part two."}]}
+                    ],
+                    "system_instruction": system("Camel case."),
+                    "generation_config": {"max_output_tokens": 50},
+                },
+                "gemini-2.5-flash-lite",
+            ),
+            sample(
+                "gemini_batch.jsonl",
                 3,
                 "g3",
-                "User: Translate: cat\n\nAssistant: chat\n\nUser: Translate: dog",
-                "",
-                None,
-                None,
-                None,
+                {"contents": turns("Translate: cat", "chat", "Translate: dog")},
             ),
         ],
     ),
     "openai_batch": (
         "openai_batch.jsonl",
         [
-            PromptLine(1, "o1", "What is 2+2?", "You are terse.", "gpt-4o-mini", 0.0, 10),
-            PromptLine(
-                2, "o2", "First.\n\nSecond.", "Developer rule.", "gemini-2.5-flash", None, 64
+            sample(
+                "openai_batch.jsonl",
+                1,
+                "o1",
+                simple(
+                    "What is 2+2?",
+                    system_instruction="You are terse.",
+                    generation_config={"temperature": 0, "max_output_tokens": 10},
+                ),
+                "gpt-4o-mini",
             ),
-            PromptLine(
+            sample(
+                "openai_batch.jsonl",
+                2,
+                "o2",
+                {
+                    "contents": [
+                        {"role": "user", "parts": [{"text": "First."}, {"text": "Second."}]}
+                    ],
+                    "system_instruction": system("Developer rule."),
+                    "generation_config": {"max_output_tokens": 64},
+                },
+                "gemini-2.5-flash",
+            ),
+            sample(
+                "openai_batch.jsonl",
                 3,
                 "o3",
-                "User: Translate: cat\n\nAssistant: chat\n\nUser: Translate: dog",
-                "",
+                {"contents": turns("Translate: cat", "chat", "Translate: dog")},
                 "gpt-4.1",
-                None,
-                None,
             ),
         ],
     ),
     "anthropic_batch": (
         "anthropic_batch.jsonl",
         [
-            PromptLine(
+            sample(
+                "anthropic_batch.jsonl",
                 1,
                 "c1",
-                "Who was Ada Lovelace?",
-                "You are a historian.",
+                simple(
+                    "Who was Ada Lovelace?",
+                    system_instruction="You are a historian.",
+                    generation_config={"max_output_tokens": 1024, "temperature": 0.7},
+                ),
                 "claude-sonnet-4-5",
-                0.7,
-                1024,
             ),
-            PromptLine(2, "c2", "Block prompt.", "Block system.", "claude-haiku-4-5", None, 200),
+            sample(
+                "anthropic_batch.jsonl",
+                2,
+                "c2",
+                simple(
+                    "Block prompt.",
+                    system_instruction="Block system.",
+                    generation_config={"max_output_tokens": 200},
+                ),
+                "claude-haiku-4-5",
+            ),
         ],
     ),
 }
 
 
-def parse_bytes(data: bytes, fmt: str | None = None, **options) -> list[PromptLine]:
-    return list(parse(io.BytesIO(data), fmt, **options))
-
-
 def parse_file(name: str, fmt: str | None = None, **options) -> list[PromptLine]:
     with (DATA / name).open("rb") as stream:
         return list(parse(stream, fmt, filename=name, **options))
-
-
-def rejection(data: bytes, fmt: str | None = None, **options) -> FileRejected:
-    with pytest.raises(FileRejected) as caught:
-        parse_bytes(data, fmt, **options)
-    return caught.value
 
 
 def file_rejection(name: str, fmt: str | None = None) -> FileRejected:
@@ -145,52 +223,16 @@ def file_rejection(name: str, fmt: str | None = None) -> FileRejected:
     return caught.value
 
 
-def jsonl(*lines: object) -> bytes:
-    return "".join(json.dumps(line) + "\n" for line in lines).encode()
-
-
 def gemini_line(key: str, prompt: str) -> dict:
     return {"key": key, "request": {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}}
-
-
-def result_row(custom_id: str, state: str, **fields) -> ResultRow:
-    values = {
-        "custom_id": custom_id,
-        "prompt": f"Prompt {custom_id}",
-        "state": state,
-        "attempts": 2,
-        "http_503": 1,
-        "http_429": 0,
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "thought_tokens": 0,
-        "cost_usd": "",
-        "output_text": "",
-        "error": "",
-        "model": "gemini-2.5-flash",
-        "response_id": "",
-        "finished": state in ("succeeded", "failed", "cancelled"),
-        "succeeded": state == "succeeded",
-    }
-    if state == "succeeded":
-        values |= {
-            "input_tokens": 12,
-            "output_tokens": 30,
-            "thought_tokens": 5,
-            "cost_usd": "0.000040",
-            "output_text": f"Answer to {custom_id}\nsecond line",
-            "response_id": f"resp-{custom_id}",
-        }
-    elif state == "failed":
-        values["error"] = "Capacity (503) on every attempt"
-    return ResultRow(**(values | fields))
 
 
 def rows_for(lines: list[PromptLine]) -> list[ResultRow]:
     """One row per prompt, cycling through every state an export has to handle."""
     states = ["succeeded", "failed", "cancelled", "queued"]
     return [
-        result_row(p.custom_id or str(p.line), states[i % len(states)]) for i, p in enumerate(lines)
+        result_row(p.custom_id or str(p.line), states[i % len(states)], source=p.source)
+        for i, p in enumerate(lines)
     ]
 
 
@@ -228,6 +270,9 @@ def test_json_lines_are_told_apart_by_their_keys():
     assert detect_format(b'{"custom_id": "1", "body": {}}\n') == "openai_batch"
     assert detect_format(b'{"custom_id": "1", "params": {}}\n') == "anthropic_batch"
     assert detect_format(b'\n\n{"prompt": "hi", "id": 3}\n') == "jsonl"
+    # A whole request under an id is FlexDash's JSONL; under a key or alone, Gemini's.
+    assert detect_format(b'{"id": "a", "request": {"contents": []}}\n') == "jsonl"
+    assert detect_format(b'{"key": "a", "request": {"contents": []}}\n') == "gemini_batch"
 
 
 def test_a_first_line_longer_than_the_head_is_detected_by_the_keys_it_shows():
@@ -261,9 +306,27 @@ def test_plain_lines_are_text_and_a_header_with_prompt_is_csv():
 
 def test_a_csv_with_tabs_or_semicolons_reads_like_one_with_commas():
     lines = parse_bytes(b"ID\tprompt\tmodel\nx\tHello, world\tgemini-2.5-pro\n", "csv")
-    assert lines == [PromptLine(2, "x", "Hello, world", "", "gemini-2.5-pro", None, None)]
+    assert lines == [
+        PromptLine(
+            2,
+            "x",
+            simple("Hello, world"),
+            "gemini-2.5-pro",
+            "ID\tprompt\tmodel\nx\tHello, world\tgemini-2.5-pro",
+        )
+    ]
     lines = parse_bytes(b"prompt;temperature;max_output_tokens\nHi;0.3;40\n", "csv")
-    assert lines == [PromptLine(2, "", "Hi", "", None, 0.3, 40)]
+    config = {"temperature": 0.3, "max_output_tokens": 40}
+    assert lines == [
+        PromptLine(
+            2,
+            "",
+            simple("Hi", generation_config=config),
+            None,
+            "prompt;temperature;max_output_tokens\nHi;0.3;40",
+        )
+    ]
+    assert (lines[0].temperature, lines[0].max_output_tokens) == (0.3, 40)
 
 
 def test_a_utf8_bom_is_accepted_in_every_format():
@@ -293,7 +356,11 @@ def test_malformed_and_non_object_lines_and_missing_prompts_are_named_by_line():
         (2, "not valid JSON (Expecting ',' delimiter at column 38)"),
         (3, "expected a JSON object, found a list"),
         (4, "the prompt is empty"),
-        (5, "no 'prompt' text"),
+        (
+            5,
+            "'text' is not a field of a JSONL line (id, prompt, system_instruction, model, "
+            "temperature, max_output_tokens, generation_config, request)",
+        ),
     ]
     assert rejected.total_errors == 4
     assert str(rejected).splitlines()[1] == "line 3: expected a JSON object, found a list"
@@ -374,24 +441,28 @@ def test_a_prompt_or_system_instruction_over_the_limit_names_the_line():
 
 def test_a_single_line_too_long_to_hold_is_skipped_unread():
     data = b"fine\n" + b"x" * 200_000 + b"\nalso fine\n"
+    rejected = rejection(data, "text", max_prompt_chars=10, max_line_bytes=100_000)
+    assert rejected.errors == [(2, "the line is longer than 100,000 bytes")]
+
+
+def test_by_default_a_line_has_room_for_gemini_inline_limit_in_base64():
+    data = b"x" * (28 * 2**20) + b"\n"
     rejected = rejection(data, "text", max_prompt_chars=10)
-    assert rejected.errors == [(2, "the line is longer than 65,776 bytes")]
+    assert rejected.errors == [(1, "the line is longer than 26.7 MB")]
 
 
 def test_nul_characters_are_refused_raw_or_escaped():
     assert rejection(b"one\ntw\x00o\n", "text").errors == [(2, "contains a NUL character")]
     escaped = jsonl({"prompt": "ok"}, {"prompt": "a\u0000b"}, {"id": "x\u0000", "prompt": "c"})
     assert rejection(escaped).errors == [
-        (2, "the prompt contains a NUL character"),
+        (2, "prompt contains a NUL character"),
         (3, "the id contains a NUL character"),
     ]
 
 
 def test_an_unpaired_surrogate_is_refused():
     data = b'{"prompt": "broken \\ud800 text"}\n'
-    assert rejection(data).errors == [
-        (1, "the prompt is not valid Unicode (an unpaired surrogate)")
-    ]
+    assert rejection(data).errors == [(1, "prompt is not valid Unicode (an unpaired surrogate)")]
 
 
 def test_settings_out_of_range_name_the_field():
@@ -402,24 +473,26 @@ def test_settings_out_of_range_name_the_field():
         {"prompt": "d", "model": 5},
     )
     assert rejection(data).messages() == [
-        "line 1: temperature must be a number between 0 and 2",
-        "line 2: max_output_tokens must be a whole number between 1 and 1,000,000",
-        "line 3: temperature must be a number between 0 and 2",
+        "line 1: temperature must be a number from 0 to 2",
+        "line 2: max_output_tokens must be a whole number from 1 to 1,000,000",
+        "line 3: temperature must be a number from 0 to 2",
         "line 4: 'model' must be a string",
     ]
 
 
-def test_gemini_lines_without_text_are_named():
-    assert file_rejection("gemini_no_text.jsonl").errors == [
-        (1, "request.contents[0].parts[0] is not text; only text prompts can run"),
-        (2, "no request.contents[].parts[].text"),
+def test_a_gemini_line_of_an_image_alone_runs_and_one_without_contents_is_named():
+    assert file_rejection("gemini_no_text.jsonl").errors == [(2, "request.contents is missing")]
+    (image,) = parse_bytes((DATA / "gemini_no_text.jsonl").read_bytes().splitlines(True)[0])
+    assert image.request["contents"][0]["parts"] == [
+        {"inline_data": {"mime_type": "image/png", "data": "iVBORw0KGgo="}}
     ]
+    assert image.prompt == ""
 
 
 def test_openai_lines_for_another_endpoint_or_without_a_user_message_are_named():
     assert file_rejection("openai_wrong_url.jsonl").errors == [
         (2, "'url' must be '/v1/chat/completions' (found '/v1/embeddings')"),
-        (3, "no user message"),
+        (3, "body.messages has no user message"),
     ]
 
 
@@ -427,26 +500,29 @@ def test_openai_settings_are_named_as_the_file_names_them():
     body = {"messages": [{"role": "user", "content": "a"}], "max_tokens": -1}
     line = {"custom_id": "t", "url": CHAT_URL, "body": body}
     assert rejection(jsonl(line), "openai_batch").messages() == [
-        "line 1: body.max_tokens must be a whole number between 1 and 1,000,000"
+        "line 1: body.max_tokens must be a whole number from 1 to 1,000,000"
     ]
 
 
-def test_openai_tool_messages_are_refused():
+def test_an_openai_tool_message_must_answer_an_earlier_tool_call():
     line = {
         "custom_id": "t",
         "url": CHAT_URL,
         "body": {"messages": [{"role": "user", "content": "a"}, {"role": "tool", "content": "b"}]},
     }
     assert rejection(jsonl(line), "openai_batch").messages() == [
-        "line 1: body.messages[1] has role 'tool'; "
-        "only user, assistant, system, developer messages can run"
+        "line 1: body.messages[1].tool_call_id None names no tool call earlier in the conversation"
     ]
 
 
 def test_anthropic_lines_without_messages_or_with_images_are_named():
     assert file_rejection("anthropic_no_messages.jsonl").errors == [
         (1, "no params.messages"),
-        (2, "params.messages[0].content[0] is 'image'; only text can run"),
+        (
+            2,
+            "params.messages[0].content[0].source is a web address: nothing is fetched; "
+            "send the image as base64 data",
+        ),
     ]
 
 
@@ -472,7 +548,7 @@ def test_reading_stops_after_twenty_errors_and_says_there_were_more():
 
 
 def test_nothing_is_yielded_after_the_first_error_and_the_caller_must_roll_back():
-    data = jsonl({"prompt": "one"}, {"prompt": "two"}, {"prompt": ""}, {"prompt": "four"})
+    data = jsonl({"prompt": "one"}, {"prompt": "two"}, {"prompt": " "}, {"prompt": "four"})
     yielded = []
     with pytest.raises(FileRejected) as caught:
         for prompt_line in parse(io.BytesIO(data), "jsonl"):
@@ -499,15 +575,17 @@ def test_results_have_one_line_per_finished_job_keyed_by_the_original_ids(fmt):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_results_stay_as_they_were_whatever_the_prompt(fmt):
-    # The prompt is for the CSV only: the JSONL results are byte for byte what
-    # each format's own result shape has always held.
+    # The prompt is for the CSV only: the JSONL results hold the answer, not the question.
     rows = [result_row("a", state) for state in ("succeeded", "failed", "cancelled")]
     other = [dataclasses.replace(row, prompt="another prompt") for row in rows]
     assert "".join(export_results(fmt, rows)) == "".join(export_results(fmt, other))
     assert "Prompt a" not in "".join(export_results(fmt, rows))
 
 
-def test_gemini_results_carry_the_answer_usage_or_the_error():
+# Jobs that succeeded before answers were kept whole: results built from what they kept.
+
+
+def test_gemini_results_of_older_jobs_are_built_from_the_answer_text_and_tokens():
     rows = [
         result_row("g1", "succeeded"),
         result_row("g2", "failed"),
@@ -537,34 +615,49 @@ def test_gemini_results_carry_the_answer_usage_or_the_error():
         "key": "g2",
         "error": {"code": 500, "message": "Capacity (503) on every attempt", "status": "UNKNOWN"},
     }
-    assert cancelled["error"]["status"] == "CANCELLED"
+    assert cancelled["error"] == {
+        "code": 499,
+        "message": "The job was cancelled.",
+        "status": "CANCELLED",
+    }
 
 
-def test_openai_results_carry_a_chat_completion_or_the_error():
+def test_openai_results_of_older_jobs_carry_a_chat_completion_or_the_error():
     rows = [
-        result_row("o1", "succeeded"),
+        result_row("o1", "succeeded", created=1_700_000_000),
         result_row("o2", "failed"),
         result_row("o3", "cancelled"),
     ]
     succeeded, failed, cancelled = map(json.loads, export_results("openai_batch", rows))
-    assert succeeded["id"] == "batch_req_1"
-    assert succeeded["custom_id"] == "o1"
-    assert succeeded["error"] is None
-    assert succeeded["response"]["status_code"] == 200
-    body = succeeded["response"]["body"]
-    assert body["object"] == "chat.completion"
-    assert body["choices"] == [
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": "Answer to o1\nsecond line"},
-            "finish_reason": "stop",
-        }
-    ]
-    assert body["usage"] == {
-        "prompt_tokens": 12,
-        "completion_tokens": 35,
-        "total_tokens": 47,
-        "completion_tokens_details": {"reasoning_tokens": 5},
+    assert succeeded == {
+        "id": "batch_req_1",
+        "custom_id": "o1",
+        "response": {
+            "status_code": 200,
+            "request_id": "resp-o1",
+            "body": {
+                "id": "resp-o1",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": "gemini-2.5-flash",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Answer to o1\nsecond line"},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 12,
+                    "completion_tokens": 35,
+                    "total_tokens": 47,
+                    "prompt_tokens_details": {"cached_tokens": 0},
+                    "completion_tokens_details": {"reasoning_tokens": 5},
+                },
+            },
+        },
+        "error": None,
     }
     assert failed == {
         "id": "batch_req_2",
@@ -572,10 +665,10 @@ def test_openai_results_carry_a_chat_completion_or_the_error():
         "response": None,
         "error": {"code": "request_failed", "message": "Capacity (503) on every attempt"},
     }
-    assert cancelled["error"]["code"] == "batch_cancelled"
+    assert cancelled["error"] == {"code": "batch_cancelled", "message": "The job was cancelled."}
 
 
-def test_anthropic_results_carry_a_message_an_error_or_canceled():
+def test_anthropic_results_of_older_jobs_carry_a_message_an_error_or_canceled():
     rows = [
         result_row("c1", "succeeded"),
         result_row("c2", "failed"),
@@ -593,7 +686,13 @@ def test_anthropic_results_carry_a_message_an_error_or_canceled():
                 "model": "gemini-2.5-flash",
                 "content": [{"type": "text", "text": "Answer to c1\nsecond line"}],
                 "stop_reason": "end_turn",
-                "usage": {"input_tokens": 12, "output_tokens": 35},
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": 12,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "output_tokens": 35,
+                },
             },
         },
     }
@@ -609,7 +708,10 @@ def test_anthropic_results_carry_a_message_an_error_or_canceled():
 
 def test_text_jsonl_and_csv_uploads_get_flexdash_result_lines():
     for fmt in ("text", "jsonl", "csv"):
-        rows = [result_row("7", "succeeded"), result_row("8", "failed")]
+        rows = [
+            result_row("7", "succeeded", finish_reason="STOP"),
+            result_row("8", "failed"),
+        ]
         succeeded, failed = map(json.loads, export_results(fmt, rows))
         assert succeeded == {
             "id": "7",
@@ -617,6 +719,9 @@ def test_text_jsonl_and_csv_uploads_get_flexdash_result_lines():
             "model": "gemini-2.5-flash",
             "output": "Answer to 7\nsecond line",
             "error": "",
+            "finish_reason": "STOP",
+            "cut_at_limit": False,
+            "output_problem": "",
             "input_tokens": 12,
             "output_tokens": 30,
             "thought_tokens": 5,
@@ -626,44 +731,127 @@ def test_text_jsonl_and_csv_uploads_get_flexdash_result_lines():
         assert failed["error"] == "Capacity (503) on every attempt"
 
 
-def test_csv_export_lists_every_job_with_its_counters():
-    rows = [result_row("a,1", "succeeded"), result_row("b", "queued")]
+def test_csv_export_lists_every_job_with_its_counters_and_how_it_ended():
+    rows = [
+        result_row("a,1", "succeeded", finish_reason="MAX_TOKENS", cut_at_limit=True),
+        result_row("b", "queued"),
+    ]
     lines = list(export_csv(rows))
     assert lines[0] == (
         "id,state,attempts,http_503,http_429,input_tokens,output_tokens,thought_tokens,"
-        "cost_usd,prompt,output\n"
+        "cost_usd,prompt,output,finish_reason,cut_at_limit\n"
     )
     assert all(line.endswith("\n") for line in lines)
     records = list(csv.reader(io.StringIO("".join(lines))))
     assert records[1] == [
         "a,1", "succeeded", "2", "1", "0", "12", "30", "5", "0.000040", "Prompt a,1",
-        "Answer to a,1\nsecond line",
+        "Answer to a,1\nsecond line", "MAX_TOKENS", "true",
     ]  # fmt: skip
     assert records[2][:2] == ["b", "queued"]
+    assert records[2][-2:] == ["", "false"]
+
+
+# The resubmit file -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_resubmit_writes_what_did_not_succeed_and_parses_back_to_the_same_prompts(fmt):
+def test_resubmit_writes_what_did_not_succeed_and_parses_back_to_the_same_requests(fmt):
     name, _ = SAMPLES[fmt]
     prompts = parse_file(name)
     rows = rows_for(prompts)
-    lines = list(export_resubmit(fmt, zip(rows, map(request_fields, prompts), strict=True)))
-    reparsed = parse_bytes("".join(lines).encode(), fmt)
-    expected = [
-        (p, row.custom_id) for p, row in zip(prompts, rows, strict=True) if not row.succeeded
+    reparsed = parse_bytes("".join(export_resubmit(fmt, rows)).encode(), fmt)
+    expected = [(p, row) for p, row in zip(prompts, rows, strict=True) if not row.succeeded]
+    assert [(p.request, p.model) for p in reparsed] == [(p.request, p.model) for p, _ in expected]
+    # Text has no ids; every other format keeps the id each line ran under.
+    ids = ["" if fmt == "text" else row.custom_id for _, row in expected]
+    assert [p.custom_id for p in reparsed] == ids
+
+
+def test_resubmit_lines_are_the_uploaded_text_a_line_without_an_id_given_its_own():
+    lines = [
+        '{"id": "q1",  "prompt": "kept\\u00e9 as typed",   "temperature": 0.50}',
+        '{"prompt": "no id"}',
+        '{"prompt": "null id", "id": null}',
     ]
-    assert len(reparsed) == len(expected)
-    for again, (original, custom_id) in zip(reparsed, expected, strict=True):
-        assert again.custom_id == ("" if fmt == "text" else custom_id)
-        assert dataclasses.replace(again, line=0, custom_id="") == dataclasses.replace(
-            original, line=0, custom_id=""
-        )
+    prompts = parse_bytes("\r\n".join(lines).encode(), "jsonl")
+    rows = [result_row(p.custom_id or str(p.line), "failed", source=p.source) for p in prompts]
+    assert list(export_resubmit("jsonl", rows)) == [
+        lines[0] + "\n",
+        '{"id": "2", "prompt": "no id"}\n',
+        '{"prompt": "null id", "id": "3"}\n',
+    ]
+    gemini = json.dumps(gemini_line("k", "a")).replace('"key": "k", ', "")
+    (prompt,) = parse_bytes(gemini.encode(), "gemini_batch")
+    (line,) = export_resubmit("gemini_batch", [result_row("1", "failed", source=prompt.source)])
+    assert line == '{"key": "1", ' + gemini[1:] + "\n"
 
 
-def test_resubmitted_batch_lines_keep_their_shape():
-    prompt = SAMPLES["openai_batch"][1][0]
+def test_a_resubmit_csv_keeps_the_header_and_records_as_uploaded():
+    data = b'ID;Prompt;temperature\r\nx;"two\r\nlines";0.5\r\n;no id;\r\ny;plain;\r\n'
+    prompts = parse_bytes(data, "csv")
+    rows = [result_row(p.custom_id or str(p.line), "failed", source=p.source) for p in prompts]
+    content = "".join(export_resubmit("csv", rows))
+    assert content == 'ID;Prompt;temperature\nx;"two\r\nlines";0.5\n4;no id;\ny;plain;\n'
+    again = parse_bytes(content.encode(), "csv")
+    assert [(p.custom_id, p.request) for p in again] == [
+        (row.custom_id, p.request) for p, row in zip(prompts, rows, strict=True)
+    ]
+
+
+def test_a_resubmit_csv_without_an_id_column_gets_one():
+    prompts = parse_bytes(b"prompt,notes\n=1+1,x\nsecond,\n", "csv")
+    rows = [result_row(str(p.line), "failed", source=p.source) for p in prompts]
+    content = "".join(export_resubmit("csv", rows))
+    assert content == "id,prompt,notes\n2,'=1+1,x\n3,second,\n"
+    assert [(p.custom_id, p.prompt) for p in parse_bytes(content.encode(), "csv")] == [
+        ("2", "=1+1"),
+        ("3", "second"),
+    ]
+
+
+def test_a_resubmit_csv_marks_what_a_spreadsheet_would_compute_and_reads_back_the_same():
+    data = b"id,prompt,notes\n'-7,=SUM(A1),@x\nk,'=marked already,\n"
+    prompts = parse_bytes(data, "csv")
+    rows = [result_row(p.custom_id, "failed", source=p.source) for p in prompts]
+    content = "".join(export_resubmit("csv", rows))
+    assert content == "id,prompt,notes\n'-7,'=SUM(A1),'@x\nk,'=marked already,\n"
+    again = parse_bytes(content.encode(), "csv")
+    assert [(p.custom_id, p.prompt) for p in again] == [
+        ("-7", "=SUM(A1)"),
+        ("k", "=marked already"),
+    ]
+
+
+def test_a_resubmit_csv_with_nothing_to_send_is_a_header():
+    assert list(export_resubmit("csv", [])) == [
+        "id,prompt,model,system_instruction,temperature,max_output_tokens\n"
+    ]
+
+
+LEGACY_FIELDS = {
+    "prompt": "What is 2+2?",
+    "system_instruction": "You are terse.",
+    "model": "gpt-4o-mini",
+    "temperature": 0.0,
+    "max_output_tokens": 10,
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_lines_of_jobs_from_before_lines_were_kept_are_written_from_what_they_kept(fmt):
+    fields = {"prompt": "What is 2+2?"} if fmt == "text" else LEGACY_FIELDS
+    rows = [result_row("o1", "failed", legacy_fields=fields), result_row("o2", "succeeded")]
+    (again,) = parse_bytes("".join(export_resubmit(fmt, rows)).encode(), fmt)
+    assert again.custom_id == ("" if fmt == "text" else "o1")
+    assert again.prompt == "What is 2+2?"
+    if fmt != "text":
+        assert (again.system_instruction, again.model) == ("You are terse.", "gpt-4o-mini")
+        assert (again.temperature, again.max_output_tokens) == (0.0, 10)
+
+
+def test_resubmitted_lines_of_older_jobs_keep_their_format_shape():
     (line,) = export_resubmit(
-        "openai_batch", [(result_row("o1", "failed"), request_fields(prompt))]
+        "openai_batch", [result_row("o1", "failed", legacy_fields=LEGACY_FIELDS)]
     )
     assert json.loads(line) == {
         "custom_id": "o1",
@@ -679,13 +867,6 @@ def test_resubmitted_batch_lines_keep_their_shape():
             "max_completion_tokens": 10,
         },
     }
-
-
-def test_request_fields_are_json_and_leave_out_what_was_not_set():
-    text_prompt = SAMPLES["text"][1][0]
-    assert request_fields(text_prompt) == {"prompt": "What is the capital of France?"}
-    gemini = request_fields(SAMPLES["gemini_batch"][1][0])
-    assert json.loads(json.dumps(gemini)) == gemini
 
 
 def test_exports_pull_rows_one_at_a_time():

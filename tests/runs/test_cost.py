@@ -48,7 +48,10 @@ def answer(count: int, *, served: str | None = None) -> list[Job]:
             thought_tokens=0,
             tier_served=served or claim.tier,
         )
-        assert recording.attempt_succeeded(claim=claim, owner="test", result=result, latency=1.0)
+        assert (
+            recording.attempt_succeeded(claim=claim, owner="test", result=result, latency=1.0)
+            == "succeeded"
+        )
     return list(Job.objects.filter(pk__in=[claim.job_id for claim in claims]))
 
 

@@ -65,7 +65,10 @@ def test_an_answer_the_engine_stores_with_update_is_found(ada):
     [job] = submit(ada, "Describe the ice")
     [claim] = claiming.jobs_claim(owner="d1", limit=1, lease_seconds=60)
     answer = GeminiResult("A GLACIER, slowly.", "r1", 5, 4, 0, "flex")
-    assert recording.attempt_succeeded(claim=claim, owner="d1", result=answer, latency=1.0)
+    assert (
+        recording.attempt_succeeded(claim=claim, owner="d1", result=answer, latency=1.0)
+        == "succeeded"
+    )
     job.refresh_from_db()
     assert job.state == State.SUCCEEDED
     assert found("glacier slowly") == {job.pk}
