@@ -354,10 +354,11 @@ def answer_view(job: Job) -> AnswerView:
         for number, c in enumerate(found, start=1)
     ]
     request = job.gemini_request()
-    problem = job.output_problem
-    if problem:
+    problem = redact_api_key(job.output_problem)
+    if problem and not problem.startswith("The answer"):
+        # The engine writes a whole sentence ("The answer is not JSON (...)."); a bare one gets it.
         subject = "match the schema" if gemini_shape.answer_schema(request) else "parse as JSON"
-        problem = f"The answer does not {subject}: {redact_api_key(problem)}"
+        problem = f"The answer does not {subject}: {problem}"
     usage = gemini_shape.usage(response)
     return AnswerView(
         finish=finish,

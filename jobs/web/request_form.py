@@ -121,6 +121,11 @@ class JobRequestForm(JobSubmitForm):
         )
 
     @property
+    def files_to_choose_again(self) -> int:
+        """Files sent with a form that comes back with errors: a browser never keeps them."""
+        return len(self.files.getlist("attachments")) if self.is_bound and self.errors else 0
+
+    @property
     def json_open(self) -> bool:
         return self._opens(self.JSON_FIELDS)
 

@@ -338,15 +338,21 @@ def test_a_structured_answer_is_a_table_of_its_properties(client, ada):
         assert "does not match the schema" not in page
 
 
-def test_an_answer_that_breaks_the_schema_is_flagged(client, ada):
-    job = _answered(
-        ada, output_problem="'city' is a required property", bad_outputs=2, retry_bad_output=True
-    )
+@pytest.mark.parametrize(
+    "stored",
+    [
+        # As the engine writes it (gemini_shape.check_answer), and bare.
+        "The answer does not match the schema: the answer: 'city' is a required property",
+        "the answer: 'city' is a required property",
+    ],
+)
+def test_an_answer_that_breaks_the_schema_is_flagged(client, ada, stored):
+    job = _answered(ada, output_problem=stored, bad_outputs=2, retry_bad_output=True)
     page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
     problem = page[page.index('id="output-problem"') :]
     assert (
-        "<strong>The answer does not match the schema: &#x27;city&#x27; is a required "
-        "property</strong> (2 answers broke it in all, each tried again.)"
+        "<strong>The answer does not match the schema: the answer: &#x27;city&#x27; is a "
+        "required property</strong> (2 answers broke it in all, each tried again.)"
     ) in problem
     assert 'id="structured-answer"' not in page
     assert '<pre class="text-block result">{&quot;city&quot;: &quot;Paris&quot;}</pre>' in page

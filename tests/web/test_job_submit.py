@@ -305,3 +305,10 @@ def test_the_settings_sections_open_when_they_hold_something(signed_in):
     assert '<details class="advanced" open>\n    <summary>Answer as JSON, with a schema' in page
     assert '<details class="advanced" open>\n    <summary>More generation settings' in page
     assert 'enctype="multipart/form-data"' in page
+
+
+def test_a_refused_form_asks_for_its_files_again(signed_in):
+    fields = FIELDS | {"top_k": "0", "attachments": [upload("map.png", PNG)]}
+    page = signed_in.post("/jobs/new/", fields).content.decode()
+    assert "Choose the files again: a browser does not keep them when a form comes back." in page
+    assert "Choose the files again" not in signed_in.get("/jobs/new/").content.decode()
