@@ -177,28 +177,60 @@ def request_for(prompt: str | Mapping, spec: JobSpec) -> dict:
     )
 
 
-def job_for(request: dict, spec: JobSpec, **fields: Any) -> Job:
-    """An unsaved job that sends `request`. The columns the pages show, filter and
-    search are read from it; the request itself is kept only when the columns
-    cannot say all of it (a plain text prompt is rebuilt from them)."""
+def request_columns(request: dict) -> dict[str, Any]:
+    """The job columns `request` fills: what the pages show, filter and search, read
+    from it, and the request itself only when those cannot say all of it (a plain
+    text prompt is rebuilt from them: Job.gemini_request)."""
     config = gemini_shape.generation(request)
-    job = Job(
+    columns: dict[str, Any] = {
+        "input_text": gemini_shape.prompt_text(request),
+        "system_instruction": gemini_shape.system_text(request),
+        "temperature": config.get("temperature"),
+        "max_output_tokens": config.get("max_output_tokens"),
+        "request": None,
+        "media_tokens": 0,
+    }
+    rebuilt = {k: v for k, v in config.items() if k in ("temperature", "max_output_tokens")}
+    plain = gemini_shape.simple(
+        columns["input_text"],
+        system_instruction=columns["system_instruction"],
+        generation_config=rebuilt,
+    )
+    if plain != request:
+        columns.update(request=request, media_tokens=gemini_shape.media_tokens(request))
+    return columns
+
+
+def job_for(request: dict, spec: JobSpec, **fields: Any) -> Job:
+    """An unsaved job that sends `request` with the spec's model, tier and choices."""
+    return Job(
         model=spec.model,
-        input_text=gemini_shape.prompt_text(request),
-        system_instruction=gemini_shape.system_text(request),
-        temperature=config.get("temperature"),
-        max_output_tokens=config.get("max_output_tokens"),
         tier_requested=spec.tier,
         fallback_standard=spec.fallback_standard,
         retry_bad_output=spec.retry_bad_output,
         deadline_at=spec.deadline_at,
         deadline_policy=spec.deadline_policy,
+        **request_columns(request),
         **fields,
     )
-    if job.gemini_request() != request:
-        job.request = request
-        job.media_tokens = gemini_shape.media_tokens(request)
-    return job
+
+
+def with_defaults(request: dict, spec: JobSpec) -> dict:
+    """`request` with the spec's settings where it has none of its own: a run's
+    defaults for its lines (a line's own system instruction and settings win)."""
+    merged = dict(request)
+    if spec.system_instruction and not gemini_shape.system_text(request):
+        merged["system_instruction"] = {"parts": [{"text": spec.system_instruction}]}
+    defaults = {
+        name: value
+        for name in ("temperature", "max_output_tokens")
+        if (value := getattr(spec, name)) is not None
+    }
+    defaults.update(spec.generation_config or {})
+    config = gemini_shape.generation(request)
+    if any(name not in config for name in defaults):
+        merged["generation_config"] = {**defaults, **config}
+    return merged
 
 
 def jobs_submit(*, owner, prompts: Sequence[str | Mapping], spec: JobSpec) -> list[Job]:

@@ -11,6 +11,7 @@ from django.http import StreamingHttpResponse
 from jobs import formats
 from jobs.models import Run
 from jobs.runs import queries as run_queries
+from jobs.runs import structured
 
 _CONTENT_TYPES = {
     "jsonl": "application/jsonl; charset=utf-8",
@@ -40,8 +41,10 @@ def results(run: Run) -> StreamingHttpResponse:
 
 
 def results_csv(run: Run) -> StreamingHttpResponse:
+    """Every line as a CSV row; with a response schema, one column per field of it."""
     rows = run_queries.result_rows(run)
-    return _download(formats.export_csv(rows), run=run, what="results", extension="csv")
+    lines = formats.export_csv(rows, json_columns=structured.schema_fields(run))
+    return _download(lines, run=run, what="results", extension="csv")
 
 
 def unfinished(run: Run) -> StreamingHttpResponse:

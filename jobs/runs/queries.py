@@ -7,6 +7,7 @@ Nothing here changes a row (that is `jobs/runs/services.py`). The jobs-list quer
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -303,11 +304,28 @@ _ROW_FIELDS = (
     "last_error",
     "model",
     "response_id",
+    "response",
+    "finish_reason",
+    "cut_at_limit",
+    "output_json",
+    "output_problem",
+    "finished_at",
 )
+
+
+def _redacted(value):
+    """Any JSON value with the Gemini key out of its text (decoded again only when
+    the key was there)."""
+    if value is None:
+        return None
+    text = json.dumps(value, ensure_ascii=False)
+    cleaned = redact_api_key(text)
+    return value if cleaned == text else json.loads(cleaned)
 
 
 def _result_row(values: dict) -> formats.ResultRow:
     cost = values["cost_usd"]
+    finished_at = values["finished_at"]
     return formats.ResultRow(
         custom_id=values["custom_id"],
         prompt=redact_api_key(values["input_text"]),
@@ -325,6 +343,14 @@ def _result_row(values: dict) -> formats.ResultRow:
         response_id=values["response_id"],
         finished=values["state"] in FINISHED_STATES,
         succeeded=values["state"] == State.SUCCEEDED,
+        response=_redacted(values["response"]),
+        finish_reason=values["finish_reason"],
+        cut_at_limit=values["cut_at_limit"],
+        output_json=_redacted(values["output_json"]),
+        output_problem=values["output_problem"],
+        created=int(finished_at.timestamp()) if finished_at else 0,
+        source=redact_api_key(values.get("source_line", "")),
+        legacy_fields=_redacted_request(values.get("request_fields") or {}),
     )
 
 
@@ -335,17 +361,17 @@ def result_rows(run: Run) -> Iterator[formats.ResultRow]:
         yield _result_row(values)
 
 
-def resubmit_lines(run: Run) -> Iterator[tuple[formats.ResultRow, dict]]:
+def resubmit_lines(run: Run) -> Iterator[formats.ResultRow]:
     """The lines without an answer (failed, cancelled or still unfinished), in
-    file order, with what each asked for."""
+    file order, each with the line as it was uploaded."""
     rows = (
         Job.objects.filter(run=run)
         .exclude(state=State.SUCCEEDED)
         .order_by("id")
-        .values(*_ROW_FIELDS, "request_fields")
+        .values(*_ROW_FIELDS, "source_line", "request_fields")
     )
     for values in rows.iterator(chunk_size=EXPORT_CHUNK):
-        yield _result_row(values), _redacted_request(values["request_fields"])
+        yield _result_row(values)
 
 
 def _redacted_request(fields: dict) -> dict:

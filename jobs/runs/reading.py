@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 
-from jobs import formats
+from jobs import formats, gemini_shape
 from jobs.catalog import FLEX_MODELS
 from jobs.engine import pricing, submitting
 from jobs.models import DeadlinePolicy, ModelPrice, Tier
@@ -73,10 +73,12 @@ class Estimate:
 
 @dataclass(frozen=True)
 class RunLine:
-    """A line as it will be stored: the file's fields over the run's defaults."""
+    """A line as it will be stored: its whole request, the run's defaults filled in
+    where the line has no setting of its own."""
 
     source: formats.PromptLine
     spec: submitting.JobSpec
+    request: dict
 
     @property
     def custom_id(self) -> str:
@@ -131,35 +133,29 @@ class LineReader:
             model = source.model
         elif source.model:
             self.estimate.replaced_models += 1
-        # A line's own settings override the run's; the deadline is the run's.
+        # The deadline is the run's, acted on for the run as a whole.
         spec = replace(
-            self.spec,
-            model=model,
-            system_instruction=source.system_instruction or self.spec.system_instruction,
-            temperature=(
-                source.temperature if source.temperature is not None else self.spec.temperature
-            ),
-            max_output_tokens=source.max_output_tokens or self.spec.max_output_tokens,
-            deadline_at=None,
-            deadline_policy=DeadlinePolicy.KEEP,
+            self.spec, model=model, deadline_at=None, deadline_policy=DeadlinePolicy.KEEP
         )
-        problems = [submitting.prompt_error(source.prompt)]
-        if spec != self.spec:
+        request = submitting.with_defaults(source.request, spec)
+        problems = [submitting.request_error(request)]
+        if model != self.spec.model:
             # The run's own settings were checked once, before reading.
             problems += submitting.job_spec_errors(spec).values()
         problems = [problem for problem in problems if problem]
         if problems:
             self._error(source.line, " ".join(problems))
             return None
-        self._count(source.prompt, spec)
-        return RunLine(source=source, spec=spec)
+        self._count(request, spec)
+        return RunLine(source=source, spec=spec, request=request)
 
-    def _count(self, prompt: str, spec: submitting.JobSpec) -> None:
+    def _count(self, request: dict, spec: submitting.JobSpec) -> None:
         estimate = self.estimate
         estimate.prompts += 1
         estimate.models[spec.model] = estimate.models.get(spec.model, 0) + 1
-        input_tokens = pricing.estimate_tokens(prompt, spec.system_instruction)
-        output_tokens = min(input_tokens, spec.max_output_tokens or input_tokens)
+        input_tokens = gemini_shape.estimate_input_tokens(request)
+        cap = gemini_shape.generation(request).get("max_output_tokens")
+        output_tokens = min(input_tokens, cap or input_tokens)
         estimate.input_tokens += input_tokens
         estimate.output_tokens += output_tokens
         if spec.model not in self._prices:

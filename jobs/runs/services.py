@@ -140,12 +140,14 @@ class _JobInsert:
 
     PER_LINE = (
         "custom_id",
-        "request_fields",
+        "source_line",
         "model",
         "input_text",
         "system_instruction",
         "temperature",
         "max_output_tokens",
+        "request",
+        "media_tokens",
     )
 
     def __init__(self, run: Run, *, max_attempts: int, now) -> None:
@@ -176,12 +178,9 @@ class _JobInsert:
         spec = line.spec
         values = {
             "custom_id": line.custom_id,
-            "request_fields": formats.request_fields(line.source),
+            "source_line": line.source.source,
             "model": spec.model,
-            "input_text": line.source.prompt,
-            "system_instruction": spec.system_instruction,
-            "temperature": spec.temperature,
-            "max_output_tokens": spec.max_output_tokens,
+            **submitting.request_columns(line.request),
         }
         row = list(self.shared)
         for index, column in self.per_line:

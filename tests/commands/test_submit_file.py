@@ -56,7 +56,7 @@ def test_the_format_can_be_forced(tmp_path):
         (
             "batch.jsonl",
             b'{"custom_id": "a", "params": {"messages": []}}\n',
-            "line 1: no params.messages",
+            "line 1: params.messages must be a list of messages",
         ),
         ("rows.csv", b"id,question\n1,why\n", "line 1: the header row has no 'prompt' column"),
         (

@@ -18,12 +18,6 @@ from jobs.models import Job, Run, State
 from tests.support import MODEL, api_client, as_user, make_run, run_from_file
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_in_tmp")]
-# Runs made from files go through jobs/runs, which still stores formats.request_fields;
-# it moves to PromptLine.request and .source in the same issue (11). Strict: once it
-# has, these pass and the mark must go.
-THROUGH_RUNS = pytest.mark.xfail(
-    raises=AttributeError, strict=True, reason="jobs/runs not yet on PromptLine.request (issue 11)"
-)
 
 # (id, prompt) lines a shared data set could hold; every one starts a formula somewhere.
 LINES = [
@@ -66,7 +60,6 @@ def computed_by_a_spreadsheet(cell: str) -> bool:
     return cell.startswith(FORMULA_STARTS)
 
 
-@THROUGH_RUNS
 def test_no_csv_cell_reaches_a_spreadsheet_as_a_formula(client, ada, run):
     # The finding: what is stored (and what a JSON download carries) starts formulas.
     stored = list(run.jobs.order_by("id").values_list("custom_id", "input_text"))
@@ -103,7 +96,6 @@ def test_no_csv_cell_reaches_a_spreadsheet_as_a_formula(client, ada, run):
     assert unfinished[2][1] == "'\tindented with a tab"
 
 
-@THROUGH_RUNS
 def test_the_unfinished_csv_uploads_again_to_exactly_the_same_ids_and_prompts(client, ada, run):
     content = body(as_user(client, ada).get(f"/runs/{run.pk}/unfinished/"))
 
@@ -112,7 +104,6 @@ def test_the_unfinished_csv_uploads_again_to_exactly_the_same_ids_and_prompts(cl
     assert list(again.jobs.order_by("id").values_list("custom_id", "input_text")) == LINES[2:]
 
 
-@THROUGH_RUNS
 def test_json_lines_downloads_keep_formula_text_exactly(client, ada, run):
     page = as_user(client, ada)
     results = body(page.get(f"/runs/{run.pk}/results.jsonl"))
@@ -162,7 +153,6 @@ def _failed_row(custom_id: str, legacy_fields=None, source: str = "") -> formats
     )  # fmt: skip
 
 
-@THROUGH_RUNS
 def test_a_hand_written_csv_that_marks_a_formula_as_text_reads_as_the_formula_itself(ada):
     content = b"id,prompt\n'-7,'=SUM(A1:A2)\n'x,'plain\n"
 

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
+from jobs import gemini_shape
 from jobs.engine import actions, control, submitting
 from jobs.models import Attempt, Job, Run, State, Tier
 from jobs.runs import services as runs
@@ -45,7 +46,12 @@ def test_each_format_becomes_one_queued_job_per_line_with_its_id(ada, fmt):
     assert [job.input_text for job in jobs] == ["Name a colour.", "Name a fish."]
     assert all(job.state == State.QUEUED and job.owner == ada for job in jobs)
     assert all(job.next_attempt_at is not None for job in jobs)
-    assert jobs[0].request_fields["prompt"] == "Name a colour."
+    assert "Name a colour." in jobs[0].source_line
+    # Anthropic's max_tokens is required, and sent.
+    config = {"max_output_tokens": 1024} if fmt == "anthropic_batch" else None
+    assert jobs[0].gemini_request() == gemini_shape.simple(
+        "Name a colour.", generation_config=config
+    )
 
 
 def test_a_model_flex_does_not_run_is_replaced_by_the_runs_model_and_counted(ada):
@@ -165,8 +171,8 @@ def test_a_malformed_line_is_named(ada):
 
 
 def test_a_missing_prompt_is_named(ada):
-    error = rejected(ada, b'{"prompt": "ok"}\n{"id": "x", "text": "no prompt"}\n')
-    assert error.messages() == ["line 2: no 'prompt' text"]
+    error = rejected(ada, b'{"prompt": "ok"}\n{"id": "x", "system_instruction": "no prompt"}\n')
+    assert error.messages() == ["line 2: no 'prompt' text (or whole Gemini 'request')"]
 
 
 def test_a_duplicate_id_is_named_with_its_first_use(ada):

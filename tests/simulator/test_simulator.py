@@ -358,10 +358,9 @@ def test_hundreds_of_slow_requests_are_held_at_once(simulator):
             prompts = [unique(f"[sim:sleep=1] concurrent {n}") for n in range(300)]
             return await asyncio.gather(*(_ask(client, "generateContent", p) for p in prompts))
 
-    started = time.monotonic()
     answers = asyncio.run(burst())
-    assert time.monotonic() - started < 6
     assert all(answer.text for answer in answers)
+    # All 300 were held at once (no time is asserted: a loaded machine is slower).
     assert simulator.stats()["peak_in_flight"] == 300
 
 
