@@ -239,9 +239,16 @@ def test_a_missing_request_file_or_schema_is_refused(tmp_path):
     assert not Job.objects.exists()
 
 
-def test_generation_flags_do_not_go_with_a_file(tmp_path):
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seed", "1"], "--seed goes with --prompt, not --file"),
+        (["--retry-bad-output"], "--retry-bad-output goes with --prompt or --request, not --file"),
+    ],
+)
+def test_generation_flags_do_not_go_with_a_file(tmp_path, flags, message):
     path = tmp_path / "prompts.txt"
     path.write_text("one\n", encoding="utf-8")
-    with pytest.raises(CommandError, match="--seed goes with --prompt, not --file"):
-        call_command("submit", "--user", "ada", "--file", str(path), "--seed", "1")
+    with pytest.raises(CommandError, match=message):
+        call_command("submit", "--user", "ada", "--file", str(path), *flags)
     assert not Job.objects.exists()
