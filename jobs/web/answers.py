@@ -15,7 +15,8 @@ from jobs.redaction import redact_api_key
 from jobs.web.attachments import MEDIA_LABELS
 
 # --- JSON as scripts get it --------------------------------------------------------
-_INLINE = {"inline_data": "mime_type", "inlineData": "mimeType"}
+# A request is snake_case (gemini_shape), an answer as Gemini sent it camelCase.
+_INLINE = ("inline_data", "inlineData")
 
 
 def blob_bytes(data: str) -> int:
