@@ -3,7 +3,8 @@ every endpoint shares.
 
 One router per resource: jobs.py (/api/jobs), runs.py (/api/batches, runs
 uploaded from a file), capacity.py (/api/capacity). Shared schemas are in
-schemas.py, token auth in auth.py, the docs page in docs.py, the URLconf in urls.py.
+schemas.py (the jobs' own in job_schemas.py), token auth in auth.py, the docs
+page in docs.py, the URLconf in urls.py.
 
 Here: the gate on the OpenAPI document and the error handlers, which answer
 through this object. Every error answers `{"detail": "..."}`, an unexpected

@@ -1,7 +1,8 @@
 """What the API's routers share: text and deadline input types, paging limits,
 money as text, and the error bodies every endpoint may answer.
 
-A schema that one resource uses lives with its router (jobs.py, runs.py, capacity.py).
+A schema that one resource uses lives with its router (runs.py, capacity.py), or
+beside it when there are many (job_schemas.py, for jobs.py).
 """
 
 from __future__ import annotations

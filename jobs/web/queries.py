@@ -337,7 +337,19 @@ def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = ""
     )
     return (
         jobs.select_related("owner")
-        .defer("input_text", "result_text", "system_instruction", "last_error")
+        # The whole request and answer may carry megabytes of inline images: a list
+        # of jobs never reads them.
+        .defer(
+            "input_text",
+            "result_text",
+            "system_instruction",
+            "last_error",
+            "request",
+            "response",
+            "output_json",
+            "source_line",
+            "request_fields",
+        )
         .annotate(
             prompt_excerpt=Substr("input_text", 1, PROMPT_EXCERPT_CHARS),
             prompt_chars=Length("input_text"),

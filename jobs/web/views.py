@@ -15,9 +15,10 @@ from django.views.decorators.vary import vary_on_headers
 
 from jobs.engine import actions, submitting
 from jobs.models import Job
-from jobs.web import queries
-from jobs.web.forms import JobFilterForm, JobSubmitForm, OverviewFilterForm
+from jobs.web import answers, queries
+from jobs.web.forms import JobFilterForm, OverviewFilterForm
 from jobs.web.pages import CHANGED, job_page
+from jobs.web.request_form import JobRequestForm
 
 
 def _get_job_for_user(request: HttpRequest, job_id: int) -> Job:
@@ -60,7 +61,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def job_submit(request: HttpRequest) -> HttpResponse:
-    form = JobSubmitForm(request.POST if request.method == "POST" else None)
+    posted = request.method == "POST"
+    form = JobRequestForm(request.POST if posted else None, request.FILES if posted else None)
     if request.htmx and request.htmx.target == "deadline-quote":
         # The figure next to "move to standard", for what is typed so far; nothing is submitted.
         quote = form.standard_move_quote()
@@ -68,7 +70,7 @@ def job_submit(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             (job,) = submitting.jobs_submit(
-                owner=request.user, prompts=[form.cleaned_data["prompt"]], spec=form.spec()
+                owner=request.user, prompts=[form.gemini_request()], spec=form.spec()
             )
         except ValidationError as error:
             form.add_service_errors(error)
@@ -94,6 +96,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     now = timezone.now()
     context = {
         "job": job,
+        "asked": answers.request_view(job.gemini_request()),
+        "answer": answers.answer_view(job),
         "attempts": attempts,
         "times": queries.job_times(job, attempts, now=now),
         "capacity": queries.capacity_hold(job, now=now),

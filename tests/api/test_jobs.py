@@ -427,3 +427,299 @@ def test_a_free_answer_costs_a_plain_zero(as_ada, ada):
     )
     answer = as_ada.get(f"/api/jobs/{job.pk}").json()
     assert (answer["cost_usd"], answer["standard_cost_usd"]) == ("0.00000000", "0.00000000")
+
+
+# --- Whole requests in Gemini's shape -----------------------------------------------------
+PNG_DATA = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ"
+    "AAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+SNAKE_REQUEST = {
+    "contents": [
+        {"role": "user", "parts": [{"text": "Hello"}]},
+        {"role": "model", "parts": [{"text": "Hi! Ask away."}]},
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Which city is this?"},
+                {"inline_data": {"mime_type": "image/png", "data": PNG_DATA}},
+            ],
+        },
+    ],
+    "system_instruction": {"parts": [{"text": "Answer in JSON."}]},
+    "generation_config": {
+        "temperature": 0.3,
+        "top_k": 20,
+        "seed": 9,
+        "thinking_config": {"thinking_budget": 512},
+        "response_mime_type": "application/json",
+        "response_json_schema": SCHEMA,
+    },
+    "safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+}
+CAMEL_REQUEST = {
+    "contents": [
+        {"role": "user", "parts": [{"text": "Hello"}]},
+        {"role": "model", "parts": [{"text": "Hi! Ask away."}]},
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Which city is this?"},
+                {"inlineData": {"mimeType": "image/png", "data": PNG_DATA}},
+            ],
+        },
+    ],
+    "systemInstruction": {"parts": [{"text": "Answer in JSON."}]},
+    "generationConfig": {
+        "temperature": 0.3,
+        "topK": 20,
+        "seed": 9,
+        "thinkingConfig": {"thinkingBudget": 512},
+        "responseMimeType": "application/json",
+        # A schema is the researcher's own: its keys are kept as written, never respelled.
+        "responseJsonSchema": SCHEMA,
+    },
+    "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+}
+
+
+@pytest.mark.parametrize("request_body", [SNAKE_REQUEST, CAMEL_REQUEST], ids=["snake", "camel"])
+def test_a_whole_request_is_kept_in_geminis_shape_in_either_spelling(ada, as_ada, request_body):
+    response = post_json(
+        as_ada,
+        "/api/jobs",
+        {"request": request_body, "model": "gemini-2.5-pro", "retry_bad_output": True},
+    )
+    assert response.status_code == 201, response.content
+    [created] = response.json()["jobs"]
+    job = Job.objects.get(pk=created["id"])
+    assert job.gemini_request() == SNAKE_REQUEST
+    assert (job.model, job.retry_bad_output, job.temperature) == ("gemini-2.5-pro", True, 0.3)
+    assert job.system_instruction == "Answer in JSON."
+    assert job.input_text == "User: Hello\n\nAssistant: Hi! Ask away.\n\nUser: Which city is this?"
+    # The answer to the creation summarises inline data ...
+    image = created["request"]["contents"][2]["parts"][1]["inline_data"]
+    assert image == {"mime_type": "image/png", "bytes": 70}
+    assert created["retry_bad_output"] is True
+    # ... the job itself gives back what was sent, data and all.
+    assert as_ada.get(f"/api/jobs/{job.pk}").json()["request"] == SNAKE_REQUEST
+
+
+def test_generation_config_goes_with_text_prompts(ada, as_ada):
+    body = {
+        "prompts": ["one", "two"],
+        "temperature": 0.1,
+        "generation_config": {
+            "topP": 0.8,
+            "stop_sequences": ["END"],
+            "responseMimeType": "application/json",
+            "response_json_schema": SCHEMA,
+        },
+    }
+    assert post_json(as_ada, "/api/jobs", body).status_code == 201
+    for job in Job.objects.filter(owner=ada):
+        assert job.gemini_request()["generation_config"] == {
+            "temperature": 0.1,
+            "top_p": 0.8,
+            "stop_sequences": ["END"],
+            "response_mime_type": "application/json",
+            "response_json_schema": SCHEMA,
+        }
+
+
+def _refusal(as_ada, body) -> dict:
+    response = post_json(as_ada, "/api/jobs", body)
+    assert response.status_code == 422, response.content
+    assert not Job.objects.exists()
+    return response.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        (
+            {
+                "request": {
+                    "contents": [
+                        {
+                            "parts": [
+                                {"text": "x"},
+                                {"inline_data": {"mime_type": "image/gif", "data": PNG_DATA}},
+                            ]
+                        }
+                    ]
+                }
+            },
+            "request",
+            "request.contents[0].parts[1].inline_data.mime_type: 'image/gif' cannot be sent inline",
+        ),
+        (
+            {
+                "request": {
+                    "contents": [{"parts": [{"text": "x"}]}],
+                    "generationConfig": {"topK": 0},
+                }
+            },
+            "request",
+            "request.generation_config.top_k: must be a whole number from 1 to 1,000.",
+        ),
+        (
+            {
+                "request": {
+                    "contents": [{"parts": [{"text": "x"}]}],
+                    "generation_config": {"response_json_schema": {"type": "strin"}},
+                }
+            },
+            "request",
+            "request.generation_config.response_json_schema['type']: is not a valid JSON Schema",
+        ),
+        (
+            {"request": {"contents": [{"parts": [{"text": "x"}]}], "frobnicate": 1}},
+            "request",
+            "request.frobnicate: is not a field Gemini knows here.",
+        ),
+        ({"request": {"contents": []}}, "request", "request.contents: is empty"),
+        ({"request": {}}, "request", "request.contents: is missing."),
+        (
+            {"request": {"contents": [{"parts": [{"text": "x"}]}], "model": "gemini-2.5-pro"}},
+            "request",
+            "request.model: 'gemini-2.5-pro' is not the job's model 'gemini-2.5-flash'",
+        ),
+        (
+            {"request": {"contents": [{"parts": [{"text": "x"}]}]}, "temperature": 0.2},
+            "temperature",
+            "A whole request carries its own settings: send this as "
+            "request.generation_config.temperature.",
+        ),
+        (
+            {
+                "request": {"contents": [{"parts": [{"text": "x"}]}]},
+                "generation_config": {"seed": 1},
+            },
+            "generation_config",
+            "send this as request.generation_config.",
+        ),
+        (
+            {"request": {"contents": [{"parts": [{"text": "x"}]}]}, "prompt": "y"},
+            "request",
+            "Send one of prompt, prompts or request, not prompt and request.",
+        ),
+        (
+            {
+                "prompt": "x",
+                "generation_config": {
+                    "thinking_config": {"thinking_budget": 10, "thinking_level": "low"}
+                },
+            },
+            "generation_config",
+            "takes a thinking_budget or a thinking_level, not both",
+        ),
+        (
+            {"prompt": "x", "max_output_tokens": 5, "generation_config": {"maxOutputTokens": 9}},
+            "generation_config",
+            "generation_config.max_output_tokens is also given as max_output_tokens",
+        ),
+        ({"prompt": "x", "request": None, "retry_bad_output": "often"}, "retry_bad_output", ""),
+        ({"request": "contents"}, "request", ""),
+    ],
+)
+def test_a_refused_request_names_the_field_and_creates_nothing(as_ada, body, field, message):
+    answer = _refusal(as_ada, body)
+    assert field in answer["errors"], answer
+    assert message in " ".join(answer["errors"][field])
+
+
+def test_a_job_gives_its_whole_answer(ada, as_ada):
+    response = {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": '{"city": "Par'}]},
+                "finishReason": "MAX_TOKENS",
+            },
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 5,
+            "candidatesTokenCount": 4,
+            "thoughtsTokenCount": 3,
+        },
+    }
+    job = make_job(
+        ada,
+        request={
+            "contents": [{"role": "user", "parts": [{"text": "Explain flex"}]}],
+            "generation_config": {
+                "response_mime_type": "application/json",
+                "response_json_schema": SCHEMA,
+            },
+        },
+        response=response,
+        finish_reason="MAX_TOKENS",
+        cut_at_limit=True,
+        output_problem="The answer is not JSON: Unterminated string",
+        bad_outputs=1,
+        result_text='{"city": "Par',
+    )
+    for answer in (
+        as_ada.get(f"/api/jobs/{job.pk}").json(),
+        as_ada.get("/api/jobs").json()["items"][0],
+    ):
+        assert answer["response"] == response
+        assert answer["request"]["generation_config"]["response_json_schema"] == SCHEMA
+        assert (answer["finish_reason"], answer["cut_at_limit"]) == ("MAX_TOKENS", True)
+        assert answer["output_json"] is None
+        assert answer["output_problem"] == "The answer is not JSON: Unterminated string"
+        assert (answer["bad_outputs"], answer["retry_bad_output"]) == (1, False)
+
+
+def test_a_structured_answer_is_given_parsed(ada, as_ada):
+    job = make_job(ada, output_json={"city": "Paris", "rivers": ["Seine"]})
+    answer = as_ada.get(f"/api/jobs/{job.pk}").json()
+    assert answer["output_json"] == {"city": "Paris", "rivers": ["Seine"]}
+    assert answer["request"] == {
+        "contents": [{"role": "user", "parts": [{"text": "Explain flex"}]}]
+    }
+    assert answer["response"] is None and answer["finish_reason"] == ""
+
+
+def test_the_key_is_redacted_from_requests_answers_and_structured_output(ada, as_ada, settings):
+    marker = "AIza-test-marker-key-0123456789"
+    settings.GEMINI_API_KEY = marker
+    job = make_job(
+        ada,
+        request={
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {"text": f"key {marker}"},
+                        {"inline_data": {"mime_type": "image/png", "data": PNG_DATA}},
+                    ],
+                }
+            ]
+        },
+        response={"candidates": [{"content": {"parts": [{"text": marker}]}}]},
+        output_json={"key": marker},
+        output_problem=f"bad {marker}",
+    )
+    for url in (f"/api/jobs/{job.pk}", "/api/jobs"):
+        text = as_ada.get(url).content.decode()
+        assert marker not in text
+    whole = as_ada.get(f"/api/jobs/{job.pk}").json()
+    assert whole["request"]["contents"][0]["parts"][1]["inline_data"]["data"] == PNG_DATA
+
+
+def test_the_document_describes_the_request_and_its_summary(as_ada):
+    schemas = as_ada.get("/api/openapi.json").json()["components"]["schemas"]
+    assert "camelCase or snake_case" in schemas["JobIn"]["properties"]["request"]["description"]
+    summary = schemas["JobOut"]["properties"]["request"]["description"]
+    assert "{`mime_type`, `bytes`}" in summary
+    for name in (
+        "response",
+        "finish_reason",
+        "cut_at_limit",
+        "output_json",
+        "output_problem",
+        "bad_outputs",
+    ):
+        assert name in schemas["JobOut"]["properties"]

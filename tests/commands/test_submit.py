@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -93,4 +96,159 @@ def test_an_unreadable_file_is_refused(tmp_path):
     empty.write_text("\n\n", encoding="utf-8")
     with pytest.raises(CommandError, match="no prompts"):
         call_command("submit", "--user", "ada", "--file", str(empty))
+    assert not Job.objects.exists()
+
+
+# --- A whole request, and the generation flags of a text prompt ---------------------------
+PNG_DATA = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ"
+    "AAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+REQUEST = {
+    "contents": [
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Which city?"},
+                {"inlineData": {"mimeType": "image/png", "data": PNG_DATA}},
+            ],
+        }
+    ],
+    "generationConfig": {
+        "topK": 5,
+        "responseMimeType": "application/json",
+        "responseJsonSchema": SCHEMA,
+    },
+}
+
+
+def test_a_request_file_is_sent_whole_in_geminis_shape(tmp_path):
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(REQUEST), encoding="utf-8")
+    printed = submit_command("--model", "gemini-2.5-pro", "--request", str(path))
+    (job,) = Job.objects.all()
+    assert printed == {"jobs": [job.pk]}
+    assert job.gemini_request() == {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "Which city?"},
+                    {"inline_data": {"mime_type": "image/png", "data": PNG_DATA}},
+                ],
+            }
+        ],
+        "generation_config": {
+            "top_k": 5,
+            "response_mime_type": "application/json",
+            "response_json_schema": SCHEMA,
+        },
+    }
+    assert (job.model, job.input_text) == ("gemini-2.5-pro", "Which city?")
+
+
+def test_a_request_may_come_on_stdin(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(REQUEST)))
+    submit_command("--request", "-", "--retry-bad-output")
+    job = Job.objects.get()
+    assert job.gemini_request()["generation_config"]["top_k"] == 5
+    assert job.retry_bad_output is True
+
+
+def test_a_prompt_takes_a_schema_thinking_and_a_seed(tmp_path):
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(SCHEMA), encoding="utf-8")
+    submit_command(
+        "--prompt",
+        "Name a city",
+        "--temperature",
+        "0.5",
+        "--json-schema",
+        str(schema),
+        "--thinking-level",
+        "low",
+        "--seed",
+        "3",
+    )
+    assert Job.objects.get().gemini_request()["generation_config"] == {
+        "temperature": 0.5,
+        "response_mime_type": "application/json",
+        "response_json_schema": SCHEMA,
+        "thinking_config": {"thinking_level": "low"},
+        "seed": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        (
+            '{"contents": [',
+            [],
+            r"--request .*request.json: not valid JSON \(Expecting value at "
+            r"line 1, column 15\)",
+        ),
+        ("[1]", [], r"a request is a JSON object"),
+        (
+            json.dumps(
+                {
+                    "contents": [
+                        {"parts": [{"inline_data": {"mime_type": "image/gif", "data": PNG_DATA}}]}
+                    ]
+                }
+            ),
+            [],
+            r"request: request.contents\[0\].parts\[0\].inline_data.mime_type: 'image/gif' cannot",
+        ),
+        (
+            json.dumps(
+                {"contents": [{"parts": [{"text": "x"}]}], "generation_config": {"seed": "a"}}
+            ),
+            [],
+            r"request: request.generation_config.seed: must be a whole number",
+        ),
+        (
+            json.dumps(REQUEST),
+            ["--temperature", "0.2"],
+            r"--temperature: with --request, the request says it: set "
+            r"generation_config.temperature in it",
+        ),
+        (json.dumps(REQUEST), ["--seed", "2"], r"--seed: with --request"),
+    ],
+)
+def test_a_bad_request_file_names_the_field_and_creates_nothing(tmp_path, content, extra, message):
+    path = tmp_path / "request.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CommandError, match=message):
+        call_command("submit", "--user", "ada", "--request", str(path), *extra)
+    assert not Job.objects.exists()
+
+
+def test_a_missing_request_file_or_schema_is_refused(tmp_path):
+    with pytest.raises(CommandError, match=r"--request /no/such\.json: no such file"):
+        call_command("submit", "--user", "ada", "--request", "/no/such.json")
+    bad = tmp_path / "schema.json"
+    bad.write_text('{"type": "strin"}', encoding="utf-8")
+    with pytest.raises(
+        CommandError,
+        match=r"generation_config: generation_config.response_json"
+        r"_schema\['type'\]: is not a valid JSON Schema",
+    ):
+        call_command("submit", "--user", "ada", "--prompt", "x", "--json-schema", str(bad))
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seed", "1"], "--seed goes with --prompt, not --file"),
+        (["--retry-bad-output"], "--retry-bad-output goes with --prompt or --request, not --file"),
+    ],
+)
+def test_generation_flags_do_not_go_with_a_file(tmp_path, flags, message):
+    path = tmp_path / "prompts.txt"
+    path.write_text("one\n", encoding="utf-8")
+    with pytest.raises(CommandError, match=message):
+        call_command("submit", "--user", "ada", "--file", str(path), *flags)
     assert not Job.objects.exists()

@@ -205,3 +205,253 @@ def test_a_job_still_waiting_to_retry_says_it_will(client, ada):
     job = _waiting_to_retry(ada)
     page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
     assert _outcome_cells(page) == ["Will retry", "Will retry"]
+
+
+# --- The whole request and the whole answer ---------------------------------------------
+PNG_DATA = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ"
+    "AAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+REQUEST = {
+    "contents": [
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Where is this?"},
+                {"inline_data": {"mime_type": "image/png", "data": PNG_DATA}},
+                {"file_data": {"mime_type": "application/pdf", "file_uri": "gs://b/guide.pdf"}},
+            ],
+        }
+    ],
+    "generation_config": {
+        "temperature": 0.2,
+        "top_k": 40,
+        "seed": 7,
+        "stop_sequences": ["END"],
+        "thinking_config": {"thinking_level": "high"},
+        "response_mime_type": "application/json",
+        "response_json_schema": SCHEMA,
+    },
+}
+
+
+def _answered(owner, *, answer: dict | None = None, **fields):
+    response = {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": '{"city": "Paris"}'}]},
+                "finishReason": "STOP",
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 300,
+            "candidatesTokenCount": 6,
+            "thoughtsTokenCount": 50,
+            "cachedContentTokenCount": 120,
+        },
+        "modelVersion": "gemini-2.5-flash-001",
+    }
+    return make_job(
+        owner,
+        prompt="Where is this?",
+        temperature=0.2,
+        request=REQUEST,
+        response=answer or response,
+        finish_reason=(answer or response)["candidates"][0].get("finishReason", "")
+        if (answer or response).get("candidates")
+        else "",
+        result_text='{"city": "Paris"}',
+        input_tokens=300,
+        output_tokens=6,
+        thought_tokens=50,
+        **fields,
+    )
+
+
+def test_it_shows_the_whole_request_with_attachments_by_type_and_size(client, ada):
+    job = _answered(ada, output_json={"city": "Paris"})
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    attachments = page[page.index('id="attachments"') :]
+    attachments = attachments[: attachments.index("</ul>")]
+    assert "PNG image, 70\xa0bytes" in attachments
+    assert "PDF document at <code>gs://b/guide.pdf</code>" in attachments
+    assert PNG_DATA not in page and PNG_DATA[:20] not in page
+    settings = page[page.index('id="generation-settings"') :]
+    for fact in (
+        "<dt>Top-k</dt><dd>40</dd>",
+        "<dt>Seed</dt><dd>7</dd>",
+        "<dt>Stop sequences</dt><dd>&quot;END&quot;</dd>",
+        "<dt>Thinking</dt><dd>level high</dd>",
+        "<dt>Answer as</dt><dd>JSON (application/json)</dd>",
+    ):
+        assert fact in settings
+    schema = page[page.index('id="response-schema"') :]
+    assert "&quot;city&quot;: {" in schema[: schema.index("</pre>")]
+
+
+def test_a_plain_prompt_shows_no_settings_beyond_its_own(client, ada):
+    job = make_job(ada)
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert 'id="generation-settings"' not in page and 'id="attachments"' not in page
+
+
+def test_a_conversation_shows_each_turn(client, ada):
+    request = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Hello"}]},
+            {"role": "model", "parts": [{"text": "Hi, how can I help?"}]},
+            {"role": "user", "parts": [{"text": "Name a river."}]},
+        ]
+    }
+    job = make_job(ada, prompt="User: Hello ...", request=request)
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    turns = page[page.index('id="turns"') : page.index("</ol>")]
+    assert re.findall(r"<h3>(\w+)</h3>", turns) == ["User", "Model", "User"]
+    assert "Hi, how can I help?" in turns and "Name a river." in turns
+
+
+def test_a_structured_answer_is_a_table_of_its_properties(client, ada):
+    answer = {
+        "city": "Paris",
+        "population": 2102650,
+        "capital": True,
+        "rivers": [{"name": "Seine", "km": 777}, {"name": "Bièvre"}],
+        "tags": ["old", "big"],
+        "mayor": {"name": "A. Hidalgo", "since": {"year": 2014}},
+    }
+    job = _answered(ada, output_json=answer)
+    for headers in ({}, HTMX):
+        page = as_user(client, ada).get(f"/jobs/{job.pk}/", headers=headers).content.decode()
+        table = page[page.index('id="structured-answer"') :]
+        assert '<th scope="row">city</th><td><span class="json-string">Paris</span>' in table
+        assert (
+            '<th scope="row">population</th><td><span class="json-number">2102650</span>' in table
+        )
+        assert '<span class="json-boolean">true</span>' in table
+        # A list of objects is a table of their properties, a missing one a dash.
+        assert '<th scope="col">name</th><th scope="col">km</th>' in table
+        assert '<td><span class="json-string">Bièvre</span></td><td><span class="muted">—' in table
+        assert '<li><span class="json-string">old</span></li>' in table
+        assert '<th scope="row">year</th><td><span class="json-number">2014</span>' in table
+        assert "The answer as Gemini wrote it" in page
+        assert "does not match the schema" not in page
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        # As the engine writes it (gemini_shape.check_answer), and bare.
+        "The answer does not match the schema: the answer: 'city' is a required property",
+        "the answer: 'city' is a required property",
+    ],
+)
+def test_an_answer_that_breaks_the_schema_is_flagged(client, ada, stored):
+    job = _answered(ada, output_problem=stored, bad_outputs=2, retry_bad_output=True)
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    problem = page[page.index('id="output-problem"') :]
+    assert (
+        "<strong>The answer does not match the schema: the answer: &#x27;city&#x27; is a "
+        "required property</strong> (2 answers broke it in all, each tried again.)"
+    ) in problem
+    assert 'id="structured-answer"' not in page
+    assert '<pre class="text-block result">{&quot;city&quot;: &quot;Paris&quot;}</pre>' in page
+
+
+def test_an_answer_cut_at_the_token_limit_says_so(client, ada):
+    job = make_job(
+        ada,
+        result_text="The first half",
+        finish_reason="MAX_TOKENS",
+        cut_at_limit=True,
+        response={
+            "candidates": [
+                {"content": {"parts": [{"text": "The first half"}]}, "finishReason": "MAX_TOKENS"}
+            ]
+        },
+    )
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert (
+        '<p id="finish-reason" class="banner banner-warning">Cut at the token limit (MAX_TOKENS): '
+        "the text is what came before it.</p>"
+    ) in page
+    assert "The first half" in page
+
+
+def test_a_blocked_answer_says_why_in_words(client, ada):
+    job = make_job(
+        ada,
+        State.FAILED,
+        finish_reason="SAFETY",
+        response={"candidates": [{"finishReason": "SAFETY"}]},
+    )
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert "Blocked by Gemini&#x27;s safety filter (SAFETY)." in page
+
+
+def test_a_blocked_prompt_says_so(client, ada):
+    job = make_job(ada, State.FAILED, response={"promptFeedback": {"blockReason": "SAFETY"}})
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert "The prompt was blocked by Gemini&#x27;s safety filter (SAFETY)." in page
+
+
+def test_every_candidate_and_function_call_is_shown(client, ada):
+    response = {
+        "candidates": [
+            {"content": {"parts": [{"text": "First *answer*"}]}, "finishReason": "STOP"},
+            {
+                "content": {
+                    "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}}]
+                },
+                "finishReason": "STOP",
+            },
+        ]
+    }
+    job = make_job(ada, result_text="First *answer*", response=response, finish_reason="STOP")
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    first = page[page.index('id="candidate-1"') : page.index('id="candidate-2"')]
+    second = page[page.index('id="candidate-2"') :]
+    assert "First <em>answer</em>" in first
+    assert "<code>get_weather</code> with" in second
+    assert '<th scope="row">city</th><td><span class="json-string">Oslo</span>' in second
+
+
+def test_one_answer_that_only_calls_a_function_shows_the_call(client, ada):
+    response = {
+        "candidates": [
+            {"content": {"parts": [{"functionCall": {"name": "lookup"}}]}, "finishReason": "STOP"}
+        ]
+    }
+    job = make_job(ada, result_text="", response=response)
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert '<code>lookup</code> <span class="muted">(no arguments)</span>' in page
+    assert 'class="markdown result"' not in page
+
+
+def test_thought_and_cached_tokens_and_the_model_version_are_shown(client, ada):
+    job = _answered(ada, output_json={"city": "Paris"})
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert '<dd>300 <span class="muted">(120 from the cache)</span></dd>' in page
+    assert "6 + 50 thinking" in page
+    assert "<dt>Model version</dt><dd>gemini-2.5-flash-001</dd>" in page
+
+
+def test_the_key_is_redacted_from_the_schema_answer_and_function_arguments(client, ada, settings):
+    key = "AIzaSyT3st-redaction-key_0123456789abcd"
+    settings.GEMINI_API_KEY = key
+    request = {
+        **REQUEST,
+        "generation_config": {
+            "response_mime_type": "application/json",
+            "response_json_schema": {"type": "object", "description": f"key {key}"},
+        },
+    }
+    response = {
+        "candidates": [
+            {"content": {"parts": [{"functionCall": {"name": "f", "args": {"token": key}}}]}}
+        ]
+    }
+    job = make_job(ada, request=request, response=response, output_json={"echo": key})
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    assert key not in page
+    assert page.count("[GEMINI_API_KEY]") >= 3

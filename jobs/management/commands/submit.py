@@ -1,5 +1,8 @@
-"""python manage.py submit --user NAME --model M (--prompt TEXT | --file PATH)
+"""python manage.py submit --user NAME --model M (--prompt TEXT | --request FILE | --file PATH)
 
+--prompt is one text prompt, with --system, --temperature, --json-schema, --thinking-level
+and the rest of the flags; --request is one whole request in Gemini's shape (the
+`request` of a Gemini Batch line, a JSON file, "-" for stdin), whose own settings stand.
 A file becomes a run (jobs/runs/services.py) in any upload format: plain text, JSONL,
 CSV, or a Gemini, OpenAI or Anthropic batch file.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from jobs import formats
+from jobs import formats, gemini_shape
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import submitting
 from jobs.models import DeadlinePolicy, Tier
@@ -109,8 +113,34 @@ class Command(BaseCommand):
             choices=DeadlinePolicy.values,
             help="keep waiting (default), cancel, or move unfinished flex jobs to standard",
         )
+        parser.add_argument(
+            "--json-schema",
+            type=Path,
+            help="with --prompt: a JSON file holding the JSON Schema the answer must satisfy "
+            "(the answer comes as JSON)",
+        )
+        parser.add_argument(
+            "--thinking-level", choices=gemini_shape.THINKING_LEVELS, help="with --prompt"
+        )
+        parser.add_argument(
+            "--thinking-budget",
+            type=int,
+            help="with --prompt: thinking tokens (0 off on Flash, -1 the model decides)",
+        )
+        parser.add_argument("--seed", type=int, help="with --prompt")
+        parser.add_argument(
+            "--retry-bad-output",
+            action="store_true",
+            help="try again (within max attempts) when a JSON answer breaks the schema",
+        )
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--prompt", help="one prompt")
+        source.add_argument(
+            "--request",
+            dest="request_file",
+            help="a JSON file of one whole request in Gemini's shape (camelCase or snake_case); "
+            '"-" reads it from stdin',
+        )
         source.add_argument(
             "--file",
             type=Path,
@@ -128,18 +158,101 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"No user named {options['user']!r}") from None
         deadline = parse_deadline(options["deadline"]) if options["deadline"] else None
-        spec = submitting.JobSpec.from_fields({**options, "deadline_at": deadline})
+        config = generation_config(options)
+        spec = submitting.JobSpec.from_fields(
+            {**options, "deadline_at": deadline, "generation_config": config}
+        )
         try:
             if options["file"]:
                 printed = submit_file(owner, options["file"], spec, options)
             else:
-                jobs = submitting.jobs_submit(owner=owner, prompts=[options["prompt"]], spec=spec)
+                prompt = options["prompt"]
+                if options["request_file"]:
+                    prompt = read_request(options["request_file"])
+                jobs = submitting.jobs_submit(owner=owner, prompts=[prompt], spec=spec)
                 printed = {"jobs": [job.pk for job in jobs]}
         except ValidationError as exc:
             raise CommandError(
                 "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
             ) from None
         self.stdout.write(json.dumps(printed))
+
+
+# The flags a text prompt takes that a whole request carries inside itself.
+_PROMPT_ONLY = {
+    "system_instruction": ("--system", "system_instruction"),
+    "temperature": ("--temperature", "generation_config.temperature"),
+    "max_output_tokens": ("--max-output-tokens", "generation_config.max_output_tokens"),
+    "json_schema": ("--json-schema", "generation_config.response_json_schema"),
+    "thinking_level": ("--thinking-level", "generation_config.thinking_config.thinking_level"),
+    "thinking_budget": ("--thinking-budget", "generation_config.thinking_config.thinking_budget"),
+    "seed": ("--seed", "generation_config.seed"),
+}
+# Those a run's defaults cannot carry: a line's own request says them.
+_GENERATION_FLAGS = ("json_schema", "thinking_level", "thinking_budget", "seed")
+
+
+def generation_config(options: dict) -> dict | None:
+    """The generation_config the --json-schema, --thinking-* and --seed flags ask for.
+    Refused beside --request (the request says it) and, with --retry-bad-output,
+    beside --file (its lines do): never dropped without a word."""
+    given = [name for name in _PROMPT_ONLY if options.get(name) not in (None, "")]
+    if options["request_file"] and given:
+        flag, inside = _PROMPT_ONLY[given[0]]
+        raise CommandError(f"{flag}: with --request, the request says it: set {inside} in it")
+    flags = [_PROMPT_ONLY[name][0] for name in given if name in _GENERATION_FLAGS]
+    if options["retry_bad_output"]:
+        flags.append("--retry-bad-output")
+    if options["file"] and flags:
+        takes = "--prompt or --request" if flags[0] == "--retry-bad-output" else "--prompt"
+        raise CommandError(
+            f"{flags[0]} goes with {takes}, not --file: a file's lines carry their own settings"
+        )
+    config: dict = {}
+    if options["json_schema"]:
+        config["response_mime_type"] = gemini_shape.JSON_MIME
+        config["response_json_schema"] = read_json(options["json_schema"], "--json-schema")
+    thinking = {
+        name: options[name]
+        for name in ("thinking_level", "thinking_budget")
+        if options[name] is not None
+    }
+    if thinking:
+        config["thinking_config"] = thinking
+    if options["seed"] is not None:
+        config["seed"] = options["seed"]
+    return config or None
+
+
+def read_json(path: Path | str, what: str) -> object:
+    """The JSON value in the file at `path` ("-": stdin)."""
+    name = "stdin" if str(path) == "-" else str(path)
+    try:
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CommandError(f"{what} {name}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{what} {name}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise CommandError(f"{what} {name}: cannot read it ({exc.strerror})") from None
+    if problem := formats.json_shape_problem(text):
+        raise CommandError(f"{what} {name}: {problem}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(
+            f"{what} {name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
+
+
+def read_request(path: str) -> dict:
+    request = read_json(path, "--request")
+    if not isinstance(request, dict):
+        raise CommandError(
+            f"--request {'stdin' if path == '-' else path}: a request is a JSON object "
+            '({"contents": [...], ...})'
+        )
+    return request
 
 
 def submit_file(owner, path: Path, spec: submitting.JobSpec, options: dict) -> dict:
