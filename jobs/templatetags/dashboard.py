@@ -84,12 +84,24 @@ def seconds_until(moment: datetime | None) -> int | None:
     return max(0, math.ceil((moment - timezone.now()).total_seconds()))
 
 
-@register.filter
-def countdown(moment: datetime | None) -> str:
-    """The same words static/js/flexdash.js ticks between polls."""
-    seconds = seconds_until(moment)
-    if seconds is None:
-        return "—"
+def seconds_since(moment: datetime) -> int:
+    return max(0, math.floor((timezone.now() - moment).total_seconds()))
+
+
+# --- Relative times: the words here and in static/js/flexdash.js must agree ------------
+def ago_words(seconds: int) -> str:
+    """How long ago: "just now", "1 second ago", "12 minutes ago", "3 hours ago", "2 days ago"."""
+    if seconds < 1:
+        return "just now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return f"{seconds} second{'' if seconds == 1 else 's'} ago"
+
+
+def countdown_words(seconds: int) -> str:
+    """To the second, for a retry: "due now", "in 8 s", "in 2 min 05 s"."""
     if seconds <= 0:
         return "due now"
     if seconds < 60:
@@ -98,14 +110,10 @@ def countdown(moment: datetime | None) -> str:
     return f"in {minutes} min {secs:02d} s"
 
 
-@register.filter
-def time_left(moment: datetime | None) -> str:
-    """A deadline's distance, to the minute once it is a minute away: "in 1 h 20 min"."""
-    seconds = seconds_until(moment)
-    if seconds is None:
-        return "—"
+def left_words(seconds: int) -> str:
+    """To the minute once a minute away, for a deadline: "in 40 s", "in 1 h 20 min"."""
     if seconds < 60:
-        return f"in {seconds} s"
+        return f"in {max(seconds, 0)} s"
     minutes = math.ceil(seconds / 60)
     if minutes < 60:
         return f"in {minutes} min"
@@ -114,6 +122,45 @@ def time_left(moment: datetime | None) -> str:
         return f"in {hours} h {minutes} min" if minutes else f"in {hours} h"
     days, hours = divmod(hours, 24)
     return f"in {days} d {hours} h" if hours else f"in {days} d"
+
+
+_RELATIVE_STYLES = {"ago": ago_words, "countdown": countdown_words, "left": left_words}
+
+
+@register.filter
+def countdown(moment: datetime | None) -> str:
+    """A retry's distance in words, without the <time> (relative_time gives both)."""
+    seconds = seconds_until(moment)
+    return "—" if seconds is None else countdown_words(seconds)
+
+
+@register.filter
+def time_left(moment: datetime | None) -> str:
+    """A deadline's distance in words, without the <time> (relative_time gives both)."""
+    seconds = seconds_until(moment)
+    return "—" if seconds is None else left_words(seconds)
+
+
+@register.filter
+def relative_time(moment: datetime | None, style: str = "ago") -> SafeString | str:
+    """`moment` in words relative to now, as a <time> that static/js/flexdash.js
+    keeps current after the page (or its fragment) stops polling. style: "ago"
+    (a past moment), "countdown" (a retry, to the second) or "left" (a deadline).
+
+    data-offset is the seconds from now to the moment by the server's clock: the
+    script counts from when it first sees the element, so a browser whose clock
+    is off still says what the server would."""
+    if moment is None:
+        return "—"
+    offset = -seconds_since(moment) if style == "ago" else seconds_until(moment)
+    return format_html(
+        '<time datetime="{}" title="{}" data-relative="{}" data-offset="{}">{}</time>',
+        moment.isoformat(timespec="seconds"),
+        f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}",
+        style,
+        offset,
+        _RELATIVE_STYLES[style](abs(offset)),
+    )
 
 
 @register.filter
@@ -199,6 +246,7 @@ class Chart:
     lines: list[ChartLine]
     markers: list[Marker]
     busy_minutes: list[MinuteOutcomes]
+    span: str  # the window in words, after "the last"
 
 
 _SERIES = (
@@ -206,8 +254,26 @@ _SERIES = (
     ("http_503", "503 capacity"),
     ("http_429", "429 rate limit"),
 )
-# Minutes between time labels, by the window's length in minutes.
-_LABEL_EVERY = {60: 10, 180: 30, 360: 60, 1440: 240}
+# Minutes between time labels: the first that leaves at most _MOST_LABELS.
+_LABEL_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 240, 480, 720, 1440)
+_MOST_LABELS = 6
+# Room right of the plot for half a centred "HH:MM" at the ticks' largest
+# size (18px, on a phone; static/css/flexdash.css).
+_RIGHT_MARGIN = 28
+
+
+def label_every(minutes: int) -> int:
+    """Minutes between the time labels of a window `minutes` long: 10 for an
+    hour, 30 for three hours, 5 for a quarter of an hour."""
+    return next((step for step in _LABEL_STEPS if minutes <= step * _MOST_LABELS), 1440)
+
+
+def span_words(minutes: int) -> str:
+    """A window's length: "15 minutes", "hour", "3 hours" (after "the last")."""
+    if minutes % 60:
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    hours = minutes // 60
+    return "hour" if hours == 1 else f"{hours} hours"
 
 
 def _marker_path(key: str, x: float, y: float) -> str:
@@ -218,6 +284,11 @@ def _marker_path(key: str, x: float, y: float) -> str:
     if key == "http_503":
         return f"M{x - 4.5:.1f},{y - 4.5:.1f}h9v9h-9z"
     return f"M{x:.1f},{y - 6:.1f}l5.5,9.5h-11z"
+
+
+def count_label(count: int) -> str:
+    """A count on the chart's scale, short enough for its left margin: "400", "2k", "10k"."""
+    return f"{count / 1000:g}k" if count >= 1000 else str(count)
 
 
 def _nice_ceiling(value: int) -> int:
@@ -233,7 +304,7 @@ def _nice_ceiling(value: int) -> int:
 
 @register.simple_tag
 def outcome_chart(series: list[MinuteOutcomes], width: int = 720, height: int = 200) -> Chart:
-    left, right, top, bottom = 40, width - 10, 10, height - 24
+    left, right, top, bottom = 40, width - _RIGHT_MARGIN, 14, height - 24
     peak = max((getattr(m, key) for m in series for key, _ in _SERIES), default=0)
     ymax = _nice_ceiling(max(peak, 1))
     step_x = (right - left) / max(len(series) - 1, 1)
@@ -263,13 +334,13 @@ def outcome_chart(series: list[MinuteOutcomes], width: int = 720, height: int = 
         for i, m in enumerate(series)
         if getattr(m, key)
     ]
-    label_every = _LABEL_EVERY.get(len(series), max(len(series) // 6, 1))
+    every = label_every(len(series))
     x_ticks = []
     for i, m in enumerate(series):
         local = timezone.localtime(m.minute)
-        if (local.hour * 60 + local.minute) % label_every == 0:
+        if (local.hour * 60 + local.minute) % every == 0:
             x_ticks.append(Tick(f"{left + i * step_x:.1f}", local.strftime("%H:%M")))
-    y_ticks = [Tick(f"{y(v):.1f}", str(v)) for v in (0, ymax // 2, ymax)]
+    y_ticks = [Tick(f"{y(v):.1f}", count_label(v)) for v in (0, ymax // 2, ymax)]
     busy = [m for m in series if m.succeeded or m.http_503 or m.http_429]
     return Chart(
         width=width,
@@ -283,4 +354,5 @@ def outcome_chart(series: list[MinuteOutcomes], width: int = 720, height: int = 
         lines=lines,
         markers=markers,
         busy_minutes=busy,
+        span=span_words(len(series)),
     )

@@ -58,27 +58,33 @@ class OwnerFilterForm(forms.Form):
 
 
 class OverviewFilterForm(OwnerFilterForm):
+    # The chart's window. "fit", the default, is the shortest one that holds
+    # the last day's work (queries.chart_minutes): a few minutes of work in a
+    # fixed three hours was a line pressed against the right edge.
+    FIT = "fit"
     HOURS = (1, 3, 6, 24)
-    DEFAULT_HOURS = 3
 
-    hours = forms.TypedChoiceField(
+    hours = forms.ChoiceField(
         label="Chart",
-        choices=[(h, f"last {h} hour{'s' if h > 1 else ''}") for h in HOURS],
-        coerce=int,
+        choices=[
+            (FIT, "fitted to recent work"),
+            *((str(h), f"last {h} hours" if h > 1 else "last hour") for h in HOURS),
+        ],
         required=False,
-        empty_value=DEFAULT_HOURS,
     )
 
     def __init__(self, data, *, viewer) -> None:
         if "hours" not in data:
             # Bound forms ignore `initial`; the select must show the window drawn.
             data = data.copy()
-            data["hours"] = str(self.DEFAULT_HOURS)
+            data["hours"] = self.FIT
         super().__init__(data, viewer=viewer)
 
-    def chart_hours(self) -> int:
+    def chart_hours(self) -> int | None:
+        """The hours chosen, or None to fit the window to the work."""
         self.is_valid()
-        return self.cleaned_data.get("hours") or self.DEFAULT_HOURS
+        chosen = self.cleaned_data.get("hours") or self.FIT
+        return None if chosen == self.FIT else int(chosen)
 
 
 class JobFilterForm(OwnerFilterForm):

@@ -199,6 +199,31 @@ def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[Mi
     return series
 
 
+# The windows the chart fits itself to, in minutes, shortest first.
+FIT_WINDOWS = (15, 30, 60, 180, 360, 1440)
+# The part of a fitted window the work may fill: the rest, on the left, shows
+# the quiet before it started.
+FIT_SHARE = 0.9
+
+
+def chart_minutes(scope: Scope, *, now: datetime, hours: int | None) -> int:
+    """The chart's window: `hours` when chosen, else the shortest of
+    FIT_WINDOWS that holds every attempt of the last day (an hour when none)."""
+    if hours:
+        return hours * 60
+    first = (
+        scope.attempts()
+        .filter(started_at__gte=now - timedelta(minutes=FIT_WINDOWS[-1]))
+        .order_by("started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    if first is None:
+        return 60
+    span = (now - first).total_seconds() / 60 + 1  # and the minute now under way
+    return next((w for w in FIT_WINDOWS if span <= w * FIT_SHARE), FIT_WINDOWS[-1])
+
+
 # --- The engine ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class EngineStatus:
@@ -301,12 +326,14 @@ class Overview:
         return "; ".join(report.headline for report in unsettled)
 
 
-def overview(scope: Scope, *, now: datetime, hours: int) -> Overview:
+def overview(scope: Scope, *, now: datetime, hours: int | None) -> Overview:
+    """hours: the chart's window, or None to fit it to the work (chart_minutes)."""
+    minutes = chart_minutes(scope, now=now, hours=hours)
     return Overview(
         counts=state_counts(scope),
         errors=error_totals(scope, now=now),
         attempts=attempt_stats(scope),
-        outcomes=outcomes_per_minute(scope, now=now, minutes=hours * 60),
+        outcomes=outcomes_per_minute(scope, now=now, minutes=minutes),
         engine=engine_status(now=now),
         month=month_cost(scope, now=now),
         weather=capacity.weather(now),

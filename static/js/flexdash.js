@@ -36,28 +36,64 @@
     }
   });
 
-  // Countdowns tick every second between polls; each poll re-renders them
-  // from the server's clock, so the two never drift apart for long.
-  function startCountdowns() {
-    var now = Date.now();
-    document.querySelectorAll("[data-countdown]:not([data-deadline])").forEach(function (element) {
-      element.dataset.deadline = String(now + Number(element.dataset.countdown) * 1000);
-    });
+  // Relative times ("12 seconds ago", "in 8 s": the relative_time filter's
+  // <time data-relative data-offset>) tick every second, also once polling
+  // has stopped. data-offset is the seconds from the server's now to the
+  // moment; counting from when an element is first seen keeps the browser's
+  // own clock out of it. Each swap brings fresh elements, counted afresh.
+  // The older <span data-countdown="seconds"> counts down the same way.
+  function plural(count, unit) {
+    return count + " " + unit + (count === 1 ? "" : "s") + " ago";
   }
-  function formatSeconds(seconds) {
-    if (seconds <= 0) return "due now";
-    if (seconds < 60) return "in " + seconds + " s";
-    var minutes = Math.floor(seconds / 60);
-    return "in " + minutes + " min " + String(seconds % 60).padStart(2, "0") + " s";
+  var WORDS = {
+    ago: function (seconds) {
+      if (seconds < 1) return "just now";
+      if (seconds >= 86400) return plural(Math.floor(seconds / 86400), "day");
+      if (seconds >= 3600) return plural(Math.floor(seconds / 3600), "hour");
+      if (seconds >= 60) return plural(Math.floor(seconds / 60), "minute");
+      return plural(seconds, "second");
+    },
+    countdown: function (seconds) {
+      if (seconds <= 0) return "due now";
+      if (seconds < 60) return "in " + seconds + " s";
+      return "in " + Math.floor(seconds / 60) + " min " + String(seconds % 60).padStart(2, "0") + " s";
+    },
+    left: function (seconds) {
+      if (seconds < 60) return "in " + Math.max(seconds, 0) + " s";
+      var minutes = Math.ceil(seconds / 60);
+      if (minutes < 60) return "in " + minutes + " min";
+      var hours = Math.floor(minutes / 60);
+      minutes %= 60;
+      if (hours < 48) return "in " + hours + " h" + (minutes ? " " + minutes + " min" : "");
+      var days = Math.floor(hours / 24);
+      hours %= 24;
+      return "in " + days + " d" + (hours ? " " + hours + " h" : "");
+    },
+  };
+  // For the browser tests, which check these words against the server's.
+  window.FlexDash = { relativeWords: function (style, seconds) { return WORDS[style](seconds); } };
+
+  function startRelativeTimes() {
+    var now = Date.now();
+    document.querySelectorAll("[data-relative]:not([data-at])").forEach(function (element) {
+      element.dataset.at = String(now + Number(element.dataset.offset) * 1000);
+    });
+    document.querySelectorAll("[data-countdown]:not([data-at])").forEach(function (element) {
+      element.dataset.relative = "countdown";
+      element.dataset.at = String(now + Number(element.dataset.countdown) * 1000);
+    });
   }
   function tick() {
     var now = Date.now();
-    document.querySelectorAll("[data-deadline]").forEach(function (element) {
-      var left = Math.max(0, Math.ceil((Number(element.dataset.deadline) - now) / 1000));
-      element.textContent = formatSeconds(left);
+    document.querySelectorAll("[data-at]").forEach(function (element) {
+      var style = element.dataset.relative;
+      var toMoment = (Number(element.dataset.at) - now) / 1000;
+      var seconds = style === "ago" ? Math.max(0, Math.floor(-toMoment)) : Math.max(0, Math.ceil(toMoment));
+      var words = WORDS[style](seconds);
+      if (element.textContent !== words) element.textContent = words;
     });
   }
-  startCountdowns();
-  document.body.addEventListener("htmx:afterSettle", startCountdowns);
+  startRelativeTimes();
+  document.body.addEventListener("htmx:afterSettle", startRelativeTimes);
   window.setInterval(tick, 1000);
 })();

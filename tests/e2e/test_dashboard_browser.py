@@ -81,7 +81,8 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
 
     control.dispatch_resume()
     expect(state).to_have_text("↻ Waiting to retry", timeout=15_000)
-    expect(row.locator("[data-countdown]")).to_have_text(re.compile(r"in [1-3] s|due now"))
+    countdown = row.locator('time[data-relative="countdown"]')
+    expect(countdown).to_have_text(re.compile(r"in [1-3] s|due now"))
     expect(row.locator('td[data-label="503s"]')).to_have_text("1")
     jobs_page.screenshot(path=SCREENSHOTS / "jobs-retrying.png")
     expect(state).to_have_text("✓ Succeeded", timeout=15_000)

@@ -138,18 +138,32 @@ def test_it_offers_only_the_actions_the_state_allows(client, ada):
         page = client.get(f"/jobs/{make_job(ada, state).pk}/").content.decode()
         buttons[state] = [
             label
-            for label in ("Cancel", "Retry now", "Retry with 8 more attempts")
+            for label in ("Yes, cancel it", "Retry now", "Retry with 8 more attempts")
             if f">{label}</button>" in page
         ]
         assert ">Run again as a new job</button>" in page
     assert buttons == {
-        "queued": ["Cancel"],
+        "queued": ["Yes, cancel it"],
         "running": [],
-        "retrying": ["Cancel", "Retry now"],
+        "retrying": ["Yes, cancel it", "Retry now"],
         "succeeded": [],
         "failed": ["Retry with 8 more attempts"],
         "cancelled": [],
     }
+
+
+def test_cancel_asks_first_in_a_danger_button_that_outlives_the_poll(client, ada):
+    job = make_job(ada, State.QUEUED)
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/", headers=HTMX).content.decode()
+
+    # Without script too: the <details> opens on the first click, the form
+    # inside posts on the second; a poll's swap keeps it as it was (hx-preserve).
+    confirm = page[page.index('<details class="confirm"') : page.index("</details>")]
+    assert 'id="cancel-job" hx-preserve="true"' in confirm
+    assert '<summary class="button secondary danger">Cancel job…</summary>' in confirm
+    assert "It will not be tried again" in confirm
+    assert f'action="/jobs/{job.pk}/cancel/"' in confirm
+    assert '<button type="submit" class="danger">Yes, cancel it</button>' in confirm
 
 
 def _waiting_to_retry(owner, **fields):

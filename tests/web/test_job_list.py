@@ -59,7 +59,7 @@ def test_a_waiting_row_counts_down_to_its_next_retry(client, ada):
     make_job(ada, State.RETRYING, next_attempt_at=timezone.now() + timedelta(seconds=90))
     page = as_user(client, ada).get("/jobs/").content.decode()
     assert "Waiting to retry" in page
-    assert "data-countdown=" in page
+    assert 'data-relative="countdown"' in page
     assert "in 1 min 30 s" in page or "in 1 min 29 s" in page
 
 

@@ -3,6 +3,7 @@ anything is active."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -89,6 +90,41 @@ def test_it_draws_the_outcomes_chart_as_inline_svg(client, ada):
     assert "<svg" in page and page.count('class="series series-') >= 3
     assert "503 capacity: <strong>1</strong>" in page
     assert "1 minute with activity" in page
+
+
+def test_the_chart_fits_its_window_to_the_work_unless_one_is_chosen(client, ada):
+    now = timezone.now()
+    Attempt.objects.create(
+        job=make_job(ada),
+        number=1,
+        started_at=now - timedelta(minutes=4),
+        finished_at=now - timedelta(minutes=4),
+        http_status=200,
+        tier_requested="flex",
+        outcome=Outcome.SUCCEEDED,
+    )
+    as_user(client, ada)
+
+    fitted = client.get("/")
+    chosen = client.get("/?hours=3")
+
+    assert len(fitted.context["summary"].outcomes) == 15
+    assert "(the last 15 minutes, fitted to recent work)" in fitted.content.decode()
+    assert '<option value="fit" selected>fitted to recent work</option>' in fitted.content.decode()
+    assert len(chosen.context["summary"].outcomes) == 180
+    assert "(the last 3 hours)" in chosen.content.decode()
+    assert "over the last 3 hours</title>" in chosen.content.decode()
+
+
+def test_the_engine_heartbeat_is_a_time_that_keeps_counting(client, ada):
+    now = timezone.now()
+    DispatcherSlot.objects.create(
+        number=0, expires_at=now + timedelta(seconds=30), heartbeat_at=now - timedelta(seconds=20)
+    )
+    page = as_user(client, ada).get("/").content.decode()
+    assert re.search(
+        r'last heartbeat <time [^>]*data-relative="ago"[^>]*>2\d seconds ago</time>', page
+    )
 
 
 def test_it_says_dispatch_is_paused_and_why(client, ada):

@@ -96,6 +96,24 @@ def test_outcomes_are_counted_in_the_minute_they_finished(ada):
     assert sum(m.succeeded + m.http_503 + m.http_429 for m in series) == 3
 
 
+@pytest.mark.parametrize(
+    ("minutes_ago", "window"),
+    [(None, 60), (3, 15), (12, 15), (14, 30), (50, 60), (100, 180), (300, 360), (23 * 60, 1440)],
+)
+def test_the_chart_fits_its_window_to_the_last_days_work(ada, bob, minutes_ago, window):
+    if minutes_ago is not None:
+        attempt(make_job(ada), 1, started=NOW - timedelta(minutes=minutes_ago), finished=NOW)
+    attempt(make_job(bob), 1, started=NOW - timedelta(hours=20))  # not Ada's
+    attempt(make_job(ada), 1, started=NOW - timedelta(days=2))  # not of the last day
+
+    assert queries.chart_minutes(queries.Scope(owner_id=ada.pk), now=NOW, hours=None) == window
+
+
+def test_a_chosen_chart_window_is_kept_whatever_the_work(ada):
+    attempt(make_job(ada), 1, started=NOW - timedelta(minutes=2), finished=NOW)
+    assert queries.chart_minutes(queries.Scope(owner_id=ada.pk), now=NOW, hours=6) == 360
+
+
 def test_error_totals_use_the_jobs_counters_and_the_last_hours_attempts(ada, bob):
     job = make_job(ada, http_503=4, http_429=2)
     make_job(bob, http_503=100)
