@@ -4,6 +4,7 @@ talking to the simulator over loopback, sharing the test database)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +25,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
-from jobs.engine import submitting, tokens
+from jobs.engine import claiming, recording, submitting, tokens
+from jobs.engine.gemini import GeminiError, GeminiGateway, GeminiRequest
 from jobs.models import FINISHED_STATES, Job, Run, State
 from jobs.runs import services as runs
 from tests.run_files import prompt_file
@@ -50,6 +53,36 @@ def make_job(owner, state: str = State.SUCCEEDED, *, prompt: str = "Explain flex
     """A stored job row in any state, with whatever counters and times `fields`
     give it (for the pages and queries that only read jobs)."""
     return Job.objects.create(owner=owner, input_text=prompt, state=state, **fields)
+
+
+def send_due_jobs(simulator_url: str, route: str, *, limit: int = 100) -> list[str]:
+    """One turn of the dispatcher's path in this process, without a cluster: claim
+    the due jobs, send each through the real gateway (google-genai over loopback),
+    record what came back. Returns each job's decision, in claim order."""
+    claims = claiming.jobs_claim(owner="test", limit=limit, lease_seconds=60)
+
+    async def send() -> list[recording.AttemptOutcome]:
+        gateway = GeminiGateway(api_key="test-key", base_url=simulator_url, route=route)
+        outcomes = []
+        try:
+            for claim in claims:
+                request = GeminiRequest(claim.model, claim.request, claim.tier, claim.route)
+                try:
+                    outcome = await gateway.generate(request)
+                except GeminiError as error:
+                    outcome = error
+                outcomes.append(recording.AttemptOutcome(claim, outcome, 0.1))
+        finally:
+            await gateway.aclose()
+        return outcomes
+
+    return recording.attempts_record(owner="test", outcomes=asyncio.run(send()))
+
+
+def wire_requests(simulator_url: str, last: int = 200) -> list[dict]:
+    """What reached the simulator, newest last: {"route", "model", "body"} each."""
+    with urllib.request.urlopen(f"{simulator_url}/_sim/requests?last={last}", timeout=10) as reply:
+        return json.load(reply)
 
 
 def run_from_file(

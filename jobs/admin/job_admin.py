@@ -5,6 +5,8 @@ page; ATTEMPT_COLUMNS is what both show of a try."""
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -17,6 +19,19 @@ from jobs.admin.redacted import redacted_display
 from jobs.engine import actions, control
 from jobs.models import Attempt, Job, State
 from jobs.redaction import redact_api_key
+
+
+def _without_bytes(value):
+    """A request with each inline blob's base64 replaced by its type and size."""
+    if isinstance(value, list):
+        return [_without_bytes(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "data" in value and "mime_type" in value and isinstance(value["data"], str):
+        size = len(value["data"]) * 3 // 4
+        return {"mime_type": value["mime_type"], "data": f"({size:,} bytes, not shown)"}
+    return {key: _without_bytes(item) for key, item in value.items()}
+
 
 # What an operator reads about one try, in the job's inline and the list.
 ATTEMPT_COLUMNS = (
@@ -41,7 +56,10 @@ REQUEST_FIELDS = (
     "max_attempts",
     "temperature",
     "max_output_tokens",
+    "retry_bad_output",
 )
+# A job that carries its whole request sends these from it, not from the columns.
+WHOLE_REQUEST_FIELDS = ("temperature", "max_output_tokens")
 
 PROMPT_EXCERPT_CHARS = 50
 
@@ -110,7 +128,13 @@ class JobAdmin(admin.ModelAdmin):
         "other_errors",
         "prompt",
         "instruction",
+        "whole_request",
         "result",
+        "finish_reason",
+        "cut_at_limit",
+        "structured_answer",
+        "output_problem",
+        "bad_outputs",
         "response_id",
         "tier_served",
         "input_tokens",
@@ -139,6 +163,8 @@ class JobAdmin(admin.ModelAdmin):
                     "instruction",
                     "temperature",
                     "max_output_tokens",
+                    "whole_request",
+                    "retry_bad_output",
                 )
             },
         ),
@@ -164,6 +190,11 @@ class JobAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "result",
+                    "finish_reason",
+                    "cut_at_limit",
+                    "structured_answer",
+                    "output_problem",
+                    "bad_outputs",
                     "response_id",
                     "tier_served",
                     "input_tokens",
@@ -183,6 +214,20 @@ class JobAdmin(admin.ModelAdmin):
     result = redacted_display("result_text", "result text")
     error = redacted_display("last_error", "last error")
     submitted = time_display("submitted_at", "submitted")
+
+    @admin.display(description="whole request")
+    def whole_request(self, job: Job) -> str:
+        """Everything the job sends beyond its prompt, as JSON; inline media as its
+        type and size, not its bytes."""
+        if job.request is None:
+            return "(a text prompt: the fields above are the whole request)"
+        return redact_api_key(json.dumps(_without_bytes(job.request), indent=2, ensure_ascii=False))
+
+    @admin.display(description="structured answer")
+    def structured_answer(self, job: Job) -> str:
+        if job.output_json is None:
+            return "-"
+        return redact_api_key(json.dumps(job.output_json, indent=2, ensure_ascii=False))
 
     @admin.display(description="prompt")
     def prompt_excerpt(self, job: Job) -> str:
@@ -209,6 +254,8 @@ class JobAdmin(admin.ModelAdmin):
             # Once sent, the request is the record of what ran: changing the
             # model or the owner afterwards would misstate it.
             return (*REQUEST_FIELDS, *self.readonly_fields)
+        if obj is not None and obj.request is not None:
+            return (*WHOLE_REQUEST_FIELDS, *self.readonly_fields)
         return self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Job, form: ModelForm, change: bool) -> None:

@@ -74,7 +74,7 @@ def attempt_succeeded(*, claim: Claim, owner: str, result: GeminiResult, latency
                 cut_at_limit=result.cut_at_limit,
                 output_json=parsed,
                 output_problem=problem,
-                bad_outputs=F("bad_outputs") + bool(problem),
+                bad_outputs=F("bad_outputs") + int(bool(problem)),
                 response_id=result.response_id,
                 last_error="",
                 finished_at=now,

@@ -44,6 +44,34 @@ class RunRejected(Exception):
         return f"{listed} (and at least {self.more:,} more)" if self.more else listed
 
 
+def request_features(request: dict) -> list[str]:
+    """What a request asks for beyond a text prompt, in words the preview lists, so
+    nothing a line asked for goes by unseen."""
+    config = gemini_shape.generation(request)
+    features = []
+    if gemini_shape.answer_schema(request) is not None:
+        features.append("JSON answers checked against a schema")
+    elif gemini_shape.wants_json(request):
+        features.append("JSON answers")
+    if gemini_shape.media(request):
+        features.append("images or documents")
+    if len(request.get("contents") or []) > 1:
+        features.append("conversations of several turns")
+    if "thinking_config" in config:
+        features.append("a thinking level or budget")
+    if request.get("tools"):
+        features.append("tools (function declarations)")
+    tuned = {"top_p", "top_k", "seed", "stop_sequences", "candidate_count", "presence_penalty",
+             "frequency_penalty", "response_logprobs", "logprobs"} & config.keys()  # fmt: skip
+    if tuned:
+        features.append("sampling settings (" + ", ".join(sorted(tuned)) + ")")
+    if request.get("safety_settings"):
+        features.append("safety settings")
+    if settings.GEMINI_API == "interactions" and gemini_shape.interactions_gaps(request):
+        features.append("fields only generateContent carries (sent by that route)")
+    return features
+
+
 # --- Reading a file -----------------------------------------------------------------
 @dataclass
 class Estimate:
@@ -58,6 +86,8 @@ class Estimate:
     standard_usd: Decimal = Decimal(0)
     unpriced_prompts: int = 0
     models: dict[str, int] = field(default_factory=dict)
+    # What the lines ask for beyond a text prompt (request_features), line counts.
+    features: dict[str, int] = field(default_factory=dict)
 
     def cost_on(self, tier: str) -> Decimal:
         return pricing.tier_cost(self.standard_usd, tier)
@@ -153,6 +183,8 @@ class LineReader:
         estimate = self.estimate
         estimate.prompts += 1
         estimate.models[spec.model] = estimate.models.get(spec.model, 0) + 1
+        for feature in request_features(request):
+            estimate.features[feature] = estimate.features.get(feature, 0) + 1
         input_tokens = gemini_shape.estimate_input_tokens(request)
         cap = gemini_shape.generation(request).get("max_output_tokens")
         output_tokens = min(input_tokens, cap or input_tokens)

@@ -106,7 +106,9 @@ def run_create(
             deadline_policy=spec.deadline_policy,
             created_at=now,
         )
-        insert = _JobInsert(run, max_attempts=max_attempts, now=now)
+        insert = _JobInsert(
+            run, max_attempts=max_attempts, retry_bad_output=spec.retry_bad_output, now=now
+        )
         batch: list[list] = []
         for line in reader:
             batch.append(insert.row(line))
@@ -150,8 +152,9 @@ class _JobInsert:
         "media_tokens",
     )
 
-    def __init__(self, run: Run, *, max_attempts: int, now) -> None:
+    def __init__(self, run: Run, *, max_attempts: int, retry_bad_output: bool, now) -> None:
         template = Job(
+            retry_bad_output=retry_bad_output,
             owner_id=run.owner_id,
             run=run,
             tier_requested=run.tier,

@@ -134,3 +134,36 @@ def test_the_job_list_is_ten_columns_with_times_to_the_second(admin_client, ada)
     assert header.count("<th") == 11
     submitted = timezone.localtime(job.submitted_at)
     assert f"{submitted:%Y-%m-%d %H:%M:%S}" in page and "654321" not in page
+
+
+def test_a_whole_request_and_its_structured_answer_show_without_the_image_bytes(admin_client, ada):
+    png = "iVBORw0KGgo" + "A" * 401
+    request = {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "What is it?"},
+                    {"inline_data": {"mime_type": "image/png", "data": png}},
+                ],
+            }
+        ],
+        "generation_config": {"seed": 5, "temperature": 0.3},
+    }
+    (job,) = submit(ada, request)
+    Job.objects.filter(pk=job.pk).update(
+        state=State.SUCCEEDED, output_json={"kind": "cat"}, finish_reason="STOP"
+    )
+    page = admin_client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert png not in page and "bytes, not shown" in page and "&quot;seed&quot;: 5" in page
+    assert "&quot;kind&quot;: &quot;cat&quot;" in page
+
+
+def test_an_unsent_whole_request_keeps_its_settings_in_the_request(admin_client, ada):
+    (job,) = submit(
+        ada, {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"seed": 1}}
+    )
+    # Its temperature would not be sent from the column: it is not offered for editing.
+    assert "temperature" not in editable_fields(admin_client, job)
+    (plain,) = submit(ada, "plain text")
+    assert "temperature" in editable_fields(admin_client, plain)

@@ -5,19 +5,16 @@ words, function calls, candidates, thought and image tokens billed."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import urllib.request
 import uuid
 
 import pytest
 
 from jobs import gemini_shape
-from jobs.engine import claiming, pricing, recording
-from jobs.engine.gemini import GeminiError, GeminiGateway, GeminiRequest
+from jobs.engine import pricing
 from jobs.models import Attempt, ErrorKind, Job, Outcome, State
-from tests.support import MODEL, submit
+from tests.support import MODEL, send_due_jobs, submit, wire_requests
 
 ROUTES = ["interactions", "generate_content"]
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()
@@ -44,9 +41,7 @@ def _request(prompt: str, **generation) -> dict:
 
 def _wire(url: str, marker: str) -> dict:
     """The last request the simulator received whose text holds `marker`."""
-    with urllib.request.urlopen(f"{url}/_sim/requests?last=50", timeout=10) as reply:
-        recorded = json.load(reply)
-    mine = [r for r in recorded if marker in json.dumps(r["body"])]
+    mine = [r for r in wire_requests(url, 50) if marker in json.dumps(r["body"])]
     assert mine, f"no request with {marker!r} reached the simulator"
     return mine[-1]
 
@@ -56,28 +51,7 @@ def _snake_keys(value: dict) -> dict:
 
 
 def _run(simulator, route: str, *jobs: Job) -> list[str]:
-    """Claim the jobs, send each through the real gateway, record what came back:
-    the dispatcher's path, one turn of it."""
-    claims = claiming.jobs_claim(owner="t", limit=len(jobs), lease_seconds=60)
-    assert sorted(c.job_id for c in claims) == sorted(j.pk for j in jobs)
-
-    async def send():
-        gateway = GeminiGateway(api_key="test-key", base_url=simulator.url, route=route)
-        try:
-            outcomes = []
-            for claim in claims:
-                request = GeminiRequest(claim.model, claim.request, claim.tier, claim.route)
-                try:
-                    outcome = await gateway.generate(request)
-                except GeminiError as error:
-                    outcome = error
-                outcomes.append(recording.AttemptOutcome(claim, outcome, 0.1))
-            return outcomes
-        finally:
-            await gateway.aclose()
-
-    outcomes = asyncio.run(send())
-    decisions = recording.attempts_record(owner="t", outcomes=outcomes)
+    decisions = send_due_jobs(simulator.url, route, limit=len(jobs))
     for job in jobs:
         job.refresh_from_db()
     return decisions

@@ -3,6 +3,7 @@ fragments, the actions, the streamed downloads, and who may see what."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -68,6 +69,23 @@ def test_a_discarded_upload_creates_nothing(client, ada):
     assert client.post(f"{token_url}discard/").status_code == 302
     assert client.get(token_url).status_code == 404
     assert not Run.objects.exists()
+
+
+def test_the_preview_lists_what_the_lines_ask_for_beyond_a_prompt(client, ada, settings):
+    settings.GEMINI_API = "interactions"
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    lines = [
+        {"key": "1", "request": {"contents": [{"parts": [{"text": "x"}]}],
+         "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": schema,
+                              "topK": 3}}},
+        {"key": "2", "request": {"contents": [{"parts": [{"text": "y"}]}]}},
+    ]  # fmt: skip
+    content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    page = client.get(upload(as_user(client, ada), "batch.jsonl", content)["Location"])
+    text = page.content.decode()
+    assert "JSON answers checked against a schema: 1 line" in text
+    assert "sampling settings (top_k): 1 line" in text
+    assert "fields only generateContent carries (sent by that route): 1 line" in text
 
 
 def test_a_preview_never_confirmed_is_removed_a_day_later(client, ada, settings):
