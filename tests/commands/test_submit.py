@@ -239,16 +239,16 @@ def test_a_missing_request_file_or_schema_is_refused(tmp_path):
     assert not Job.objects.exists()
 
 
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        (["--seed", "1"], "--seed goes with --prompt, not --file"),
-        (["--retry-bad-output"], "--retry-bad-output goes with --prompt or --request, not --file"),
-    ],
-)
-def test_generation_flags_do_not_go_with_a_file(tmp_path, flags, message):
+def test_generation_flags_do_not_go_with_a_file(tmp_path):
     path = tmp_path / "prompts.txt"
     path.write_text("one\n", encoding="utf-8")
-    with pytest.raises(CommandError, match=message):
-        call_command("submit", "--user", "ada", "--file", str(path), *flags)
+    with pytest.raises(CommandError, match="--seed goes with --prompt, not --file"):
+        call_command("submit", "--user", "ada", "--file", str(path), "--seed", "1")
     assert not Job.objects.exists()
+
+
+def test_a_file_takes_retry_bad_output_for_its_jobs(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("one\ntwo\n", encoding="utf-8")
+    submit_command("--file", str(path), "--retry-bad-output")
+    assert list(Job.objects.values_list("retry_bad_output", flat=True)) == [True, True]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -250,32 +251,33 @@ REQUEST = {
 }
 
 
-def _answered(owner, *, answer: dict | None = None, **fields):
-    response = {
-        "candidates": [
-            {
-                "content": {"role": "model", "parts": [{"text": '{"city": "Paris"}'}]},
-                "finishReason": "STOP",
-            }
-        ],
-        "usageMetadata": {
-            "promptTokenCount": 300,
-            "candidatesTokenCount": 6,
-            "thoughtsTokenCount": 50,
-            "cachedContentTokenCount": 120,
-        },
-        "modelVersion": "gemini-2.5-flash-001",
-    }
+ANSWER = {
+    "candidates": [
+        {
+            "content": {"role": "model", "parts": [{"text": '{"city": "Paris"}'}]},
+            "finishReason": "STOP",
+        }
+    ],
+    "usageMetadata": {
+        "promptTokenCount": 300,
+        "candidatesTokenCount": 6,
+        "thoughtsTokenCount": 50,
+        "cachedContentTokenCount": 120,
+    },
+    "modelVersion": "gemini-2.5-flash-001",
+}
+
+
+def _answered(owner, **fields):
+    """A job with REQUEST (unless `fields` gives another), answered with ANSWER."""
+    fields.setdefault("request", REQUEST)
+    fields.setdefault("result_text", '{"city": "Paris"}')
     return make_job(
         owner,
         prompt="Where is this?",
         temperature=0.2,
-        request=REQUEST,
-        response=answer or response,
-        finish_reason=(answer or response)["candidates"][0].get("finishReason", "")
-        if (answer or response).get("candidates")
-        else "",
-        result_text='{"city": "Paris"}',
+        response=ANSWER,
+        finish_reason="STOP",
         input_tokens=300,
         output_tokens=6,
         thought_tokens=50,
@@ -334,7 +336,7 @@ def test_a_structured_answer_is_a_table_of_its_properties(client, ada):
         "tags": ["old", "big"],
         "mayor": {"name": "A. Hidalgo", "since": {"year": 2014}},
     }
-    job = _answered(ada, output_json=answer)
+    job = _answered(ada, output_json=answer, result_text=json.dumps(answer))
     for headers in ({}, HTMX):
         page = as_user(client, ada).get(f"/jobs/{job.pk}/", headers=headers).content.decode()
         table = page[page.index('id="structured-answer"') :]
@@ -350,6 +352,15 @@ def test_a_structured_answer_is_a_table_of_its_properties(client, ada):
         assert '<th scope="row">year</th><td><span class="json-number">2014</span>' in table
         assert "The answer as Gemini wrote it" in page
         assert "does not match the schema" not in page
+
+
+def test_the_properties_come_in_the_order_gemini_wrote_them(client, ada):
+    # PostgreSQL's jsonb gives a stored object's keys back shortest first; the text keeps them.
+    text = '{"summary": "short", "id": 7, "tags": [], "extra": null}'
+    job = _answered(ada, output_json=json.loads(text), result_text=text)
+    page = as_user(client, ada).get(f"/jobs/{job.pk}/").content.decode()
+    table = page[page.index('id="structured-answer"') : page.index("The answer as Gemini")]
+    assert re.findall(r'<th scope="row">(\w+)</th>', table) == ["summary", "id", "tags", "extra"]
 
 
 @pytest.mark.parametrize(

@@ -194,19 +194,16 @@ _GENERATION_FLAGS = ("json_schema", "thinking_level", "thinking_budget", "seed")
 
 def generation_config(options: dict) -> dict | None:
     """The generation_config the --json-schema, --thinking-* and --seed flags ask for.
-    Refused beside --request (the request says it) and, with --retry-bad-output,
-    beside --file (its lines do): never dropped without a word."""
+    Refused beside --request (the request says it) and --file (its lines do):
+    never dropped without a word."""
     given = [name for name in _PROMPT_ONLY if options.get(name) not in (None, "")]
     if options["request_file"] and given:
         flag, inside = _PROMPT_ONLY[given[0]]
         raise CommandError(f"{flag}: with --request, the request says it: set {inside} in it")
     flags = [_PROMPT_ONLY[name][0] for name in given if name in _GENERATION_FLAGS]
-    if options["retry_bad_output"]:
-        flags.append("--retry-bad-output")
     if options["file"] and flags:
-        takes = "--prompt or --request" if flags[0] == "--retry-bad-output" else "--prompt"
         raise CommandError(
-            f"{flags[0]} goes with {takes}, not --file: a file's lines carry their own settings"
+            f"{flags[0]} goes with --prompt, not --file: a file's lines carry their own settings"
         )
     config: dict = {}
     if options["json_schema"]:
