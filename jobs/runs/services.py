@@ -143,6 +143,7 @@ class _JobInsert:
     PER_LINE = (
         "custom_id",
         "source_line",
+        "line_number",
         "model",
         "input_text",
         "system_instruction",
@@ -182,6 +183,7 @@ class _JobInsert:
         values = {
             "custom_id": line.custom_id,
             "source_line": line.source.source,
+            "line_number": line.source.line,
             "model": spec.model,
             **submitting.request_columns(line.request),
         }
