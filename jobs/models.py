@@ -95,6 +95,12 @@ class Job(models.Model):
     request_fields = models.JSONField(default=dict, blank=True)
     # The uploaded line as it came, for the download of lines to upload again.
     source_line = models.TextField(blank=True)
+    # Where in the uploaded file: the line (a CSV record's first line) that the
+    # upload's own error messages name. Stored, not derived from the id: ids of
+    # one run interleave with jobs inserted meanwhile on PostgreSQL, and a
+    # file's lines are not its prompts (a CSV header, blank lines, multi-line
+    # cells). Empty for a job submitted alone and for runs from before it was kept.
+    line_number = models.PositiveIntegerField(null=True, blank=True)
     # The whole request in Gemini's own shape (jobs/gemini_shape.py), model and tier
     # aside. Empty for jobs from before it was kept: gemini_request() builds theirs.
     request = models.JSONField(null=True, blank=True)
@@ -185,6 +191,12 @@ class Job(models.Model):
             models.Index(fields=["owner", "state"], name="job_owner_state"),
             models.Index(fields=["owner", "-submitted_at"], name="job_owner_recent"),
             models.Index(fields=["run", "state"], name="job_run_state"),
+            # A run's jobs in file order, a page at a time (its job table, its results).
+            models.Index(
+                fields=["run", "line_number"],
+                name="job_run_line",
+                condition=models.Q(run__isnull=False),
+            ),
             # Active jobs whose deadline must be acted on; most jobs have none,
             # and finished ones drop out of the index.
             models.Index(

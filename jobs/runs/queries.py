@@ -1,5 +1,6 @@
-"""Read-side figures for runs: progress, rate, cost so far and projected, the
-price of moving to standard, and the rows the downloads stream.
+"""Read-side figures for runs: progress, rate, time left, cost so far and
+projected, the failed jobs worth a retry, the run's jobs in file order, and
+the price of moving to standard.
 
 Nothing here changes a row (that is `jobs/runs/services.py`). The jobs-list queries in
 `jobs/web/queries.py` work on a run through `RunScope`.
@@ -7,44 +8,49 @@ Nothing here changes a row (that is `jobs/runs/services.py`). The jobs-list quer
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Avg, Count, F, Min, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce, Length
+from django.conf import settings
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    F,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
 
-from jobs import formats
 from jobs.engine import pricing
 from jobs.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
     WAITING_STATES,
+    ErrorKind,
     Job,
     ModelPrice,
+    Outcome,
     Run,
     State,
     Tier,
 )
-from jobs.redaction import redact_api_key
-from jobs.web.queries import (
-    ErrorTotals,
-    MinuteOutcomes,
-    Scope,
-    StateCounts,
-    error_totals,
-    money,
-)
-from jobs.web.queries import outcomes_per_minute as _outcomes_per_minute
+from jobs.runs import failures, minute_chart, timeleft
+from jobs.web import queries
+from jobs.web.queries import ErrorTotals, Scope, StateCounts, error_totals, money
 
 # The window the rate (and so the ETA) is measured over.
 RATE_MINUTES = 5
 # A rate measured over less time than this says nothing yet.
 MIN_RATE_SECONDS = 10
-EXPORT_CHUNK = 2000
 ZERO = Decimal(0)
 
 
@@ -75,9 +81,10 @@ def visible_runs(user) -> QuerySet[Run]:
 class RunProgress:
     counts: StateCounts
     errors: ErrorTotals
-    minutes: list[MinuteOutcomes]
+    minutes: list[RunMinute]
+    chart: minute_chart.MinuteChart
     rate_per_minute: float | None
-    eta: timedelta | None
+    time_left: timeleft.TimeLeft
     input_tokens: int
     output_tokens: int
     thought_tokens: int
@@ -127,8 +134,9 @@ class RunProgress:
         return self.total - self.counts.by_state.get(State.SUCCEEDED, 0)
 
     @property
-    def busiest_minute(self) -> int:
-        return max((minute.succeeded for minute in self.minutes), default=0)
+    def eta(self) -> timedelta | None:
+        """The time left at this rate, when that is the honest figure (see timeleft)."""
+        return self.time_left.eta
 
     @property
     def savings_usd(self) -> Decimal:
@@ -151,12 +159,22 @@ def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress
         priced=Count("id", filter=Q(cost_usd__isnull=False)),
         started=Min("first_started_at"),
         unfinished_flex=Count("id", filter=Q(state__in=ACTIVE_STATES, tier_requested=Tier.FLEX)),
+        last_retry=Max("next_attempt_at", filter=Q(state=State.RETRYING)),
     )
     active = counts.active
     # A finished run keeps the rate of its last minutes, not one that decays to zero.
     until = now if active or run.finished_at is None else run.finished_at
     rate = _rate_per_minute(jobs, started=sums["started"], until=until)
-    eta = timedelta(minutes=active / rate) if rate and active else None
+    minutes = run_minutes(scope, now=now, minutes=_minutes_shown(run, now=now))
+    by_state = counts.by_state
+    left = timeleft.time_left(
+        queued=by_state.get(State.QUEUED, 0),
+        running=by_state.get(State.RUNNING, 0),
+        retrying=by_state.get(State.RETRYING, 0),
+        rate_per_minute=rate,
+        next_retry_in=_seconds_from(now, counts.soonest_retry_at),
+        last_retry_in=_seconds_from(now, sums["last_retry"]),
+    )
     cost, standard, priced = money(sums["cost"]), money(sums["standard"]), sums["priced"]
     if priced:
         # What the answers so far cost on average, for each job still to answer.
@@ -171,9 +189,10 @@ def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress
     return RunProgress(
         counts=counts,
         errors=error_totals(scope, now=now),
-        minutes=_outcomes_per_minute(scope, now=now, minutes=_minutes_shown(run, now=now)),
+        minutes=minutes,
+        chart=minute_chart.minute_chart(minutes),
         rate_per_minute=rate,
-        eta=eta,
+        time_left=left,
         input_tokens=sums["input_tokens"],
         output_tokens=sums["output_tokens"],
         thought_tokens=sums["thought_tokens"],
@@ -184,6 +203,10 @@ def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress
         priced_jobs=priced,
         unfinished_flex=sums["unfinished_flex"],
     )
+
+
+def _seconds_from(now: datetime, moment: datetime | None) -> float | None:
+    return None if moment is None else (moment - now).total_seconds()
 
 
 def _minutes_shown(run: Run, *, now: datetime) -> int:
@@ -208,6 +231,81 @@ def _rate_per_minute(jobs: QuerySet[Job], *, started: datetime | None, until: da
         state__in=(State.SUCCEEDED, State.FAILED), finished_at__gte=since, finished_at__lte=until
     ).count()
     return done * 60 / seconds
+
+
+# Attempts that ended in an error, whatever came of the job.
+ERROR_OUTCOMES = (Outcome.WILL_RETRY, Outcome.FAILED, Outcome.PAUSED, Outcome.LOST)
+
+
+@dataclass(frozen=True)
+class RunMinute:
+    minute: datetime
+    succeeded: int
+    errors: int
+
+
+def run_minutes(scope: RunScope, *, now: datetime, minutes: int) -> list[RunMinute]:
+    """Answers and errored attempts per minute, oldest first, ending with the
+    current minute; an attempt counts in the minute it finished. As
+    web.queries.outcomes_per_minute, but an error of any kind (a 400 too)."""
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - timedelta(minutes=minutes)
+    # As there: bounding started_at too lets the database use attempt_started.
+    earliest_start = start - timedelta(seconds=settings.FLEX_REQUEST_TIMEOUT + 60)
+    rows = (
+        scope.attempts()
+        .filter(started_at__gte=earliest_start, finished_at__gte=start, finished_at__lt=end)
+        .annotate(minute=TruncMinute("finished_at"))
+        .values("minute")
+        .annotate(
+            succeeded=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
+            errors=Count("id", filter=Q(outcome__in=ERROR_OUTCOMES)),
+        )
+        .order_by("minute")
+    )
+    found = {row["minute"]: row for row in rows}
+    series = []
+    for offset in range(minutes):
+        minute = start + timedelta(minutes=offset)
+        row = found.get(minute, {})
+        series.append(RunMinute(minute, row.get("succeeded", 0), row.get("errors", 0)))
+    return series
+
+
+# --- A run's jobs, in file order ---------------------------------------------------------
+ERROR_EXCERPT_CHARS = 90
+TEXT_EXCERPT_CHARS = 600
+
+
+def run_job_list(scope: RunScope, **filters: str) -> QuerySet[Job]:
+    """The jobs list's rows (queries.job_list, its filters and search) for one
+    run, in file order, each with its last error in a few words: the kind's
+    label and the start of its message."""
+    last = failures.last_attempt().exclude(error_kind="")
+    labels = Case(
+        *(When(error_kind=kind, then=Value(str(label))) for kind, label in ErrorKind.choices),
+        default=Value(""),
+    )
+    message = Substr("error_message", 1, ERROR_EXCERPT_CHARS)
+    return (
+        queries.job_list(scope, **filters)
+        .select_related(None)  # a run has one owner, and its table no owner column
+        .annotate(
+            error_label=Subquery(last.annotate(label=labels).values("label")[:1]),
+            error_excerpt=Subquery(last.annotate(text=message).values("text")[:1]),
+        )
+        .order_by("line_number", "id")
+    )
+
+
+def run_result_list(scope: RunScope, **filters: str) -> QuerySet[Job]:
+    """run_job_list's rows with more of each prompt and the start of each answer,
+    to read side by side (the whole of both is on the job's page)."""
+    return run_job_list(scope, **filters).annotate(
+        prompt_text=Substr("input_text", 1, TEXT_EXCERPT_CHARS),
+        answer_text=Substr("result_text", 1, TEXT_EXCERPT_CHARS),
+        answer_chars=Length("result_text"),
+    )
 
 
 # --- The list of runs ----------------------------------------------------------------
@@ -286,95 +384,3 @@ def standard_quote(run: Run) -> StandardQuote:
         standard_usd=standard,
         observed=bool(answered),
     )
-
-
-# --- Downloads ------------------------------------------------------------------------
-_ROW_FIELDS = (
-    "custom_id",
-    "input_text",
-    "state",
-    "attempts",
-    "http_503",
-    "http_429",
-    "input_tokens",
-    "output_tokens",
-    "thought_tokens",
-    "cost_usd",
-    "result_text",
-    "last_error",
-    "model",
-    "response_id",
-    "response",
-    "finish_reason",
-    "cut_at_limit",
-    "output_json",
-    "output_problem",
-    "finished_at",
-)
-
-
-def _redacted(value):
-    """Any JSON value with the Gemini key out of its text (decoded again only when
-    the key was there)."""
-    if value is None:
-        return None
-    text = json.dumps(value, ensure_ascii=False)
-    cleaned = redact_api_key(text)
-    return value if cleaned == text else json.loads(cleaned)
-
-
-def _result_row(values: dict) -> formats.ResultRow:
-    cost = values["cost_usd"]
-    finished_at = values["finished_at"]
-    return formats.ResultRow(
-        custom_id=values["custom_id"],
-        prompt=redact_api_key(values["input_text"]),
-        state=values["state"],
-        attempts=values["attempts"],
-        http_503=values["http_503"],
-        http_429=values["http_429"],
-        input_tokens=values["input_tokens"],
-        output_tokens=values["output_tokens"],
-        thought_tokens=values["thought_tokens"],
-        cost_usd="" if cost is None else f"{cost:f}",
-        output_text=redact_api_key(values["result_text"]),
-        error=redact_api_key(values["last_error"]),
-        model=values["model"],
-        response_id=values["response_id"],
-        finished=values["state"] in FINISHED_STATES,
-        succeeded=values["state"] == State.SUCCEEDED,
-        response=_redacted(values["response"]),
-        finish_reason=values["finish_reason"],
-        cut_at_limit=values["cut_at_limit"],
-        output_json=_redacted(values["output_json"]),
-        output_problem=values["output_problem"],
-        created=int(finished_at.timestamp()) if finished_at else 0,
-        source=redact_api_key(values.get("source_line", "")),
-        legacy_fields=_redacted_request(values.get("request_fields") or {}),
-    )
-
-
-def result_rows(run: Run) -> Iterator[formats.ResultRow]:
-    """Every job of the run in file order, fetched EXPORT_CHUNK rows at a time."""
-    rows = Job.objects.filter(run=run).order_by("id").values(*_ROW_FIELDS)
-    for values in rows.iterator(chunk_size=EXPORT_CHUNK):
-        yield _result_row(values)
-
-
-def resubmit_lines(run: Run) -> Iterator[formats.ResultRow]:
-    """The lines without an answer (failed, cancelled or still unfinished), in
-    file order, each with the line as it was uploaded."""
-    rows = (
-        Job.objects.filter(run=run)
-        .exclude(state=State.SUCCEEDED)
-        .order_by("id")
-        .values(*_ROW_FIELDS, "source_line", "request_fields")
-    )
-    for values in rows.iterator(chunk_size=EXPORT_CHUNK):
-        yield _result_row(values)
-
-
-def _redacted_request(fields: dict) -> dict:
-    """A line's request_fields with the key out of its prompt and system instruction."""
-    texts = ("prompt", "system_instruction")
-    return {name: redact_api_key(v) if name in texts else v for name, v in fields.items()}

@@ -22,7 +22,7 @@ from django.db.models import Exists, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs import formats
+from jobs import formats, gemini_shape
 from jobs.engine import actions, control, submitting
 from jobs.models import (
     ACTIVE_STATES,
@@ -34,7 +34,9 @@ from jobs.models import (
     State,
     Tier,
 )
-from jobs.runs.reading import Estimate, LineReader, RunLine
+from jobs.redaction import redact_api_key
+from jobs.runs import failures
+from jobs.runs.reading import Estimate, LineReader, RunLine, request_features
 
 INSERT_BATCH = 1000
 
@@ -52,29 +54,79 @@ def _line_defaults(spec: submitting.JobSpec) -> submitting.JobSpec:
     return replace(spec, deadline_at=None, deadline_policy=DeadlinePolicy.KEEP)
 
 
+# The first lines the preview shows as they were read, and how much of each.
+PREVIEW_ROWS = 5
+PREVIEW_PROMPT_CHARS = 200
+PREVIEW_SYSTEM_CHARS = 60
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    """One of the first lines as it will be sent: kept with the staged upload
+    (excerpts only, so the record stays small)."""
+
+    line: int
+    custom_id: str
+    prompt: str
+    prompt_cut: bool
+    settings: list[str]
+
+
 @dataclass(frozen=True)
 class RunPreview:
     format: str
     estimate: Estimate
+    rows: tuple[PreviewRow, ...] = ()
 
     @property
     def format_label(self) -> str:
         return formats.FORMAT_LABELS.get(self.format, self.format)
 
 
+def _preview_row(line: RunLine, *, run_model: str) -> PreviewRow:
+    source, request = line.source, line.request
+    config = gemini_shape.generation(request)
+    model = line.spec.model
+    if source.model and source.model != model:
+        settings_words = [f"{model} (the file names {source.model})"]
+    elif model != run_model:
+        settings_words = [f"{model} (its own)"]
+    else:
+        settings_words = [model]
+    if system := gemini_shape.system_text(request):
+        cut = "…" if len(system) > PREVIEW_SYSTEM_CHARS else ""
+        settings_words.append(f"system instruction “{system[:PREVIEW_SYSTEM_CHARS]}{cut}”")
+    if (temperature := config.get("temperature")) is not None:
+        settings_words.append(f"temperature {temperature:g}")
+    if (limit := config.get("max_output_tokens")) is not None:
+        settings_words.append(f"at most {limit:,} output tokens")
+    settings_words += request_features(request)
+    prompt = redact_api_key(source.prompt)
+    return PreviewRow(
+        line=source.line,
+        custom_id=line.custom_id,
+        prompt=prompt[:PREVIEW_PROMPT_CHARS],
+        prompt_cut=len(prompt) > PREVIEW_PROMPT_CHARS,
+        settings=settings_words,
+    )
+
+
 def run_preview(
     *, stream: BinaryIO, filename: str, spec: submitting.JobSpec, fmt: str | None = None
 ) -> RunPreview:
     """Read the whole file as run_create would, creating nothing: its format,
-    how many prompts, models replaced, tokens and cost. Raises ValidationError
-    for bad settings and RunRejected for a bad file."""
+    how many prompts, models replaced, tokens and cost, and the first
+    PREVIEW_ROWS lines as they will be sent. Raises ValidationError for bad
+    settings and RunRejected for a bad file."""
     _spec_checked(spec)
     reader = LineReader(stream, filename=filename, spec=_line_defaults(spec), fmt=fmt)
-    for _line in reader:
-        pass
+    rows = []
+    for line in reader:
+        if len(rows) < PREVIEW_ROWS:
+            rows.append(_preview_row(line, run_model=spec.model))
     if rejected := reader.rejection():
         raise rejected
-    return RunPreview(format=reader.format or "", estimate=reader.estimate)
+    return RunPreview(format=reader.format or "", estimate=reader.estimate, rows=tuple(rows))
 
 
 def run_create(
@@ -143,6 +195,7 @@ class _JobInsert:
     PER_LINE = (
         "custom_id",
         "source_line",
+        "line_number",
         "model",
         "input_text",
         "system_instruction",
@@ -182,6 +235,7 @@ class _JobInsert:
         values = {
             "custom_id": line.custom_id,
             "source_line": line.source.source,
+            "line_number": line.source.line,
             "model": spec.model,
             **submitting.request_columns(line.request),
         }
@@ -214,11 +268,26 @@ def run_cancel(*, run: Run) -> int:
 
 
 def run_retry_failed(*, run: Run) -> int:
-    """Queue the run's failed jobs again, and only those, each with its
-    attempt budget again, as a single job's retry does (actions.retried_budget)."""
+    """Queue again the run's failed jobs that a retry may answer (their last
+    error was capacity, a rate limit, a timeout...), each with its attempt
+    budget again, as a single job's retry does (actions.retried_budget). The
+    permanent failures are left alone: run_resend_permanent sends those."""
+    failed = Job.objects.filter(run=run, state=State.FAILED)
+    return _requeue(run, failed.exclude(failures.failed_for_good()))
+
+
+def run_resend_permanent(*, run: Run) -> int:
+    """Queue again the failed jobs whose last error a retry meets again (a bad
+    request, a blocked answer: failures.PERMANENT_KINDS), on the person's
+    word that something outside the request changed."""
+    failed = Job.objects.filter(run=run, state=State.FAILED)
+    return _requeue(run, failed.filter(failures.failed_for_good()))
+
+
+def _requeue(run: Run, failed) -> int:
     now = timezone.now()
     with transaction.atomic():
-        changed = Job.objects.filter(run=run, state=State.FAILED).update(
+        changed = failed.update(
             state=State.QUEUED,
             next_attempt_at=now,
             finished_at=None,

@@ -93,6 +93,7 @@ def upload_stage(
         "spec": {**asdict(spec), "deadline_at": _iso(spec.deadline_at)},
         "format": preview.format,
         "estimate": {**asdict(estimate), "standard_usd": str(estimate.standard_usd)},
+        "rows": [asdict(row) for row in preview.rows],
     }
     (_folder(owner) / f"{token}.json").write_text(json.dumps(record), encoding="utf-8")
 
@@ -121,7 +122,12 @@ def staged_upload(*, owner, token: str) -> StagedUpload | None:
         filename=record["filename"],
         name=record["name"],
         spec=submitting.JobSpec(**spec),
-        preview=runs.RunPreview(format=record["format"], estimate=estimate),
+        preview=runs.RunPreview(
+            format=record["format"],
+            estimate=estimate,
+            # A record staged before the rows were kept has none.
+            rows=tuple(runs.PreviewRow(**row) for row in record.get("rows", [])),
+        ),
     )
 
 

@@ -21,7 +21,7 @@ from django.views.decorators.vary import vary_on_headers
 from jobs import formats
 from jobs.engine import actions
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
-from jobs.runs import downloads, structured
+from jobs.runs import downloads, failures, structured
 from jobs.runs import limits as run_limits
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
@@ -179,7 +179,8 @@ def run_discard(request: HttpRequest, token: str) -> HttpResponse:
 @vary_on_headers("HX-Request", "HX-Target")
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """The whole page, or for htmx the fragment that asked: the progress
-    (#run-live) or the jobs table (#job-table, the jobs list's own fragment)."""
+    (#run-live) or the jobs table (#job-table: the jobs list's rows and
+    filters, with the run's own columns)."""
     run = _get_run_for_user(request, run_id)
     scope = run_queries.run_scope(run)
     filters = RunJobFilterForm(request.GET, viewer=request.user)
@@ -187,17 +188,17 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     context: dict = {"run": run, "filters": filters, "counts": counts}
     wants = request.htmx.target if request.htmx else None
     if wants != "run-live":
-        jobs = queries.job_list(scope, **filters.filters())
+        jobs = run_queries.run_job_list(scope, **filters.filters())
         page = job_page(request, jobs)
         context.update(page=page, live=any(job.is_active for job in page))
         if wants == "job-table":
-            return render(request, "jobs/job_list.html#job-table", context)
+            return render(request, "runs/run_detail.html#job-table", context)
     if not counts.active and run.finished_at is None:
         runs.run_settle(run=run)
     now = timezone.now()
     context["progress"] = run_queries.run_progress(run, counts, now=now)
     if context["progress"].failed:
-        context["retry_grant"] = actions.retry_grants(Job.objects.filter(run=run))
+        context["failed"] = failures.failed_split(run)
     context["deadline_acted"] = _deadline_acted(run, now=now)
     if wants == "run-live":
         return render(request, "runs/run_detail.html#run-live", context)
@@ -234,6 +235,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def run_retry(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Retry the failed jobs a retry may answer; the permanent failures stay."""
     run = _get_run_for_user(request, run_id)
     retried = runs.run_retry_failed(run=run)
     if retried:
@@ -241,7 +243,26 @@ def run_retry(request: HttpRequest, run_id: int) -> HttpResponse:
             request, f"{retried:,} failed job{_s(retried)} queued again.", extra_tags=CHANGED
         )
     else:
-        messages.error(request, "No job of this run has failed: there was nothing to retry.")
+        messages.error(
+            request, "No job of this run failed in a way a retry can fix: nothing was retried."
+        )
+    return redirect("jobs:run_detail", run_id=run.pk)
+
+
+@require_POST
+@login_required
+def run_resend(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Send the permanent failures again, as the person chose to."""
+    run = _get_run_for_user(request, run_id)
+    resent = runs.run_resend_permanent(run=run)
+    if resent:
+        messages.success(
+            request,
+            f"{resent:,} permanent failure{_s(resent)} sent again, unchanged.",
+            extra_tags=CHANGED,
+        )
+    else:
+        messages.error(request, "No job of this run failed for good: nothing was sent again.")
     return redirect("jobs:run_detail", run_id=run.pk)
 
 
@@ -281,6 +302,18 @@ def run_delete(request: HttpRequest, run_id: int) -> HttpResponse:
 
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
+
+
+# --- The results, read on the page ---------------------------------------------------
+@require_safe
+@login_required
+def run_results_page(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The prompts and their answers side by side, in file order, searchable."""
+    run = _get_run_for_user(request, run_id)
+    filters = RunJobFilterForm(request.GET, viewer=request.user)
+    rows = run_queries.run_result_list(run_queries.run_scope(run), **filters.filters())
+    context = {"run": run, "filters": filters, "page": job_page(request, rows)}
+    return render(request, "runs/run_results.html", context)
 
 
 # --- Downloads ---------------------------------------------------------------------

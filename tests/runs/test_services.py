@@ -53,6 +53,18 @@ def test_each_format_becomes_one_queued_job_per_line_with_its_id(ada, fmt):
     )
 
 
+def test_each_job_keeps_the_line_of_the_file_it_came_from(ada):
+    # A CSV's header is line 1, and a quoted cell may span lines.
+    content = b'id,prompt\na,"two\nlines"\nb,one line\n'
+    run = run_from_file(ada, content, "p.csv")
+    assert list(run.jobs.order_by("id").values_list("custom_id", "line_number")) == [
+        ("a", 2),
+        ("b", 4),
+    ]
+    text = run_from_file(ada, b"first\n\nthird\n", "p.txt")
+    assert list(text.jobs.order_by("id").values_list("line_number", flat=True)) == [1, 3]
+
+
 def test_a_model_flex_does_not_run_is_replaced_by_the_runs_model_and_counted(ada):
     content = (
         b'{"prompt": "a", "model": "gemini-2.5-pro"}\n'

@@ -63,6 +63,30 @@ def test_an_upload_shows_a_preview_and_creates_nothing_until_confirmed(client, a
     assert Run.objects.count() == 1
 
 
+def test_the_preview_shows_the_first_lines_as_they_will_be_sent(client, ada, settings):
+    lines = [
+        {"id": "q1", "prompt": "Name a colour.", "temperature": 0.2},
+        {"id": "q2", "prompt": "x" * 300, "system_instruction": "Be terse.", "model": "gpt-4o"},
+        *({"id": f"q{n}", "prompt": f"prompt {n}"} for n in range(3, 9)),
+    ]
+    content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    preview_url = upload(as_user(client, ada), "p.jsonl", content)["Location"]
+    page = client.get(preview_url).content.decode()
+    table = page.split('id="first-lines"')[1].split("</table>")[0]
+    assert "The first 5 lines, as they will be sent" in page
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)
+    assert len(rows) == 5
+    assert '<td class="num">1</td>' in rows[0] and '<td class="id-cell">q1</td>' in rows[0]
+    assert "Name a colour." in rows[0] and "gemini-2.5-flash; temperature 0.2" in rows[0]
+    assert "x" * 200 + "…" in rows[1] and "x" * 201 not in rows[1]
+    assert "gemini-2.5-flash (the file names gpt-4o)" in rows[1]
+    assert "system instruction “Be terse.”" in rows[1]
+    assert "prompt 6" not in table
+    # What the preview keeps of the rows is their start only.
+    record = next((Path(settings.VAR_DIR) / "uploads" / str(ada.pk)).glob("*.json"))
+    assert len(record.read_bytes()) < 4000
+
+
 def test_a_discarded_upload_creates_nothing(client, ada):
     response = upload(as_user(client, ada), "p.txt", b"one\ntwo\n")
     token_url = response["Location"]
@@ -395,6 +419,8 @@ OTHER_PEOPLES = [
     ("get", "/runs/{id}/unfinished/"),
     ("post", "/runs/{id}/cancel/"),
     ("post", "/runs/{id}/retry/"),
+    ("post", "/runs/{id}/resend/"),
+    ("get", "/runs/{id}/results/"),
     ("post", "/runs/{id}/standard/"),
     ("post", "/runs/{id}/delete/"),
 ]
