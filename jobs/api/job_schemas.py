@@ -182,7 +182,9 @@ class JobOut(Schema):
         description="Empty, or why the JSON answer did not parse or satisfy the schema."
     )
     retry_bad_output: bool
-    bad_outputs: int = Field(description="Answers that broke the schema (each tried again).")
+    bad_outputs: int = Field(
+        description="Answers that broke the schema (tried again only with retry_bad_output)."
+    )
 
     @staticmethod
     def resolve_request(job: Job) -> dict:

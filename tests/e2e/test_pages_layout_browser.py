@@ -202,6 +202,16 @@ def test_the_pages_read_calmly_at_both_widths(
     plain.locator("#cancel-job summary").click()
     plain.get_by_role("button", name="Yes, cancel it").click()
     expect(plain.locator(".messages")).to_contain_text("cancelled.")
+
+    # --- Retrying a failed job grants the attempts it was submitted with, and says so.
+    spent = make_job(
+        operator, State.FAILED, prompt="[sim:400] spent its attempts", attempts=3, max_attempts=3
+    )
+    page.goto(f"{base}/jobs/{spent.pk}/")
+    page.get_by_role("button", name="Retry with 3 more attempts").click()
+    expect(page.locator(".messages")).to_be_visible()
+    spent.refresh_from_db()
+    assert spent.max_attempts - spent.budgeted_attempts == 3
     to_cancel_without_script.refresh_from_db()
     assert to_cancel_without_script.state == State.CANCELLED
     plain.context.close()
