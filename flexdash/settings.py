@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -343,8 +344,12 @@ FLEX_RPD_LIMIT = env_int("FLEX_RPD_LIMIT", 0, minimum=0)
 FLEX_CLIENTS = env_int("FLEX_CLIENTS", 10, minimum=1)
 FLEX_MAX_PROMPT_CHARS = env_int("FLEX_MAX_PROMPT_CHARS", 1_000_000, minimum=1)
 # Room for the longest prompt plus its system instruction, JSON-escaped (up to
-# 6 bytes a character), so the limit a person meets is ours, with our message.
-DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, 12 * FLEX_MAX_PROMPT_CHARS + 65_536)
+# 6 bytes a character), and Gemini's 20 MB of inline media as base64, so the
+# limit a person meets is ours, with our message.
+INLINE_MEDIA_BASE64_BYTES = 4 * math.ceil(20 * 1024 * 1024 / 3)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(
+    2_621_440, 12 * FLEX_MAX_PROMPT_CHARS + INLINE_MEDIA_BASE64_BYTES + 65_536
+)
 # Uploaded run files (jobs/runs/services.py): larger ones are refused whole, naming the limit.
 FLEX_RUN_MAX_BYTES = env_int("FLEX_RUN_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
 FLEX_RUN_MAX_LINES = env_int("FLEX_RUN_MAX_LINES", 100_000, minimum=1)
@@ -354,9 +359,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # --- Limits on uploads and their previews (jobs/runs/limits.py, uploads.py) ----
 # A line of a run file may be as long as a single job's request body: room
 # for a prompt and a system instruction at FLEX_MAX_PROMPT_CHARS, JSON-escaped
-# (up to 6 bytes a character). A longer line is refused before it is decoded.
+# (up to 6 bytes a character), and 20 MB of inline media as base64. A longer
+# line is refused before it is decoded.
 FLEX_RUN_MAX_LINE_BYTES = env_int(
-    "FLEX_RUN_MAX_LINE_BYTES", 12 * FLEX_MAX_PROMPT_CHARS + 65_536, minimum=1024
+    "FLEX_RUN_MAX_LINE_BYTES",
+    12 * FLEX_MAX_PROMPT_CHARS + INLINE_MEDIA_BASE64_BYTES + 65_536,
+    minimum=1024,
 )
 # Unconfirmed previews kept per user (each is the file and a JSON record of
 # what the preview found); a new upload discards the oldest to make room, and

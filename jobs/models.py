@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from jobs import gemini_shape
 from jobs.catalog import DEFAULT_MODEL
+from jobs.fields import JSONTextField
 from jobs.formats import FORMAT_LABELS
 from jobs.redaction import redact_api_key
 
@@ -103,7 +104,7 @@ class Job(models.Model):
     line_number = models.PositiveIntegerField(null=True, blank=True)
     # The whole request in Gemini's own shape (jobs/gemini_shape.py), model and tier
     # aside. Empty for jobs from before it was kept: gemini_request() builds theirs.
-    request = models.JSONField(null=True, blank=True)
+    request = JSONTextField(null=True, blank=True)
     # Input tokens its images and documents count for, before it is sent (pacing's TPM).
     media_tokens = models.PositiveIntegerField(default=0)
     model = models.CharField(max_length=64, default=DEFAULT_MODEL)
@@ -141,7 +142,7 @@ class Job(models.Model):
     result_text = models.TextField(blank=True)
     # The answer as a GenerateContentResponse (JSON, camelCase): every candidate, its
     # finish reason, safety ratings, citations, function calls, usage, model version.
-    response = models.JSONField(null=True, blank=True)
+    response = JSONTextField(null=True, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
     cut_at_limit = models.BooleanField(
         "cut at the token limit",
@@ -149,7 +150,7 @@ class Job(models.Model):
         help_text="The answer stopped at max output tokens: its text is what came.",
     )
     # With a response schema: the answer parsed, and why it did not parse or validate.
-    output_json = models.JSONField("structured answer", null=True, blank=True)
+    output_json = JSONTextField("structured answer", null=True, blank=True)
     output_problem = models.TextField(blank=True)
     retry_bad_output = models.BooleanField(
         "retry answers that break the schema",

@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+import jobs.fields
+
 # Each new column is added in place. On SQLite, Django adds a NOT NULL column by
 # rebuilding the whole jobs table, once per column: slow on a large table, and the
 # rebuild drops the search index's triggers (migration 0007). SQLite's own ADD COLUMN
@@ -84,7 +86,7 @@ class Migration(migrations.Migration):
                 migrations.AddField(
                     model_name="job",
                     name="output_json",
-                    field=models.JSONField(blank=True, null=True, verbose_name="structured answer"),
+                    field=jobs.fields.JSONTextField(blank=True, null=True, verbose_name="structured answer"),
                 ),
                 migrations.AddField(
                     model_name="job",
@@ -94,7 +96,7 @@ class Migration(migrations.Migration):
                 migrations.AddField(
                     model_name="job",
                     name="request",
-                    field=models.JSONField(blank=True, null=True),
+                    field=jobs.fields.JSONTextField(blank=True, null=True),
                 ),
                 migrations.AddField(
                     model_name="job",
@@ -104,7 +106,7 @@ class Migration(migrations.Migration):
                 migrations.AddField(
                     model_name="job",
                     name="response",
-                    field=models.JSONField(blank=True, null=True),
+                    field=jobs.fields.JSONTextField(blank=True, null=True),
                 ),
                 migrations.AddField(
                     model_name="job",

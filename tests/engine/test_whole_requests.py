@@ -321,3 +321,19 @@ def test_a_plain_prompt_stores_no_second_copy_of_its_request(db, ada):
     (rich,) = submit(ada, "With a seed", generation_config={"seed": 3})
     assert rich.request["generation_config"] == {"seed": 3}
     assert rich.model == MODEL
+
+
+def test_a_request_keeps_the_order_it_was_written_in(db, ada):
+    # PostgreSQL's jsonb would give keys back shortest first; Gemini answers a schema's
+    # properties in the order given, so the request is kept as written.
+    schema = {
+        "type": "object",
+        "properties": {"zeta_long_name": {"type": "string"}, "a": {"type": "string"}},
+    }
+    (job,) = submit(
+        ada, _request("Order", response_mime_type="application/json", response_json_schema=schema)
+    )
+    job.refresh_from_db()
+    sent = job.gemini_request()["generation_config"]["response_json_schema"]
+    assert list(sent["properties"]) == ["zeta_long_name", "a"]
+    assert list(sent) == ["type", "properties"]
