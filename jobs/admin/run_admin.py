@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from jobs.admin.display import time_display
 from jobs.engine import actions
 from jobs.models import Job, Run
+from jobs.runs import failures
 from jobs.runs import services as runs
 
 
@@ -60,7 +61,13 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the failed jobs of the selected runs")
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        grant = actions.retry_grants(Job.objects.filter(run__in=queryset))
+        # What run_retry_failed sends again: not the failures a retry cannot mend.
+        retried = Job.objects.filter(run__in=queryset).exclude(failures.failed_for_good())
+        grant = actions.retry_grants(retried)
         done = sum(runs.run_retry_failed(run=run) for run in queryset)
         granted = f", with {actions.grant_words(grant)} each" if grant else ""
-        self.message_user(request, f"{done} failed jobs will run again{granted}.")
+        self.message_user(
+            request,
+            f"{done} failed jobs will run again{granted}; failures a retry cannot mend "
+            "(a 400, a blocked prompt or answer) are left as they are.",
+        )

@@ -117,4 +117,4 @@ def test_the_retry_actions_say_how_many_attempts_they_grant(operator, job, run):
     page = operator.post(
         "/admin/jobs/run/", {"action": "retry_failed", "_selected_action": [run.pk]}, follow=True
     ).content.decode()
-    assert "1 failed jobs will run again, with 2 more attempts each." in page
+    assert "1 failed jobs will run again, with 2 more attempts each; failures a retry" in page
