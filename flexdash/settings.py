@@ -346,10 +346,10 @@ FLEX_MAX_PROMPT_CHARS = env_int("FLEX_MAX_PROMPT_CHARS", 1_000_000, minimum=1)
 # Room for the longest prompt plus its system instruction, JSON-escaped (up to
 # 6 bytes a character), and Gemini's 20 MB of inline media as base64, so the
 # limit a person meets is ours, with our message.
+# A form's own fields (a run upload's settings) never need the media's room.
+FORM_FIELDS_MAX_BYTES = max(2_621_440, 12 * FLEX_MAX_PROMPT_CHARS + 65_536)
 INLINE_MEDIA_BASE64_BYTES = 4 * math.ceil(20 * 1024 * 1024 / 3)
-DATA_UPLOAD_MAX_MEMORY_SIZE = max(
-    2_621_440, 12 * FLEX_MAX_PROMPT_CHARS + INLINE_MEDIA_BASE64_BYTES + 65_536
-)
+DATA_UPLOAD_MAX_MEMORY_SIZE = FORM_FIELDS_MAX_BYTES + INLINE_MEDIA_BASE64_BYTES
 # Uploaded run files (jobs/runs/services.py): larger ones are refused whole, naming the limit.
 FLEX_RUN_MAX_BYTES = env_int("FLEX_RUN_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
 FLEX_RUN_MAX_LINES = env_int("FLEX_RUN_MAX_LINES", 100_000, minimum=1)

@@ -39,12 +39,10 @@ class RunFileLimit(FileUploadHandler):
     received = 0
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
-        # The largest file allowed and every other field Django lets through
-        # never make a longer body.
-        fields = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if fields is not None:
-            most = settings.FLEX_RUN_MAX_BYTES + fields + FRAMING_BYTES
-            self.body_too_long = content_length > most
+        # The largest file allowed and the largest settings a run upload's form
+        # takes never make a longer body.
+        most = settings.FLEX_RUN_MAX_BYTES + settings.FORM_FIELDS_MAX_BYTES + FRAMING_BYTES
+        self.body_too_long = content_length > most
 
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 
 import pytest
@@ -207,6 +208,24 @@ def test_a_body_over_the_upload_limit_is_a_413(as_ada):
     assert response.status_code == 413
     assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.json()["detail"]
     assert not Job.objects.exists()
+
+
+def test_an_image_near_geminis_20_mb_inline_limit_fits_in_the_body(as_ada):
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * (19 * 1024 * 1024)).decode()
+    request = {
+        "contents": [
+            {
+                "parts": [
+                    {"text": "What is it?"},
+                    {"inlineData": {"mimeType": "image/png", "data": image}},
+                ]
+            }
+        ]
+    }
+    response = post_json(as_ada, "/api/jobs", {"model": MODEL, "request": request})
+    assert response.status_code == 201, response.content[:300]
+    (job,) = Job.objects.all()
+    assert job.gemini_request()["contents"][0]["parts"][1]["inline_data"]["data"] == image
 
 
 # --- Reading ---------------------------------------------------------------------
