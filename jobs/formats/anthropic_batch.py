@@ -27,6 +27,7 @@ from jobs.formats.translating import (
     one_of,
     only,
     setting,
+    translate_fields,
 )
 
 LINE_FIELDS = ("custom_id", "params")
@@ -51,13 +52,7 @@ def anthropic_line(number: int, line: dict, source: str) -> PromptLine:
     if params.get("messages") is None:
         raise LineError("no params.messages")
     t = Translation()
-    for name, value in params.items():
-        if value is None or name in IGNORED or name == "model":
-            continue
-        translate = _PARAMS.get(name)
-        if translate is None:
-            raise LineError(f"params.{name} has no Gemini counterpart")
-        translate(t, value, f"params.{name}")
+    translate_fields(t, params, "params", _PARAMS, IGNORED)
     model = line_model(params.get("model"), "params.model")
     request = t.request("params.messages")
     return PromptLine(number, line_id(line, "custom_id"), request, model, source)

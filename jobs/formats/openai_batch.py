@@ -30,6 +30,7 @@ from jobs.formats.translating import (
     one_of,
     only,
     setting,
+    translate_fields,
 )
 
 OPENAI_CHAT_URL = "/v1/chat/completions"
@@ -59,14 +60,7 @@ def openai_line(number: int, line: dict, source: str) -> PromptLine:
     if body.get("messages") is None:
         raise LineError("no body.messages")
     t = Translation()
-    # A null field is one left out, as OpenAI reads it.
-    for name, value in body.items():
-        if value is None or name in IGNORED or name == "model":
-            continue
-        translate = _BODY.get(name)
-        if translate is None:
-            raise LineError(f"body.{name} has no Gemini counterpart")
-        translate(t, value, f"body.{name}")
+    translate_fields(t, body, "body", _BODY, IGNORED)
     model = line_model(body.get("model"), "body.model")
     return PromptLine(number, line_id(line, "custom_id"), t.request("body.messages"), model, source)
 

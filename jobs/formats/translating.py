@@ -142,6 +142,24 @@ def one_of(value: Any, path: str, options: tuple[str, ...]) -> str:
     return value
 
 
+Translator = Callable[["Translation", Any, str], None]
+
+
+def translate_fields(
+    t: Translation, fields: dict, where: str, translators: dict[str, Translator], ignored
+) -> None:
+    """Every field of `fields` (a line's body or params) through its translator. A null
+    field is one left out, as both APIs read it; an ignored one, and the model (the job
+    keeps it apart), change nothing; one with no translator refuses the line by name."""
+    for name, value in fields.items():
+        if value is None or name in ignored or name == "model":
+            continue
+        translate = translators.get(name)
+        if translate is None:
+            raise LineError(f"{where}.{name} has no Gemini counterpart")
+        translate(t, value, f"{where}.{name}")
+
+
 def setting(gemini_name: str) -> Callable[[Translation, Any, str], None]:
     """A field that is a generation_config field of another name."""
     return lambda t, value, path: t.setting(gemini_name, value, path)
