@@ -101,17 +101,6 @@ def _columns(items: list) -> list[str]:
     return list(columns) if len(columns) <= MAX_COLUMNS else []
 
 
-def as_written(job: Job) -> Any:
-    """The structured answer with its properties in the order Gemini wrote them (for a
-    JSON Schema, the schema's): read again from the answer's text, since PostgreSQL's
-    jsonb gives a stored object's keys back shortest first."""
-    try:
-        written = json.loads(job.result_text)
-    except ValueError:
-        return job.output_json
-    return written if written == job.output_json else job.output_json
-
-
 # --- The request -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Part:
@@ -378,7 +367,7 @@ def answer_view(job: Job) -> AnswerView:
         candidates=candidates,
         several=len(candidates) > 1,
         calls=candidates[0].calls if candidates else [],
-        structured=json_tree(as_written(job)) if job.output_json is not None else None,
+        structured=json_tree(job.output_json) if job.output_json is not None else None,
         problem=problem,
         wants_json=gemini_shape.wants_json(request),
         cached_tokens=int(usage.get("cachedContentTokenCount") or 0),
