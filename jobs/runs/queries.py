@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.db.models import (
     Avg,
     Case,
@@ -28,7 +27,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
+from django.db.models.functions import Coalesce, Length, Substr
 
 from jobs.engine import pricing
 from jobs.models import (
@@ -246,30 +245,16 @@ class RunMinute:
 
 def run_minutes(scope: RunScope, *, now: datetime, minutes: int) -> list[RunMinute]:
     """Answers and errored attempts per minute, oldest first, ending with the
-    current minute; an attempt counts in the minute it finished. As
-    web.queries.outcomes_per_minute, but an error of any kind (a 400 too)."""
-    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    start = end - timedelta(minutes=minutes)
-    # As there: bounding started_at too lets the database use attempt_started.
-    earliest_start = start - timedelta(seconds=settings.FLEX_REQUEST_TIMEOUT + 60)
-    rows = (
-        scope.attempts()
-        .filter(started_at__gte=earliest_start, finished_at__gte=start, finished_at__lt=end)
-        .annotate(minute=TruncMinute("finished_at"))
-        .values("minute")
-        .annotate(
-            succeeded=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
-            errors=Count("id", filter=Q(outcome__in=ERROR_OUTCOMES)),
-        )
-        .order_by("minute")
+    current minute; as web.queries.outcomes_per_minute, but an error of any
+    kind (a 400 too)."""
+    series = queries.counts_per_minute(
+        scope,
+        now=now,
+        minutes=minutes,
+        succeeded=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
+        errors=Count("id", filter=Q(outcome__in=ERROR_OUTCOMES)),
     )
-    found = {row["minute"]: row for row in rows}
-    series = []
-    for offset in range(minutes):
-        minute = start + timedelta(minutes=offset)
-        row = found.get(minute, {})
-        series.append(RunMinute(minute, row.get("succeeded", 0), row.get("errors", 0)))
-    return series
+    return [RunMinute(minute, found["succeeded"], found["errors"]) for minute, found in series]
 
 
 # --- A run's jobs, in file order ---------------------------------------------------------

@@ -163,9 +163,12 @@ class MinuteOutcomes:
     http_429: int
 
 
-def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[MinuteOutcomes]:
-    """One entry per minute, oldest first, ending with the current minute;
-    an attempt counts in the minute it finished (when its outcome was known)."""
+def counts_per_minute(
+    scope: Scope, *, now: datetime, minutes: int, **counts: Count
+) -> list[tuple[datetime, dict[str, int]]]:
+    """(minute, {name: count}) for each of the last `minutes` minutes, oldest first,
+    ending with the current one, every name 0 in a minute without attempts; an
+    attempt counts in the minute it finished (when its outcome was known)."""
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     start = end - timedelta(minutes=minutes)
     # No attempt finishes later than its request timeout after it started, so
@@ -176,11 +179,7 @@ def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[Mi
         .filter(started_at__gte=earliest_start, finished_at__gte=start, finished_at__lt=end)
         .annotate(minute=TruncMinute("finished_at"))
         .values("minute")
-        .annotate(
-            succeeded=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
-            http_503=Count("id", filter=Q(http_status=503)),
-            http_429=Count("id", filter=Q(http_status=429)),
-        )
+        .annotate(**counts)
         .order_by("minute")
     )
     found = {row["minute"]: row for row in rows}
@@ -188,15 +187,21 @@ def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[Mi
     for offset in range(minutes):
         minute = start + timedelta(minutes=offset)
         row = found.get(minute, {})
-        series.append(
-            MinuteOutcomes(
-                minute=minute,
-                succeeded=row.get("succeeded", 0),
-                http_503=row.get("http_503", 0),
-                http_429=row.get("http_429", 0),
-            )
-        )
+        series.append((minute, {name: row.get(name, 0) for name in counts}))
     return series
+
+
+def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[MinuteOutcomes]:
+    """Successes, 503s and 429s per minute (counts_per_minute)."""
+    series = counts_per_minute(
+        scope,
+        now=now,
+        minutes=minutes,
+        succeeded=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
+        http_503=Count("id", filter=Q(http_status=503)),
+        http_429=Count("id", filter=Q(http_status=429)),
+    )
+    return [MinuteOutcomes(minute=minute, **found) for minute, found in series]
 
 
 # The windows the chart fits itself to, in minutes, shortest first.
