@@ -474,3 +474,27 @@ class Run(models.Model):
     @property
     def format_label(self) -> str:
         return FORMAT_LABELS.get(self.source_format, self.source_format)
+
+
+class JobCount(models.Model):
+    """How many jobs each owner has in each state, kept by the database itself
+    (triggers, migration 0013) in the same transaction as the change that
+    causes it, so the pages count a million jobs by reading a few rows.
+
+    SQLite keeps one row per (owner, state). PostgreSQL appends a row of
+    deltas per statement instead, so concurrent dispatchers never wait on a
+    hot counter row, and the minute Schedule folds them together
+    (jobs/engine/counts.py). Either way the count is the sum of `n`.
+
+    Not a foreign key: the rows of a deleted owner sum to nothing and are
+    folded away, and a constraint would refuse the deltas their delete writes."""
+
+    owner_id = models.IntegerField()
+    state = models.CharField(max_length=16, choices=State)
+    n = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["owner_id", "state"], name="jobcount_owner_state")]
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.n} (owner {self.owner_id})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from jobs.engine import actions
+from jobs.engine import actions, counts
 from jobs.engine.dispatch import run_dispatcher
 from jobs.runs import uploads
 
@@ -15,11 +15,16 @@ logger = logging.getLogger(__name__)
 def dispatch() -> str:
     # Every run (the minute Schedule, a wake-up) applies passed deadlines
     # first, so they take effect even when no dispatcher is running, and
-    # removes upload previews a day old, so they go even if no one uploads.
+    # removes upload previews a day old, so they go even if no one uploads; and
+    # folds the stored job counts' delta rows (PostgreSQL) into a few.
     try:
         actions.jobs_apply_deadlines()
     except Exception:
         logger.exception("Applying deadlines failed; the next run tries again")
+    try:
+        counts.fold()
+    except Exception:
+        logger.exception("Folding the job counts failed; the next run tries again")
     try:
         uploads.previews_sweep()
     except Exception:

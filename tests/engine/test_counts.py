@@ -1,0 +1,178 @@
+"""The stored job counts (JobCount, migration 0013) stay exact whatever writes
+the jobs: hundreds of random transitions through the engine's own paths and
+the ORM's bulk ones, on SQLite and on PostgreSQL, then the counts equal a
+fresh count of the table."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from jobs.engine import actions, claiming, counts
+from jobs.models import Attempt, Job, JobCount, State
+from jobs.runs import services as runs
+from tests.support import make_run, send_due_jobs, submit, tag
+
+pytestmark = pytest.mark.django_db
+
+
+def fresh_count(owner_id: int | None = None) -> dict[str, int]:
+    jobs = Job.objects.all() if owner_id is None else Job.objects.filter(owner_id=owner_id)
+    return {state: n for state, n in jobs.order_by().values_list("state").annotate(n=Count("*"))}
+
+
+def assert_exact(*owners) -> None:
+    assert counts.recount() == []
+    assert counts.by_state() == fresh_count()
+    for owner in owners:
+        assert counts.by_state(owner.pk) == fresh_count(owner.pk)
+
+
+def test_hundreds_of_random_transitions_leave_the_counts_exact(
+    ada, bob, django_user_model, simulator
+):
+    rng = random.Random(20261201)
+    word = tag()
+    carol = django_user_model.objects.create_user("carol", password="x")
+    owners = [ada, bob, carol]
+    # Errors on the wire move jobs to retrying and failed; the rest succeed.
+    simulator.configure(p503=0.3, p429=0.1)
+    runs_made = []
+    made = 0
+    seen: set[str] = set()
+    try:
+        for step in range(80):
+            owner = rng.choice(owners)
+            move = rng.choice(
+                ["submit", "run", "send", "send", "cancel", "retry", "lost", "bulk", "delete"]
+            )
+            if move == "submit":
+                made += len(
+                    submit(owner, *[f"{word} {step} {i}" for i in range(rng.randint(1, 40))])
+                )
+            elif move == "run":
+                lines = [(f"r{i}", f"{word} run {step} {i}") for i in range(rng.randint(1, 60))]
+                runs_made.append(make_run(owner, lines, max_attempts=2))
+                made += len(lines)
+            elif move == "send":
+                send_due_jobs(simulator.url, "generate_content", limit=rng.randint(1, 80))
+            elif move == "cancel":
+                for job in Job.objects.filter(state__in=[State.QUEUED, State.RETRYING])[:10]:
+                    actions.job_cancel(job=job)
+            elif move == "retry":
+                for job in Job.objects.filter(state__in=[State.FAILED, State.RETRYING])[:10]:
+                    actions.job_retry_now(job=job)
+            elif move == "lost":
+                # A worker died holding its claims: the lease lapses, the next claim takes them.
+                claiming.jobs_claim(owner="doomed", limit=rng.randint(1, 20), lease_seconds=60)
+                Job.objects.filter(lease_owner="doomed", state=State.RUNNING).update(
+                    lease_expires_at=timezone.now() - timedelta(seconds=1)
+                )
+                claiming.jobs_claim(owner="heir", limit=50, lease_seconds=60)
+            elif move == "bulk":
+                # Writes that pass no engine code: the database keeps the count.
+                Job.objects.filter(owner=owner, state=State.RUNNING).update(state=State.QUEUED)
+                Job.objects.filter(pk__in=Job.objects.filter(owner=owner).values("pk")[:5]).update(
+                    owner=rng.choice(owners)
+                )
+            elif move == "delete" and runs_made:
+                runs.run_delete(run=runs_made.pop(rng.randrange(len(runs_made))))
+            if rng.random() < 0.3:
+                counts.fold()
+            seen.update(fresh_count())
+            if step % 10 == 9:
+                assert_exact(*owners)
+
+    finally:
+        simulator.configure(p503=0.0, p429=0.0)
+    # Hundreds of jobs, each through several states.
+    assert made > 200, made
+    assert Attempt.objects.count() > 25, Attempt.objects.count()
+    assert seen == set(State.values), seen
+    assert_exact(*owners)
+
+    # A person deleted with their jobs leaves nothing counted for them.
+    carol_id = carol.pk
+    assert counts.by_state(carol_id)
+    carol.delete()
+    counts.fold()
+    assert counts.by_state(carol_id) == {}
+    assert_exact(ada, bob)
+
+
+def test_folding_keeps_the_sums_and_leaves_few_rows(ada):
+    submit(ada, *[f"p{i}" for i in range(30)])
+    for job in Job.objects.all()[:12]:
+        actions.job_cancel(job=job)
+    before = counts.by_state(ada.pk)
+    counts.fold()
+    assert counts.by_state(ada.pk) == before == {"queued": 18, "cancelled": 12}
+    assert JobCount.objects.count() == 2
+
+
+def test_recount_reports_and_fixes_a_difference(ada, capsys):
+    submit(ada, "one", "two")
+    counts.fold()
+    JobCount.objects.filter(owner_id=ada.pk, state=State.QUEUED).update(n=7)
+    with pytest.raises(CommandError, match="1 stored counts differ"):
+        call_command("recount")
+    assert f"owner {ada.pk}, queued: stored 7, counted 2" in capsys.readouterr().out
+    call_command("recount", "--fix")
+    assert "Fixed 1 stored counts" in capsys.readouterr().out
+    call_command("recount")
+    assert "match the jobs" in capsys.readouterr().out
+    assert counts.by_state(ada.pk) == {"queued": 2}
+
+
+def test_the_triggers_that_keep_the_counts_exist():
+    """A later migration that rebuilds jobs_job on SQLite drops them; this says so."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        else:
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'jobs_job'::regclass "
+                "AND NOT tgisinternal"
+            )
+        names = {row[0] for row in cursor.fetchall()}
+    assert {"jobs_job_count_insert", "jobs_job_count_delete", "jobs_job_count_update"} <= names
+
+
+@pytest.mark.django_db(transaction=True)
+def test_folding_while_others_write_loses_no_delta(ada, bob):
+    """PostgreSQL's folds run beside the dispatchers' transactions; SQLite's
+    writers take turns. Either way no change is lost or counted twice."""
+    stop = threading.Event()
+    problems: list[BaseException] = []
+
+    def keep_folding() -> None:
+        try:
+            while not stop.is_set():
+                counts.fold()
+        except BaseException as error:  # reported below, in the test's thread
+            problems.append(error)
+        finally:
+            connection.close()
+
+    folder = threading.Thread(target=keep_folding)
+    folder.start()
+    try:
+        for round_ in range(40):
+            owner = (ada, bob)[round_ % 2]
+            jobs = submit(owner, *[f"fold {round_} {i}" for i in range(5)])
+            actions.job_cancel(job=jobs[0])
+    finally:
+        stop.set()
+        folder.join()
+    assert not problems, problems
+    counts.fold()
+    assert counts.by_state(ada.pk) == {"queued": 80, "cancelled": 20}
+    assert_exact(ada, bob)
