@@ -284,7 +284,11 @@ class CreatedOut(Schema):
 
 class JobPage(Schema):
     items: list[JobOut]
-    total: int
+    total: int = Field(
+        description="How many jobs match; with total_capped, at least this many (10,000): "
+        "counting every match of a search or a model filter would read them all."
+    )
+    total_capped: bool = False
     limit: int
     offset: int
 

@@ -7,6 +7,7 @@ the rules live in jobs/engine/submitting.py.
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest
 from ninja import Query, Router, Status
@@ -17,9 +18,10 @@ from jobs.api.job_schemas import CreatedOut, JobDetailOut, JobFilters, JobIn, Jo
 from jobs.api.schemas import ERRORS, Message, PathId
 from jobs.engine import actions, submitting
 from jobs.models import Job
-from jobs.web import search
+from jobs.web import queries
 
 router = Router(tags=["jobs"])
+User = get_user_model()
 
 
 # --- Endpoints -----------------------------------------------------------------
@@ -111,21 +113,27 @@ def _refuse_settings_twice(payload: JobIn) -> None:
 )
 def list_jobs(request: HttpRequest, filters: Query[JobFilters]):
     """Jobs newest first, filtered like the jobs page."""
-    jobs = _visible_jobs(request).order_by("-submitted_at", "-id")
-    if filters.state:
-        jobs = jobs.filter(state=filters.state)
-    if filters.model:
-        jobs = jobs.filter(model=filters.model)
-    if filters.q:
-        jobs = search.matching(jobs, filters.q)
-    if filters.user:
-        jobs = jobs.filter(owner__username=filters.user)
+    viewer = request.auth
+    owner_id = None if viewer.is_staff else viewer.pk
+    if filters.user and filters.user != (viewer.get_username() if owner_id else None):
+        owner = User.objects.filter(username=filters.user).values_list("pk", flat=True).first()
+        if owner is None or (owner_id is not None and owner != owner_id):
+            return {"items": [], "total": 0, "total_capped": False, **_window(filters)}
+        owner_id = owner
+    scope = queries.Scope(owner_id)
+    wanted = {"state": filters.state or "", "model": filters.model or "", "search": filters.q or ""}
+    jobs = queries.job_filter(scope, **wanted).select_related("owner").order_by("-id")
+    total = queries.job_list_total(scope, scope.jobs_by_state(), **wanted)
     return {
         "items": jobs[filters.offset : filters.offset + filters.limit],
-        "total": jobs.count(),
-        "limit": filters.limit,
-        "offset": filters.offset,
+        "total": total.n,
+        "total_capped": total.capped,
+        **_window(filters),
     }
+
+
+def _window(filters: JobFilters) -> dict:
+    return {"limit": filters.limit, "offset": filters.offset}
 
 
 @router.get(

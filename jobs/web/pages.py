@@ -1,7 +1,10 @@
 """What every page of the dashboard shares, whichever room it lives in: the
-size of a page of jobs, and the word that tells other tabs to refresh."""
+size of a page of jobs, how a list of jobs is paged, and the word that tells
+other tabs to refresh."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
@@ -13,5 +16,67 @@ CHANGED = "jobs-changed"
 
 
 def job_page(request: HttpRequest, jobs: QuerySet) -> Page:
-    """The page of `jobs` the request asks for (?page=), the last one if past it."""
+    """The page of `jobs` the request asks for (?page=), the last one if past it:
+    for a list bounded by something smaller than the table (a run's jobs)."""
     return Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many a list holds: exact, or at least `n` where counting them all
+    would read the whole table (shown as "10,000+")."""
+
+    n: int
+    capped: bool = False
+
+
+@dataclass(frozen=True)
+class NewestFirstPage:
+    """A page of a newest-first list of jobs, found by its neighbour's id
+    (?before=ID for older, ?after=ID for newer): the same few index reads on
+    the first page and the forty-thousandth, and a page that stays put while
+    new jobs arrive above it. Iterates like a Paginator's page."""
+
+    object_list: list
+    newer_than: int | None  # ?after= of the "Newer" link; None on the newest page
+    older_than: int | None  # ?before= of the "Older" link; None on the oldest page
+    total: Total
+    by_keyset = True
+
+    def __iter__(self):
+        return iter(self.object_list)
+
+    def __len__(self) -> int:
+        return len(self.object_list)
+
+    def has_other_pages(self) -> bool:
+        return self.newer_than is not None or self.older_than is not None
+
+
+def _cursor(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+def newest_first_page(request: HttpRequest, jobs: QuerySet, total: Total) -> NewestFirstPage:
+    """The page ?before= or ?after= asks for, of `jobs` newest (highest id)
+    first; the newest page when it asks for none, or for one past either end."""
+    size = JOBS_PER_PAGE
+    before, after = _cursor(request, "before"), _cursor(request, "after")
+    if after is not None:
+        rows = list(jobs.filter(pk__gt=after).order_by("pk")[: size + 1])
+        if rows:
+            newer = rows[size - 1].pk if len(rows) > size else None
+            rows = rows[:size][::-1]
+            older = rows[-1].pk if jobs.filter(pk__lt=rows[-1].pk).exists() else None
+            return NewestFirstPage(rows, newer_than=newer, older_than=older, total=total)
+    newest = True
+    rows = []
+    if before is not None:
+        rows = list(jobs.filter(pk__lt=before).order_by("-pk")[: size + 1])
+        newest = not rows or not jobs.filter(pk__gt=rows[0].pk).exists()
+    if not rows:
+        rows = list(jobs.order_by("-pk")[: size + 1])
+    newer = None if newest else rows[0].pk
+    older = rows[size - 1].pk if len(rows) > size else None
+    return NewestFirstPage(rows[:size], newer_than=newer, older_than=older, total=total)

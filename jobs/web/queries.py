@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
 from django.utils import timezone
 
 from jobs.catalog import FLEX_MODELS
-from jobs.engine import capacity, control, pricing
+from jobs.engine import capacity, control, counts, pricing
 from jobs.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -31,6 +31,7 @@ from jobs.models import (
     Tier,
 )
 from jobs.web import search as job_search
+from jobs.web.pages import Total
 
 PROMPT_EXCERPT_CHARS = 140
 # Attempts per job are shown as a histogram with this last, open bucket.
@@ -50,6 +51,11 @@ class Scope:
     def attempts(self) -> QuerySet[Attempt]:
         attempts = Attempt.objects.all()
         return attempts if self.owner_id is None else attempts.filter(job__owner_id=self.owner_id)
+
+    def jobs_by_state(self) -> dict[str, int]:
+        """From the stored counts (jobs/engine/counts.py): the same few rows at
+        a thousand jobs and at a million."""
+        return counts.by_state(self.owner_id)
 
 
 # --- Counts by state ---------------------------------------------------------------
@@ -81,11 +87,8 @@ class StateCounts:
 
 
 def state_counts(scope: Scope) -> StateCounts:
-    # Count("*"), not Count("id"): PostgreSQL can then answer from the
-    # (owner, state) index alone; id is in none of the jobs' indexes.
-    rows = scope.jobs().order_by().values_list("state").annotate(n=Count("*"))
     soonest = scope.jobs().filter(state=State.RETRYING).aggregate(at=Min("next_attempt_at"))["at"]
-    return StateCounts(by_state=dict(rows), soonest_retry_at=soonest)
+    return StateCounts(by_state=scope.jobs_by_state(), soonest_retry_at=soonest)
 
 
 # --- 503s and 429s ------------------------------------------------------------------
@@ -346,11 +349,16 @@ def overview(scope: Scope, *, now: datetime, hours: int | None) -> Overview:
 
 
 # --- The jobs list ------------------------------------------------------------------
-def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = "") -> QuerySet[Job]:
-    """Newest first, with the latency of each job's latest finished attempt.
-    A search (checked first with search.search_problem) asks the word index.
+# Past this many, a list filtered by model or search says "10,000+": an exact
+# count would read every match (the state tabs' counts are stored, and exact).
+LIST_COUNT_CAP = 10_000
 
-    Prompts and results can be megabytes: rows carry an excerpt only."""
+
+def job_filter(
+    scope: Scope, *, state: str = "", model: str = "", search: str = ""
+) -> QuerySet[Job]:
+    """The jobs the list's filters keep; a search (checked first with
+    search.search_problem) asks the word index."""
     jobs = scope.jobs()
     if state == "active":
         jobs = jobs.filter(state__in=ACTIVE_STATES)
@@ -362,13 +370,21 @@ def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = ""
         jobs = jobs.filter(model=model)
     if search:
         jobs = job_search.matching(jobs, search)
+    return jobs
+
+
+def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = "") -> QuerySet[Job]:
+    """Newest first, with the latency of each job's latest finished attempt.
+
+    Prompts and results can be megabytes: rows carry an excerpt only."""
     latest_latency = (
         Attempt.objects.filter(job=OuterRef("pk"), latency_seconds__isnull=False)
         .order_by("-number")
         .values("latency_seconds")[:1]
     )
     return (
-        jobs.select_related("owner")
+        job_filter(scope, state=state, model=model, search=search)
+        .select_related("owner")
         # The whole request and answer may carry megabytes of inline images: a list
         # of jobs never reads them.
         .defer(
@@ -387,8 +403,24 @@ def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = ""
             prompt_chars=Length("input_text"),
             latency=Subquery(latest_latency),
         )
-        .order_by("-submitted_at", "-id")
+        # Ids rise with submission: newest first is the primary key backwards,
+        # which every index of the table can walk without sorting.
+        .order_by("-id")
     )
+
+
+def job_list_total(
+    scope: Scope, by_state: dict[str, int], *, state: str = "", model: str = "", search: str = ""
+) -> Total:
+    """How many jobs the list holds: from the stored counts when only the state
+    narrows it, else counted up to LIST_COUNT_CAP."""
+    if not model and not search:
+        states = {"active": ACTIVE_STATES, "finished": FINISHED_STATES}.get(state)
+        states = states or ((state,) if state else State.values)
+        return Total(sum(by_state.get(one, 0) for one in states))
+    matches = job_filter(scope, state=state, model=model, search=search).order_by()
+    n = matches.values("pk")[: LIST_COUNT_CAP + 1].count()
+    return Total(min(n, LIST_COUNT_CAP), capped=n > LIST_COUNT_CAP)
 
 
 # --- One job ------------------------------------------------------------------------

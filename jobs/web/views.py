@@ -17,7 +17,7 @@ from jobs.engine import actions, submitting
 from jobs.models import Job
 from jobs.web import answers, queries
 from jobs.web.forms import JobFilterForm, OverviewFilterForm
-from jobs.web.pages import CHANGED, job_page
+from jobs.web.pages import CHANGED, newest_first_page
 from jobs.web.request_form import JobRequestForm
 
 
@@ -47,12 +47,13 @@ def overview(request: HttpRequest) -> HttpResponse:
 def job_list(request: HttpRequest) -> HttpResponse:
     filters = JobFilterForm(request.GET, viewer=request.user)
     scope = filters.scope()
-    jobs = queries.job_list(scope, **filters.filters())
-    page = job_page(request, jobs)
+    counts = queries.state_counts(scope)
+    total = queries.job_list_total(scope, counts.by_state, **filters.filters())
+    page = newest_first_page(request, queries.job_list(scope, **filters.filters()), total)
     context = {
         "filters": filters,
         "page": page,
-        "counts": queries.state_counts(scope),
+        "counts": counts,
         "live": any(job.is_active for job in page),
     }
     return _page_or_fragment(request, "jobs/job_list.html", "job-table", context)

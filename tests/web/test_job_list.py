@@ -93,16 +93,41 @@ def test_a_bad_filter_is_reported_and_ignored(client, ada):
     assert b"Select a valid choice" in response.content
 
 
-def test_it_paginates_and_keeps_the_filters_in_page_links(client, ada):
-    for n in range(30):
-        make_job(ada, prompt=f"flash {n}", submitted_at=seconds_ago(100 - n))
+def test_it_pages_by_neighbour_and_keeps_the_filters_in_page_links(client, ada):
+    jobs = [
+        make_job(ada, prompt=f"flash {n}", submitted_at=seconds_ago(100 - n)) for n in range(30)
+    ]
+    make_job(ada, prompt="owl")
     response = as_user(client, ada).get("/jobs/?q=flash")
     assert len(listed(response)) == 25
-    assert b'href="?q=flash&amp;page=2"' in response.content
-    second = client.get("/jobs/?q=flash&page=2")
+    assert "30 jobs" in response.content.decode()
+    assert b"Newer" not in response.content
+    older = f'href="?q=flash&amp;before={jobs[5].pk}"'.encode()
+    assert older in response.content
+    second = client.get(f"/jobs/?q=flash&before={jobs[5].pk}")
     assert [Job.objects.get(pk=pk).input_text for pk in listed(second)] == [
         f"flash {n}" for n in range(4, -1, -1)
     ]
+    assert b"Older" not in second.content
+    assert f'href="?q=flash&amp;after={jobs[4].pk}"'.encode() in second.content
+
+    # A page stays put while new jobs arrive above it; Newer steps back up.
+    for n in range(3):
+        make_job(ada, prompt=f"flash new {n}")
+    assert listed(client.get(f"/jobs/?q=flash&before={jobs[5].pk}")) == listed(second)
+    back = client.get(f"/jobs/?q=flash&after={jobs[4].pk}")
+    assert listed(back) == [job.pk for job in reversed(jobs[5:30])]
+    assert b"Newer" in back.content and b"Older" in back.content
+    assert "33 jobs" in back.content.decode()
+
+
+def test_a_page_past_either_end_is_the_newest_page(client, ada):
+    jobs = [make_job(ada, prompt=f"p {n}") for n in range(3)]
+    as_user(client, ada)
+    newest = [job.pk for job in reversed(jobs)]
+    assert listed(client.get(f"/jobs/?before={jobs[0].pk}")) == newest
+    assert listed(client.get(f"/jobs/?after={jobs[2].pk}")) == newest
+    assert listed(client.get("/jobs/?before=nonsense")) == newest
 
 
 def test_staff_see_everyone_and_filter_by_user(client, ada, bob, staff):
