@@ -285,8 +285,9 @@ class CreatedOut(Schema):
 class JobPage(Schema):
     items: list[JobOut]
     total: int = Field(
-        description="How many jobs match; with total_capped, at least this many (10,000): "
-        "counting every match of a search or a model filter would read them all."
+        description="How many jobs match; with total_capped, at least this many: under q or "
+        "model the matches are not counted (that would read every one), and total is the "
+        "offset plus this page, with more to come."
     )
     total_capped: bool = False
     limit: int

@@ -118,16 +118,24 @@ def list_jobs(request: HttpRequest, filters: Query[JobFilters]):
     if filters.user and filters.user != (viewer.get_username() if owner_id else None):
         owner = User.objects.filter(username=filters.user).values_list("pk", flat=True).first()
         if owner is None or (owner_id is not None and owner != owner_id):
-            return {"items": [], "total": 0, "total_capped": False, **_window(filters)}
+            return {"items": [], "total": 0, **_window(filters)}
         owner_id = owner
     scope = queries.Scope(owner_id)
     wanted = {"state": filters.state or "", "model": filters.model or "", "search": filters.q or ""}
     jobs = queries.job_filter(scope, **wanted).select_related("owner").order_by("-id")
-    total = queries.job_list_total(scope, scope.jobs_by_state(), **wanted)
+    total = queries.job_list_total(scope.jobs_by_state(), **wanted)
+    end = filters.offset + filters.limit
+    if total is not None:
+        return {"items": jobs[filters.offset : end], "total": total, **_window(filters)}
+    # Uncounted (a search, a model): one more row says whether more follow.
+    items = list(jobs[filters.offset : end + 1])
+    more = len(items) > filters.limit
+    # Past the last match, the matches before the offset are all there are.
+    before = filters.offset if items else jobs.order_by()[: filters.offset].count()
     return {
-        "items": jobs[filters.offset : filters.offset + filters.limit],
-        "total": total.n,
-        "total_capped": total.capped,
+        "items": items[: filters.limit],
+        "total": before + min(len(items), filters.limit),
+        "total_capped": more,
         **_window(filters),
     }
 

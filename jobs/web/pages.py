@@ -22,15 +22,6 @@ def job_page(request: HttpRequest, jobs: QuerySet) -> Page:
 
 
 @dataclass(frozen=True)
-class Total:
-    """How many a list holds: exact, or at least `n` where counting them all
-    would read the whole table (shown as "10,000+")."""
-
-    n: int
-    capped: bool = False
-
-
-@dataclass(frozen=True)
 class NewestFirstPage:
     """A page of a newest-first list of jobs, found by its neighbour's id
     (?before=ID for older, ?after=ID for newer): the same few index reads on
@@ -40,7 +31,7 @@ class NewestFirstPage:
     object_list: list
     newer_than: int | None  # ?after= of the "Newer" link; None on the newest page
     older_than: int | None  # ?before= of the "Older" link; None on the oldest page
-    total: Total
+    total: int | None  # None: not counted, and more pages than this one
     by_keyset = True
 
     def __iter__(self):
@@ -58,9 +49,12 @@ def _cursor(request: HttpRequest, name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def newest_first_page(request: HttpRequest, jobs: QuerySet, total: Total) -> NewestFirstPage:
+def newest_first_page(
+    request: HttpRequest, jobs: QuerySet, total: int | None = None
+) -> NewestFirstPage:
     """The page ?before= or ?after= asks for, of `jobs` newest (highest id)
-    first; the newest page when it asks for none, or for one past either end."""
+    first; the newest page when it asks for none, or for one past either end.
+    Without a `total`, a list that fits on one page is counted by its rows."""
     size = JOBS_PER_PAGE
     before, after = _cursor(request, "before"), _cursor(request, "after")
     if after is not None:
@@ -69,7 +63,7 @@ def newest_first_page(request: HttpRequest, jobs: QuerySet, total: Total) -> New
             newer = rows[size - 1].pk if len(rows) > size else None
             rows = rows[:size][::-1]
             older = rows[-1].pk if jobs.filter(pk__lt=rows[-1].pk).exists() else None
-            return NewestFirstPage(rows, newer_than=newer, older_than=older, total=total)
+            return _page(rows, newer, older, total)
     newest = True
     rows = []
     if before is not None:
@@ -79,4 +73,10 @@ def newest_first_page(request: HttpRequest, jobs: QuerySet, total: Total) -> New
         rows = list(jobs.order_by("-pk")[: size + 1])
     newer = None if newest else rows[0].pk
     older = rows[size - 1].pk if len(rows) > size else None
-    return NewestFirstPage(rows[:size], newer_than=newer, older_than=older, total=total)
+    return _page(rows[:size], newer, older, total)
+
+
+def _page(rows: list, newer: int | None, older: int | None, total: int | None):
+    if total is None and newer is None and older is None:
+        total = len(rows)
+    return NewestFirstPage(rows, newer_than=newer, older_than=older, total=total)

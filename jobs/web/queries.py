@@ -31,7 +31,6 @@ from jobs.models import (
     Tier,
 )
 from jobs.web import search as job_search
-from jobs.web.pages import Total
 
 PROMPT_EXCERPT_CHARS = 140
 # Attempts per job are shown as a histogram with this last, open bucket.
@@ -349,11 +348,6 @@ def overview(scope: Scope, *, now: datetime, hours: int | None) -> Overview:
 
 
 # --- The jobs list ------------------------------------------------------------------
-# Past this many, a list filtered by model or search says "10,000+": an exact
-# count would read every match (the state tabs' counts are stored, and exact).
-LIST_COUNT_CAP = 10_000
-
-
 def job_filter(
     scope: Scope, *, state: str = "", model: str = "", search: str = ""
 ) -> QuerySet[Job]:
@@ -410,17 +404,16 @@ def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = ""
 
 
 def job_list_total(
-    scope: Scope, by_state: dict[str, int], *, state: str = "", model: str = "", search: str = ""
-) -> Total:
-    """How many jobs the list holds: from the stored counts when only the state
-    narrows it, else counted up to LIST_COUNT_CAP."""
-    if not model and not search:
-        states = {"active": ACTIVE_STATES, "finished": FINISHED_STATES}.get(state)
-        states = states or ((state,) if state else State.values)
-        return Total(sum(by_state.get(one, 0) for one in states))
-    matches = job_filter(scope, state=state, model=model, search=search).order_by()
-    n = matches.values("pk")[: LIST_COUNT_CAP + 1].count()
-    return Total(min(n, LIST_COUNT_CAP), capped=n > LIST_COUNT_CAP)
+    by_state: dict[str, int], *, state: str = "", model: str = "", search: str = ""
+) -> int | None:
+    """How many jobs the list holds, from the stored counts, when only the
+    state narrows it. Under a search or a model filter, None: counting the
+    matches would read every one, so such a page is one query, for its rows."""
+    if model or search:
+        return None
+    states = {"active": ACTIVE_STATES, "finished": FINISHED_STATES}.get(state)
+    states = states or ((state,) if state else State.values)
+    return sum(by_state.get(one, 0) for one in states)
 
 
 # --- One job ------------------------------------------------------------------------

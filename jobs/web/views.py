@@ -48,7 +48,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     filters = JobFilterForm(request.GET, viewer=request.user)
     scope = filters.scope()
     counts = queries.state_counts(scope)
-    total = queries.job_list_total(scope, counts.by_state, **filters.filters())
+    total = queries.job_list_total(counts.by_state, **filters.filters())
     page = newest_first_page(request, queries.job_list(scope, **filters.filters()), total)
     context = {
         "filters": filters,

@@ -100,7 +100,6 @@ def test_it_pages_by_neighbour_and_keeps_the_filters_in_page_links(client, ada):
     make_job(ada, prompt="owl")
     response = as_user(client, ada).get("/jobs/?q=flash")
     assert len(listed(response)) == 25
-    assert "30 jobs" in response.content.decode()
     assert b"Newer" not in response.content
     older = f'href="?q=flash&amp;before={jobs[5].pk}"'.encode()
     assert older in response.content
@@ -118,7 +117,8 @@ def test_it_pages_by_neighbour_and_keeps_the_filters_in_page_links(client, ada):
     back = client.get(f"/jobs/?q=flash&after={jobs[4].pk}")
     assert listed(back) == [job.pk for job in reversed(jobs[5:30])]
     assert b"Newer" in back.content and b"Older" in back.content
-    assert "33 jobs" in back.content.decode()
+    # Without a search the total is the stored count, exact.
+    assert "34 jobs" in client.get("/jobs/").content.decode()
 
 
 def test_a_page_past_either_end_is_the_newest_page(client, ada):
