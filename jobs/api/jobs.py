@@ -18,7 +18,7 @@ from jobs.api.job_schemas import CreatedOut, JobDetailOut, JobFilters, JobIn, Jo
 from jobs.api.schemas import ERRORS, Message, PathId
 from jobs.engine import actions, submitting
 from jobs.models import Job
-from jobs.web import queries
+from jobs.web import queries, search
 
 router = Router(tags=["jobs"])
 User = get_user_model()
@@ -122,7 +122,8 @@ def list_jobs(request: HttpRequest, filters: Query[JobFilters]):
         owner_id = owner
     scope = queries.Scope(owner_id)
     wanted = {"state": filters.state or "", "model": filters.model or "", "search": filters.q or ""}
-    jobs = queries.job_filter(scope, **wanted).select_related("owner").order_by("-id")
+    jobs = queries.job_filter(scope, **wanted, newest=True).select_related("owner")
+    jobs = jobs.order_by(f"-{search.NEWEST_KEY}" if filters.q else "-id")
     total = queries.job_list_total(scope.jobs_by_state(), **wanted)
     end = filters.offset + filters.limit
     if total is not None:

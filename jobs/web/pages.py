@@ -10,6 +10,8 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from jobs.web.search import NEWEST_KEY
+
 JOBS_PER_PAGE = 25
 # Tells other tabs (static/js/flexdash.js) to refresh fragments that stopped polling.
 CHANGED = "jobs-changed"
@@ -56,24 +58,33 @@ def newest_first_page(
     first; the newest page when it asks for none, or for one past either end.
     Without a `total`, a list that fits on one page is counted by its rows."""
     size = JOBS_PER_PAGE
+    # A search is walked by its index's order (search.newest_matching); the
+    # cursors are job ids either way.
+    key = NEWEST_KEY if NEWEST_KEY in jobs.query.annotations else "pk"
     before, after = _cursor(request, "before"), _cursor(request, "after")
     if after is not None:
-        rows = list(jobs.filter(pk__gt=after).order_by("pk")[: size + 1])
+        rows = list(jobs.filter(**{f"{key}__gt": after}).order_by(key)[: size + 1])
         if rows:
             newer = rows[size - 1].pk if len(rows) > size else None
             rows = rows[:size][::-1]
-            older = rows[-1].pk if jobs.filter(pk__lt=rows[-1].pk).exists() else None
+            older = rows[-1].pk if _any(jobs, f"-{key}", f"{key}__lt", rows[-1].pk) else None
             return _page(rows, newer, older, total)
     newest = True
     rows = []
     if before is not None:
-        rows = list(jobs.filter(pk__lt=before).order_by("-pk")[: size + 1])
-        newest = not rows or not jobs.filter(pk__gt=rows[0].pk).exists()
+        rows = list(jobs.filter(**{f"{key}__lt": before}).order_by(f"-{key}")[: size + 1])
+        newest = not rows or not _any(jobs, key, f"{key}__gt", rows[0].pk)
     if not rows:
-        rows = list(jobs.order_by("-pk")[: size + 1])
+        rows = list(jobs.order_by(f"-{key}")[: size + 1])
     newer = None if newest else rows[0].pk
     older = rows[size - 1].pk if len(rows) > size else None
     return _page(rows[:size], newer, older, total)
+
+
+def _any(jobs: QuerySet, order: str, lookup: str, value: int) -> bool:
+    """Whether a job lies beyond `value`, asked in the list's own order: an
+    unordered EXISTS lets SQLite probe the search index once per job."""
+    return bool(jobs.filter(**{lookup: value}).order_by(order).values_list("pk")[:1])
 
 
 def _page(rows: list, newer: int | None, older: int | None, total: int | None):

@@ -349,10 +349,11 @@ def overview(scope: Scope, *, now: datetime, hours: int | None) -> Overview:
 
 # --- The jobs list ------------------------------------------------------------------
 def job_filter(
-    scope: Scope, *, state: str = "", model: str = "", search: str = ""
+    scope: Scope, *, state: str = "", model: str = "", search: str = "", newest: bool = False
 ) -> QuerySet[Job]:
     """The jobs the list's filters keep; a search (checked first with
-    search.search_problem) asks the word index."""
+    search.search_problem) asks the word index, in the way that suits a list
+    read `newest` first (pages.newest_first_page) or in any other order."""
     jobs = scope.jobs()
     if state == "active":
         jobs = jobs.filter(state__in=ACTIVE_STATES)
@@ -362,12 +363,16 @@ def job_filter(
         jobs = jobs.filter(state=state)
     if model:
         jobs = jobs.filter(model=model)
-    if search:
+    if search and newest:
+        jobs = job_search.newest_matching(jobs, search)
+    elif search:
         jobs = job_search.matching(jobs, search)
     return jobs
 
 
-def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = "") -> QuerySet[Job]:
+def job_list(
+    scope: Scope, *, state: str = "", model: str = "", search: str = "", newest: bool = False
+) -> QuerySet[Job]:
     """Newest first, with the latency of each job's latest finished attempt.
 
     Prompts and results can be megabytes: rows carry an excerpt only."""
@@ -377,7 +382,7 @@ def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = ""
         .values("latency_seconds")[:1]
     )
     return (
-        job_filter(scope, state=state, model=model, search=search)
+        job_filter(scope, state=state, model=model, search=search, newest=newest)
         .select_related("owner")
         # The whole request and answer may carry megabytes of inline images: a list
         # of jobs never reads them.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import unicodedata
 
 from django.db import connection
-from django.db.models import BooleanField, Expression, Field, QuerySet
+from django.db.models import BooleanField, Expression, F, Field, QuerySet
 from django.db.models.expressions import Col, RawSQL
 
 from jobs.models import Job
@@ -67,6 +67,35 @@ def matching(jobs: QuerySet[Job], text: str) -> QuerySet[Job]:
 
 
 _FTS5_ROWIDS = 'SELECT rowid FROM "jobs_job_search" WHERE "jobs_job_search" MATCH %s'
+
+# The annotation a list of matches walked newest first is ordered and paged by
+# (jobs/web/pages.py): the job's id, as the index's own row id on SQLite.
+NEWEST_KEY = "search_rowid"
+
+
+def newest_matching(jobs: QuerySet[Job], text: str) -> QuerySet[Job]:
+    """matching(), for a list read newest first (annotated NEWEST_KEY).
+
+    On SQLite, FTS5 gathers every match of a word's prefix before it answers,
+    and `id IN (...)` then copies them all into a temporary index: 110 ms for
+    a word in 300,000 of 1,000,000 jobs. Here the index is joined instead and
+    walked from its newest match down, stopping at the page (26 ms). The
+    join only runs that way round, and only an order by NEWEST_KEY lets it
+    stop early: ordered by anything else it reads every match, so a run's
+    table (in file order) keeps matching()."""
+    words = search_words(text)
+    if connection.vendor == "postgresql" or not words:
+        return matching(jobs, text).annotate(**{NEWEST_KEY: F("pk")})
+    match = " ".join(f'"{word}"*' for word in words)
+    joined = jobs.extra(
+        tables=["jobs_job_search"],
+        # The unary + keeps SQLite from turning the join around: it may only
+        # look a job up by the index's row id, never the index up by the job's.
+        where=['+"jobs_job_search"."rowid" = "jobs_job"."id"', '"jobs_job_search" MATCH %s'],
+        params=[match],
+    )
+    return joined.annotate(**{NEWEST_KEY: RawSQL('"jobs_job_search"."rowid"', ())})
+
 
 # The search's words as a tsquery of prefixes ('otter':* & 'owl':*), split and
 # lower-cased the way migration 0007 splits what it indexes. Only immutable

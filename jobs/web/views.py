@@ -49,7 +49,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
     scope = filters.scope()
     counts = queries.state_counts(scope)
     total = queries.job_list_total(counts.by_state, **filters.filters())
-    page = newest_first_page(request, queries.job_list(scope, **filters.filters()), total)
+    jobs = queries.job_list(scope, **filters.filters(), newest=True)
+    page = newest_first_page(request, jobs, total)
     context = {
         "filters": filters,
         "page": page,

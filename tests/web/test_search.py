@@ -229,3 +229,31 @@ def test_the_words_of_a_search_are_letters_and_digits():
     ]
     assert search.search_words("Zürich ZÜRICH zürich") == ["Zürich", "ZÜRICH", "zürich"]
     assert search.search_words("otter otter") == ["otter"]
+
+
+def test_older_and_newer_walk_every_match_of_a_search_once(client, ada, bob):
+    """The list reads a search newest first from the index (on SQLite, by its
+    own row order); paging both ways gives exactly the jobs matching() finds."""
+    submit(ada, *(f"otter {n}" for n in range(60)), "owl")
+    submit(bob, "otter of bob")
+    for job in Job.objects.filter(input_text__endswith="7"):
+        job.state = "cancelled"
+        job.save(update_fields=["state"])
+    as_user(client, ada)
+    expected = list(
+        search.matching(Job.objects.filter(owner=ada, state="queued"), "ott")
+        .order_by("-id")
+        .values_list("pk", flat=True)
+    )
+    assert len(expected) == 54
+    seen, params = [], {"q": "ott", "state": "queued"}
+    while True:
+        page = client.get("/jobs/", params).context["page"]
+        seen += [job.pk for job in page]
+        if page.older_than is None:
+            break
+        params["before"] = page.older_than
+    assert seen == expected
+    params.pop("before")
+    back = client.get("/jobs/", {**params, "after": seen[-1]}).context["page"]
+    assert [job.pk for job in back] == expected[-26:-1]
