@@ -122,23 +122,25 @@ def list_jobs(request: HttpRequest, filters: Query[JobFilters]):
         owner_id = owner
     scope = queries.Scope(owner_id)
     wanted = {"state": filters.state or "", "model": filters.model or "", "search": filters.q or ""}
-    jobs = queries.job_filter(scope, **wanted, newest=True).select_related("owner")
+    jobs = queries.job_filter(scope, **wanted, newest=True)
     jobs = jobs.order_by(f"-{search.NEWEST_KEY}" if filters.q else "-id")
     total = queries.job_list_total(scope.jobs_by_state(), **wanted)
     end = filters.offset + filters.limit
+    # The page's ids first, then its rows: prompts are read for this page only.
+    # Uncounted (a search, a model), one more id says whether more follow.
+    ids = list(jobs.values_list("pk", flat=True)[filters.offset : end + 1])
+    window = {"items": _jobs_in_order(ids[: filters.limit]), **_window(filters)}
     if total is not None:
-        return {"items": jobs[filters.offset : end], "total": total, **_window(filters)}
-    # Uncounted (a search, a model): one more row says whether more follow.
-    items = list(jobs[filters.offset : end + 1])
-    more = len(items) > filters.limit
+        return {**window, "total": total}
     # Past the last match, the matches before the offset are all there are.
-    before = filters.offset if items else jobs.order_by()[: filters.offset].count()
-    return {
-        "items": items[: filters.limit],
-        "total": before + min(len(items), filters.limit),
-        "total_capped": more,
-        **_window(filters),
-    }
+    before = filters.offset if ids else jobs.order_by()[: filters.offset].count()
+    shown = min(len(ids), filters.limit)
+    return {**window, "total": before + shown, "total_capped": len(ids) > filters.limit}
+
+
+def _jobs_in_order(ids: list[int]) -> list[Job]:
+    rows = {job.pk: job for job in Job.objects.filter(pk__in=ids).select_related("owner")}
+    return [rows[pk] for pk in ids if pk in rows]
 
 
 def _window(filters: JobFilters) -> dict:

@@ -4,6 +4,7 @@ other tabs to refresh."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.core.paginator import Page, Paginator
@@ -52,33 +53,40 @@ def _cursor(request: HttpRequest, name: str) -> int | None:
 
 
 def newest_first_page(
-    request: HttpRequest, jobs: QuerySet, total: int | None = None
+    request: HttpRequest,
+    jobs: QuerySet,
+    rows: Callable[[list[int]], list],
+    total: int | None = None,
 ) -> NewestFirstPage:
     """The page ?before= or ?after= asks for, of `jobs` newest (highest id)
     first; the newest page when it asks for none, or for one past either end.
-    Without a `total`, a list that fits on one page is counted by its rows."""
+    The page's ids are chosen first and `rows(ids)` reads them, so what a row
+    shows (an excerpt of its prompt) is worked out for 25 jobs, not for every
+    match the database weighs. Without a `total`, a list that fits on one
+    page is counted by its rows."""
     size = JOBS_PER_PAGE
     # A search is walked by its index's order (search.newest_matching); the
     # cursors are job ids either way.
     key = NEWEST_KEY if NEWEST_KEY in jobs.query.annotations else "pk"
+
+    def ids(lookup: str, cursor: int, order: str) -> list[int]:
+        chosen = jobs.filter(**{lookup: cursor}) if lookup else jobs
+        return list(chosen.order_by(order).values_list("pk", flat=True)[: size + 1])
+
     before, after = _cursor(request, "before"), _cursor(request, "after")
-    if after is not None:
-        rows = list(jobs.filter(**{f"{key}__gt": after}).order_by(key)[: size + 1])
-        if rows:
-            newer = rows[size - 1].pk if len(rows) > size else None
-            rows = rows[:size][::-1]
-            older = rows[-1].pk if _any(jobs, f"-{key}", f"{key}__lt", rows[-1].pk) else None
-            return _page(rows, newer, older, total)
-    newest = True
-    rows = []
-    if before is not None:
-        rows = list(jobs.filter(**{f"{key}__lt": before}).order_by(f"-{key}")[: size + 1])
-        newest = not rows or not _any(jobs, key, f"{key}__gt", rows[0].pk)
-    if not rows:
-        rows = list(jobs.order_by(f"-{key}")[: size + 1])
-    newer = None if newest else rows[0].pk
-    older = rows[size - 1].pk if len(rows) > size else None
-    return _page(rows[:size], newer, older, total)
+    if after is not None and (found := ids(f"{key}__gt", after, key)):
+        newer = found[size - 1] if len(found) > size else None
+        found = found[:size][::-1]
+        older = found[-1] if _any(jobs, f"-{key}", f"{key}__lt", found[-1]) else None
+        return _page(rows(found), newer, older, total)
+    found, newest = [], True
+    if before is not None and (found := ids(f"{key}__lt", before, f"-{key}")):
+        newest = not _any(jobs, key, f"{key}__gt", found[0])
+    if not found:
+        found = ids("", 0, f"-{key}")
+    newer = None if newest else found[0]
+    older = found[size - 1] if len(found) > size else None
+    return _page(rows(found[:size]), newer, older, total)
 
 
 def _any(jobs: QuerySet, order: str, lookup: str, value: int) -> bool:

@@ -370,20 +370,23 @@ def job_filter(
     return jobs
 
 
-def job_list(
-    scope: Scope, *, state: str = "", model: str = "", search: str = "", newest: bool = False
-) -> QuerySet[Job]:
-    """Newest first, with the latency of each job's latest finished attempt.
+def job_list(scope: Scope, *, state: str = "", model: str = "", search: str = "") -> QuerySet[Job]:
+    """Newest first, the rows of job_rows (for a run's table, which orders
+    them its own way)."""
+    return job_rows(job_filter(scope, state=state, model=model, search=search)).order_by("-id")
 
-    Prompts and results can be megabytes: rows carry an excerpt only."""
+
+def job_rows(jobs: QuerySet[Job]) -> QuerySet[Job]:
+    """The list's columns of `jobs`, with the latency of each job's latest
+    finished attempt. Prompts and results can be megabytes: rows carry an
+    excerpt only, worked out for the rows of a page once it is chosen."""
     latest_latency = (
         Attempt.objects.filter(job=OuterRef("pk"), latency_seconds__isnull=False)
         .order_by("-number")
         .values("latency_seconds")[:1]
     )
     return (
-        job_filter(scope, state=state, model=model, search=search, newest=newest)
-        .select_related("owner")
+        jobs.select_related("owner")
         # The whole request and answer may carry megabytes of inline images: a list
         # of jobs never reads them.
         .defer(
@@ -402,10 +405,13 @@ def job_list(
             prompt_chars=Length("input_text"),
             latency=Subquery(latest_latency),
         )
-        # Ids rise with submission: newest first is the primary key backwards,
-        # which every index of the table can walk without sorting.
-        .order_by("-id")
     )
+
+
+def jobs_by_id(ids: list[int]) -> list[Job]:
+    """job_rows of these jobs, in the order of `ids` (a page of the jobs list)."""
+    rows = {job.pk: job for job in job_rows(Job.objects.filter(pk__in=ids))}
+    return [rows[pk] for pk in ids if pk in rows]
 
 
 def job_list_total(

@@ -49,8 +49,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
     scope = filters.scope()
     counts = queries.state_counts(scope)
     total = queries.job_list_total(counts.by_state, **filters.filters())
-    jobs = queries.job_list(scope, **filters.filters(), newest=True)
-    page = newest_first_page(request, jobs, total)
+    jobs = queries.job_filter(scope, **filters.filters(), newest=True)
+    page = newest_first_page(request, jobs, queries.jobs_by_id, total)
     context = {
         "filters": filters,
         "page": page,
