@@ -189,7 +189,8 @@ def index_objects() -> set[str]:
                 "SELECT column_name FROM information_schema.columns "
                 "WHERE table_name = 'jobs_job' AND column_name = 'search_vector' "
                 "AND is_generated = 'ALWAYS' "
-                "UNION SELECT indexname FROM pg_indexes WHERE indexname = 'job_search'"
+                "UNION SELECT indexname FROM pg_indexes "
+                "WHERE indexname IN ('job_search', 'job_owner_search')"
             )
         else:
             cursor.execute(
@@ -200,7 +201,8 @@ def index_objects() -> set[str]:
 
 
 EXPECTED_OBJECTS = {
-    "postgresql": {"search_vector", "job_search"},
+    # Migration 0014 moved job_search into job_owner_search (owner, words).
+    "postgresql": {"search_vector", "job_owner_search"},
     "sqlite": {
         "jobs_job_search",
         "jobs_job_search_insert",
