@@ -54,7 +54,7 @@ def _not_global(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
     """Why this address is refused, or None for a global one."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
-    for kind in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+    for kind in ("loopback", "link_local", "multicast", "reserved", "unspecified", "private"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
     if not address.is_global:
