@@ -50,7 +50,7 @@ def start_receiver() -> tuple[Receiver, http.server.ThreadingHTTPServer]:
     receiver = Receiver(url="")
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with receiver.lock:
                 receiver.received.append(Received(self.path, dict(self.headers), body))
