@@ -75,9 +75,8 @@ def send_test(request: HttpRequest) -> HttpResponse:
         what = "E-mail" if row.channel == "email" else "Webhook"
         if row.outcome == DeliveryOutcome.SENT:
             status = f"HTTP {row.http_status}, " if row.http_status else ""
-            messages.success(
-                request, f"{what} test sent to {row.target} ({status}{row.latency_seconds:.2f} s)."
-            )
+            took = f"{row.latency_seconds * 1000:.0f} ms"
+            messages.success(request, f"{what} test sent to {row.target} ({status}{took}).")
         else:
             messages.error(request, f"{what} test to {row.target} failed: {row.error}")
     return redirect("account:index")

@@ -61,12 +61,15 @@ class _EventFields(forms.Form):
 
 class NoticeSettingsForm(_EventFields):
     email_enabled = forms.BooleanField(label="Send e-mail", required=False)
-    email = forms.EmailField(label="E-mail address", required=False)
+    email = forms.EmailField(
+        label="E-mail address", required=False, widget=forms.EmailInput(attrs={"size": 40})
+    )
     webhook_url = forms.URLField(
         label="Webhook URL",
         required=False,
         max_length=2000,
         assume_scheme="https",
+        widget=forms.URLInput(attrs={"size": 60}),
         help_text="Receives a signed JSON POST for each notification. Empty: no webhook.",
     )
 
