@@ -108,6 +108,11 @@ class RunNotifyForm(_EventFields):
 
     shown = forms.CharField(widget=forms.HiddenInput, initial="1", required=False)
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["finished"].label = "When this run finishes (all its jobs ended)"
+        self.fields["failures"].label = "When its failed jobs reach"
+
     @classmethod
     def for_user(cls, user, data=None) -> RunNotifyForm:
         defaults = RunNotify.defaults_for(user)
