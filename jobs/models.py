@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from jobs import gemini_shape
@@ -493,6 +494,26 @@ class Run(models.Model):
     @property
     def format_label(self) -> str:
         return FORMAT_LABELS.get(self.source_format, self.source_format)
+
+    @property
+    def notify_words(self) -> str:
+        """What its owner asked to be told, in words, e.g. "when it finishes;
+        at 10 failed jobs or 5%"; "nothing" when nothing."""
+        told = ["when it finishes"] if self.notify_finished else []
+        limits = []
+        if self.notify_failed_jobs is not None:
+            limits.append(
+                f"{self.notify_failed_jobs:,} failed job{pluralize(self.notify_failed_jobs)}"
+            )
+        if self.notify_failed_percent is not None:
+            limits.append(f"{self.notify_failed_percent}% failed")
+        if limits:
+            told.append("at " + " or ".join(limits))
+        if self.notify_budget:
+            told.append("when a budget stops it")
+        if self.notify_paused:
+            told.append("when dispatch pauses")
+        return "; ".join(told) or "nothing"
 
 
 # --- Notifications (jobs/engine/notices.py writes them, jobs/notices/ sends them) ----

@@ -11,9 +11,10 @@ from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from jobs.models import NoticeSettings, Run
+from jobs.notices.choices import RunNotify
 from tests.receiver import signature_ok
 from tests.run_files import prompt_file
-from tests.support import MODEL, api_client
+from tests.support import MODEL, api_client, make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +197,13 @@ def test_the_api_sets_a_batchs_choices_over_the_account_defaults(ada):
     assert refused.status_code == 422
     assert "is not a threshold" in refused.json()["errors"]["notify_failures"][0]
     assert Run.objects.count() == 1
+
+
+def test_the_run_page_says_what_the_run_asked_to_be_told(signed_in, ada):
+    run = make_run(ada, notify=RunNotify(finished=True, failed_jobs=10, failed_percent=5))
+    page = signed_in.get(f"/runs/{run.pk}/").content.decode()
+    assert '<dd id="run-notify">when it finishes; at 10 failed jobs or 5% failed</dd>' in page
+    quiet = make_run(ada)
+    assert (
+        '<dd id="run-notify">nothing</dd>' in signed_in.get(f"/runs/{quiet.pk}/").content.decode()
+    )
