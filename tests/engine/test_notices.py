@@ -220,3 +220,20 @@ def test_channels_are_the_persons_own(ada):
     notice = Notice.objects.get()
     assert (notice.email_state, notice.webhook_state) == (ChannelState.OFF, ChannelState.PENDING)
     assert notice.due_at is not None
+
+
+def test_a_failure_to_note_never_stops_the_batch_being_recorded(simulator, ada, monkeypatch):
+    run = _run(ada, [f"{tag()} recorded anyway"], finished=True)
+
+    def broken(**_):
+        raise RuntimeError("the outbox is broken")
+
+    monkeypatch.setattr(notices, "jobs_ended", broken)
+    assert send_due_jobs(simulator.url, ROUTE) == ["succeeded"]
+    assert run.jobs.get().state == "succeeded"
+    run.refresh_from_db()
+    assert run.finished_at is None
+    monkeypatch.undo()
+    # The minute sweep makes up for it.
+    assert notices.runs_settle_sweep() == [run.pk]
+    assert Notice.objects.filter(run=run).count() == 1
