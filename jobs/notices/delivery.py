@@ -35,9 +35,12 @@ from jobs.notices import messages, webhooks
 
 logger = logging.getLogger(__name__)
 
-# Longer than a webhook's and an e-mail's timeouts together: a delivery still
-# sending keeps the notice; one whose worker died lets it go.
-LEASE_SECONDS = 120
+
+def lease_seconds() -> float:
+    """Longer than a webhook's connect, answer and excerpt, and an e-mail's
+    timeout, together: a delivery still sending keeps the notice; one whose
+    worker died lets it go."""
+    return 60 + 4 * settings.FLEX_WEBHOOK_TIMEOUT
 
 
 def notice_deliver(*, notice_id: int) -> str:
@@ -45,7 +48,7 @@ def notice_deliver(*, notice_id: int) -> str:
     try, and set when the next turn is due (or none). Returns what happened:
     "not due" when another delivery holds it or nothing is waiting."""
     now = timezone.now()
-    lease = now + timedelta(seconds=LEASE_SECONDS)
+    lease = now + timedelta(seconds=lease_seconds())
     won = (
         Notice.objects.filter(pk=notice_id, due_at__lte=now)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))

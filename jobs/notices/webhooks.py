@@ -74,7 +74,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> A
                 },
             )
             response = connection.getresponse()
-            raw = response.read(_READ_BYTES)
+            raw = _excerpt(response, deadline=started + 2 * timeout)
             return Answer(
                 status=response.status,
                 excerpt=raw.decode("utf-8", errors="replace")[:EXCERPT_CHARS],
@@ -88,6 +88,18 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> A
         finally:
             connection.close()
     raise PostFailed(_words(last_error), latency=time.monotonic() - started)
+
+
+def _excerpt(response: http.client.HTTPResponse, *, deadline: float) -> bytes:
+    """The answer's first bytes, read a piece at a time until enough came or
+    the time is up: a receiver that trickles its answer cannot hold a worker."""
+    raw = b""
+    while len(raw) < _READ_BYTES and time.monotonic() < deadline:
+        piece = response.read1(_READ_BYTES - len(raw))
+        if not piece:
+            break
+        raw += piece
+    return raw
 
 
 def _connection(
