@@ -83,3 +83,13 @@ def env_url(name: str, schemes: tuple[str, ...]) -> str:
         allowed = ", ".join(f"{scheme}://" for scheme in schemes)
         raise ImproperlyConfigured(f"{name} must be a URL starting with {allowed}")
     return value
+
+
+def env_prefixed(prefix: str) -> dict[str, str]:
+    """Every variable whose name starts with `prefix`, keyed by the rest of
+    its name (ANYMAIL_MAILGUN_API_KEY -> {"MAILGUN_API_KEY": ...})."""
+    return {
+        name.removeprefix(prefix): value
+        for name in sorted(os.environ)
+        if name.startswith(prefix) and (value := _raw(name)) is not None
+    }

@@ -12,7 +12,16 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from flexdash.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
+from flexdash.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_prefixed,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FLEXDASH_VAR_DIR", str(BASE_DIR / "var")))
@@ -381,6 +390,56 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
+
+# --- Notifications (README, "Notifications"; jobs/notices/) -------------------
+# Links in e-mails and webhook events point here: the address people open FlexDash at.
+FLEX_SITE_URL = env_url("FLEX_SITE_URL", ("http", "https")) or "http://localhost:8000"
+# Webhooks go only to public addresses; on, private and loopback ones are allowed
+# too (a receiver on the operator's own network, the tests' loopback receiver).
+FLEX_WEBHOOK_ALLOW_PRIVATE = env_bool("FLEX_WEBHOOK_ALLOW_PRIVATE", False)
+FLEX_WEBHOOK_TIMEOUT = env_float("FLEX_WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+# Tries per channel (e-mail, webhook) before a notice is given up, and the waits
+# between them (exponential from the base, capped; half of each wait jittered).
+FLEX_NOTICE_MAX_ATTEMPTS = env_int("FLEX_NOTICE_MAX_ATTEMPTS", 8, minimum=1)
+FLEX_NOTICE_BACKOFF_BASE = env_float("FLEX_NOTICE_BACKOFF_BASE", 60.0, minimum=0.0)
+FLEX_NOTICE_BACKOFF_CAP = env_float("FLEX_NOTICE_BACKOFF_CAP", 6 * 3600.0, minimum=0.0)
+if FLEX_NOTICE_BACKOFF_CAP < FLEX_NOTICE_BACKOFF_BASE:
+    raise ImproperlyConfigured(
+        "FLEX_NOTICE_BACKOFF_CAP must not be smaller than FLEX_NOTICE_BACKOFF_BASE"
+    )
+
+# E-mail (Django's MAILERS): printed to the console by default; "smtp" uses
+# EMAIL_HOST and the rest; a provider's name (mailgun, postmark, sendgrid,
+# amazon_ses, resend, ...) sends through django-anymail, configured by ANYMAIL_*
+# variables (ANYMAIL_MAILGUN_API_KEY=... becomes ANYMAIL["MAILGUN_API_KEY"]).
+_email_backend = env_str("EMAIL_BACKEND", "console")
+_mailer: dict = {"OPTIONS": {}}
+if _email_backend == "console":
+    _mailer["BACKEND"] = "django.core.mail.backends.console.EmailBackend"
+elif _email_backend == "smtp":
+    _mailer["BACKEND"] = "django.core.mail.backends.smtp.EmailBackend"
+    _mailer["OPTIONS"] = {
+        "host": env_str("EMAIL_HOST", "localhost"),
+        "port": env_int("EMAIL_PORT", 0, minimum=0) or None,
+        "username": env_str("EMAIL_HOST_USER"),
+        "password": env_str("EMAIL_HOST_PASSWORD"),
+        "use_tls": env_bool("EMAIL_USE_TLS", False),
+        "use_ssl": env_bool("EMAIL_USE_SSL", False),
+        "timeout": env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1),
+    }
+    if _mailer["OPTIONS"]["use_tls"] and _mailer["OPTIONS"]["use_ssl"]:
+        raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on")
+elif importlib.util.find_spec(f"anymail.backends.{_email_backend}") is not None:
+    _mailer["BACKEND"] = f"anymail.backends.{_email_backend}.EmailBackend"
+    INSTALLED_APPS += ["anymail"]
+    ANYMAIL = env_prefixed("ANYMAIL_")
+else:
+    raise ImproperlyConfigured(
+        "EMAIL_BACKEND must be console, smtp or a django-anymail provider (mailgun, "
+        f"postmark, sendgrid, amazon_ses, resend, ...); got {_email_backend!r}"
+    )
+MAILERS = {"default": _mailer}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "FlexDash <flexdash@localhost>")
 
 # How long one dispatcher run keeps claiming new work before it hands its slot
 # to a fresh run and only drains what it has in flight.

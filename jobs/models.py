@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from jobs import gemini_shape
@@ -461,12 +462,31 @@ class Run(models.Model):
     finished_at = models.DateTimeField(
         null=True, blank=True, help_text="When the last job finished; empty while any is active."
     )
+    # What its owner asked to be told (set when it was created, from their
+    # account's defaults unless they chose otherwise), and when the failure
+    # threshold was first crossed: set once, so that is told once.
+    notify_finished = models.BooleanField("tell me when it finishes", default=False)
+    notify_failed_jobs = models.PositiveIntegerField(
+        "tell me when this many jobs have failed", null=True, blank=True
+    )
+    notify_failed_percent = models.PositiveSmallIntegerField(
+        "tell me when this share (%) of its jobs has failed", null=True, blank=True
+    )
+    notify_budget = models.BooleanField("tell me when a budget stops it", default=False)
+    notify_paused = models.BooleanField("tell me when dispatch pauses", default=False)
+    failures_noticed_at = models.DateTimeField(null=True, blank=True)
 
     objects = OwnedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["owner", "-created_at"], name="run_owner_recent")]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="run_owner_recent"),
+            # Runs not yet settled: the minute sweep looks for those whose jobs all ended.
+            models.Index(
+                fields=["id"], name="run_unfinished", condition=models.Q(finished_at__isnull=True)
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -474,6 +494,157 @@ class Run(models.Model):
     @property
     def format_label(self) -> str:
         return FORMAT_LABELS.get(self.source_format, self.source_format)
+
+    @property
+    def notify_words(self) -> str:
+        """What its owner asked to be told, in words, e.g. "when it finishes;
+        at 10 failed jobs or 5%"; "nothing" when nothing."""
+        told = ["when it finishes"] if self.notify_finished else []
+        limits = []
+        if self.notify_failed_jobs is not None:
+            limits.append(
+                f"{self.notify_failed_jobs:,} failed job{pluralize(self.notify_failed_jobs)}"
+            )
+        if self.notify_failed_percent is not None:
+            limits.append(f"{self.notify_failed_percent}% failed")
+        if limits:
+            told.append("at " + " or ".join(limits))
+        if self.notify_budget:
+            told.append("when a budget stops it")
+        if self.notify_paused:
+            told.append("when dispatch pauses")
+        return "; ".join(told) or "nothing"
+
+
+# --- Notifications (jobs/engine/notices.py writes them, jobs/notices/ sends them) ----
+class NoticeKind(models.TextChoices):
+    """What a notification is about; the value is the webhook's event type."""
+
+    RUN_FINISHED = "run.finished", "Run finished"
+    RUN_FAILURES = "run.failures", "Failures past the threshold"
+    BUDGET_STOPPED = "budget.stopped", "Budget stopped work"
+    DISPATCH_PAUSED = "dispatch.paused", "Dispatch paused"
+    TEST = "test", "Test"
+
+
+class NoticeSettings(models.Model):
+    """A person's channels (e-mail, a signed webhook) and the defaults a new
+    run's notifications start from; events outside any run (a pause while
+    single jobs wait) use these choices themselves."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notice_settings"
+    )
+    email_enabled = models.BooleanField("send e-mail", default=True)
+    email = models.EmailField(
+        "e-mail address", blank=True, help_text="Empty: the address of your account."
+    )
+    webhook_url = models.URLField("webhook URL", max_length=2000, blank=True)
+    # Signs every webhook (HMAC-SHA256): kept as it is, since signing needs it.
+    webhook_secret = models.CharField(max_length=64, blank=True)
+    on_finished = models.BooleanField("when a run finishes", default=False)
+    on_failed_jobs = models.PositiveIntegerField(
+        "when this many of a run's jobs have failed", null=True, blank=True
+    )
+    on_failed_percent = models.PositiveSmallIntegerField(
+        "when this share (%) of a run's jobs has failed", null=True, blank=True
+    )
+    on_budget = models.BooleanField("when a budget stops work", default=False)
+    on_paused = models.BooleanField("when dispatch is paused", default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "notification settings"
+        verbose_name_plural = "notification settings"
+
+    def __str__(self) -> str:
+        return f"Notification settings of {self.user}"
+
+    @property
+    def email_address(self) -> str:
+        return self.email or self.user.email
+
+
+class ChannelState(models.TextChoices):
+    OFF = "off", "Not asked for"
+    PENDING = "pending", "Waiting to be sent"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Notice(models.Model):
+    """One notification in the outbox: written in the same transaction as the
+    change it tells of, at most once per (user, kind, key), and delivered by a
+    django-q2 task (jobs/notices/delivery.py). `due_at` is when a channel next
+    needs a try (empty once none does); `lease_until` keeps two deliveries
+    of the same notice from running at once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notices"
+    )
+    run = models.ForeignKey(
+        Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="notices"
+    )
+    kind = models.CharField(max_length=32, choices=NoticeKind)
+    key = models.CharField(max_length=200)
+    subject = models.CharField(max_length=300)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    email_state = models.CharField(max_length=16, choices=ChannelState, default=ChannelState.OFF)
+    email_attempts = models.PositiveSmallIntegerField(default=0)
+    webhook_state = models.CharField(max_length=16, choices=ChannelState, default=ChannelState.OFF)
+    webhook_attempts = models.PositiveSmallIntegerField(default=0)
+    due_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind", "key"], name="notice_once"),
+        ]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="notice_user_recent"),
+            # The sweep's "what still needs a try": only undelivered notices are in it.
+            models.Index(
+                fields=["due_at"], name="notice_due", condition=models.Q(due_at__isnull=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.subject}"
+
+
+class DeliveryOutcome(models.TextChoices):
+    SENT = "sent", "Sent"
+    WILL_RETRY = "will_retry", "Failed, will retry"
+    FAILED = "failed", "Failed, gave up"
+    REFUSED = "refused", "Refused (address not allowed)"
+
+
+class Delivery(models.Model):
+    """One try at sending a notice by one channel, as it went."""
+
+    notice = models.ForeignKey(Notice, on_delete=models.CASCADE, related_name="deliveries")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    channel = models.CharField(max_length=16)  # "email" or "webhook"
+    attempt = models.PositiveSmallIntegerField()
+    target = models.CharField(max_length=2000)
+    started_at = models.DateTimeField(default=timezone.now)
+    latency_seconds = models.FloatField(null=True, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    outcome = models.CharField(max_length=16, choices=DeliveryOutcome)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [models.Index(fields=["user", "-started_at"], name="delivery_user_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} try {self.attempt} of notice {self.notice_id}"
 
 
 class JobCount(models.Model):

@@ -1,12 +1,13 @@
 """django-q2 task entry points: thin, they call the dispatcher and the upkeep that
-runs before it."""
+runs before it, and deliver notifications."""
 
 from __future__ import annotations
 
 import logging
 
-from jobs.engine import actions, counts
+from jobs.engine import actions, counts, notices
 from jobs.engine.dispatch import run_dispatcher
+from jobs.notices import delivery
 from jobs.runs import uploads
 
 logger = logging.getLogger(__name__)
@@ -29,4 +30,15 @@ def dispatch() -> str:
         uploads.previews_sweep()
     except Exception:
         logger.exception("Removing expired upload previews failed; the next run tries again")
+    # Runs whose end no recording saw, then every notice that is due (retries,
+    # and those whose delivery task was lost): enqueued, never sent here.
+    try:
+        notices.runs_settle_sweep()
+        delivery.notices_sweep()
+    except Exception:
+        logger.exception("Sweeping notifications failed; the next run tries again")
     return run_dispatcher()
+
+
+def deliver_notice(notice_id: int) -> str:
+    return delivery.notice_deliver(notice_id=notice_id)

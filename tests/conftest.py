@@ -22,6 +22,7 @@ import pytest
 from django.apps import apps
 from django.db.models.signals import post_migrate
 
+from tests.receiver import Receiver, start_receiver
 from tests.support import PASSWORD, as_user, start_process, stop_process, wait_for
 
 SIMULATOR_DEFAULTS: dict[str, Any] = {"latency": "0:0", "api_key": "test-key"}
@@ -100,6 +101,19 @@ def start_simulator(tmp_path: Path) -> Iterator[Callable[..., RunningSimulator]]
             return stack.enter_context(running_simulator(log, **options))
 
         yield start
+
+
+@pytest.fixture
+def webhook_receiver(settings) -> Iterator[Receiver]:
+    """A webhook receiver on loopback, and the operator setting that lets
+    webhooks reach it (loopback is refused otherwise)."""
+    settings.FLEX_WEBHOOK_ALLOW_PRIVATE = True
+    receiver, server = start_receiver()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # The people tests act as: two researchers and an operator. Ada is the one a

@@ -28,6 +28,7 @@ from django.test import Client
 from jobs.engine import claiming, recording, submitting, tokens
 from jobs.engine.gemini import GeminiError, GeminiGateway, GeminiRequest
 from jobs.models import FINISHED_STATES, Job, Run, State
+from jobs.notices.choices import RunNotify
 from jobs.runs import services as runs
 from tests.run_files import prompt_file
 
@@ -86,9 +87,16 @@ def wire_requests(simulator_url: str, last: int = 200) -> list[dict]:
 
 
 def run_from_file(
-    owner, content: bytes, filename: str = "prompts.jsonl", *, name: str = "", **spec
+    owner,
+    content: bytes,
+    filename: str = "prompts.jsonl",
+    *,
+    name: str = "",
+    notify: RunNotify | None = None,
+    **spec,
 ) -> Run:
-    """A run created by the run service from a file's bytes; `spec` as for `submit`."""
+    """A run created by the run service from a file's bytes; `spec` as for
+    `submit`; `notify`: what it asks to be told (the account's defaults if None)."""
     spec.setdefault("model", MODEL)
     return runs.run_create(
         owner=owner,
@@ -96,6 +104,7 @@ def run_from_file(
         filename=filename,
         spec=submitting.JobSpec(**spec),
         name=name,
+        notify=notify,
     )
 
 
@@ -105,11 +114,12 @@ def make_run(
     *,
     fmt: str = "jsonl",
     name: str = "",
+    notify: RunNotify | None = None,
     **spec,
 ) -> Run:
     """A run of the (id, prompt) `lines`, uploaded as a file in format `fmt`."""
     filename, content = prompt_file(fmt, list(lines))
-    return run_from_file(owner, content, filename, name=name, **spec)
+    return run_from_file(owner, content, filename, name=name, notify=notify, **spec)
 
 
 def tag() -> str:

@@ -4,7 +4,8 @@
 - run_admin: runs, the jobs of one uploaded file;
 - dispatch_admin: the dispatch pause switch and the dispatchers' slots;
 - per_model_admin: each model's limits (and what pacing learned) and prices;
-- signin_admin: the failed log-ins the log-in throttle counts, and unlocking.
+- signin_admin: the failed log-ins the log-in throttle counts, and unlocking;
+- notice_admin: the notifications' outbox with its deliveries, and each person's settings.
 
 Django's admin autodiscovery imports `jobs.admin`; importing the modules here
 registers every jobs model's admin with the default site, and names the site
@@ -17,6 +18,7 @@ from django.contrib import admin
 from jobs.admin import (  # noqa: F401
     dispatch_admin,
     job_admin,
+    notice_admin,
     per_model_admin,
     run_admin,
     signin_admin,

@@ -9,6 +9,7 @@ downloads as the run pages, answered as JSON.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -32,6 +33,8 @@ from jobs.api.schemas import (
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import submitting
 from jobs.models import DeadlinePolicy, Run, State, Tier
+from jobs.notices import choices
+from jobs.notices.choices import RunNotify
 from jobs.runs import downloads
 from jobs.runs import limits as run_limits
 from jobs.runs import queries as run_queries
@@ -70,6 +73,42 @@ class BatchIn(Schema):
         description=POLICY_DESCRIPTION,
         json_schema_extra={"enum": list(DeadlinePolicy.values)},
     )
+    notify_finished: bool | None = Field(
+        None, description="Be told when every job has ended. Empty: your account's default."
+    )
+    notify_failures: Text | None = Field(
+        None,
+        max_length=40,
+        description="Be told when failed jobs reach a number (10), a share of the batch "
+        "(5%), or either (10 or 5%); blank for never. Empty: your account's default.",
+    )
+    notify_budget: bool | None = Field(
+        None, description="Be told when a budget stops its work. Empty: your account's default."
+    )
+    notify_paused: bool | None = Field(
+        None, description="Be told when dispatch is paused. Empty: your account's default."
+    )
+
+    def notify(self, owner) -> RunNotify:
+        """What the batch asks to be told: these fields over the account's defaults."""
+        chosen = RunNotify.defaults_for(owner)
+        changes: dict = {
+            name: value
+            for name, value in (
+                ("finished", self.notify_finished),
+                ("budget", self.notify_budget),
+                ("paused", self.notify_paused),
+            )
+            if value is not None
+        }
+        if self.notify_failures is not None:
+            try:
+                changes["failed_jobs"], changes["failed_percent"] = choices.threshold_parse(
+                    self.notify_failures
+                )
+            except ValueError as error:
+                raise DjangoValidationError({"notify_failures": str(error)}) from None
+        return replace(chosen, **changes)
 
 
 class BatchOut(Schema):
@@ -85,6 +124,10 @@ class BatchOut(Schema):
     replaced_models: int = Field(description="lines whose model flex does not run")
     deadline_at: datetime | None
     deadline_policy: DeadlinePolicy
+    notify_finished: bool
+    notify_failures: str = Field(description="the failure threshold told of; blank: none")
+    notify_budget: bool
+    notify_paused: bool
     created_at: datetime
     finished_at: datetime | None
     jobs: int
@@ -99,6 +142,10 @@ class BatchOut(Schema):
     @staticmethod
     def resolve_owner(run: Run) -> str:
         return run.owner.get_username()
+
+    @staticmethod
+    def resolve_notify_failures(run: Run) -> str:
+        return choices.threshold_text(run.notify_failed_jobs, run.notify_failed_percent)
 
     @staticmethod
     def resolve_file_name(run: Run) -> str:
@@ -213,6 +260,7 @@ def create_run(request: HttpRequest, file: File[UploadedFile], options: Form[Bat
         # Another file of this request was dropped as it streamed in.
         raise RunRejected([(None, refusal)], total=1)
     spec = submitting.JobSpec.from_fields(dict(options))
+    notify = options.notify(request.auth)
     if options.format and options.format not in formats.FORMATS:
         raise DjangoValidationError({"format": f"Choose one of {', '.join(formats.FORMATS)}."})
     # A refused file raises RunRejected, answered as 422 (jobs/api/__init__.py).
@@ -223,6 +271,7 @@ def create_run(request: HttpRequest, file: File[UploadedFile], options: Form[Bat
         spec=spec,
         name=options.name,
         fmt=options.format or None,
+        notify=notify,
     )
     return Status(201, _run_detail(_run_for(request, run.pk)))
 

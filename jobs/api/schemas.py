@@ -7,7 +7,7 @@ beside it when there are many (job_schemas.py, for jobs.py).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -27,8 +27,18 @@ def _storable(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_storable)]
+
+
 # An empty form field is no deadline; a time without a zone is refused by the service.
-Deadline = Annotated[datetime | None, BeforeValidator(lambda value: value or None)]
+def _in_utc(value: datetime | None) -> datetime | None:
+    """The same moment in UTC: an offset ISO 8601 allows but PostgreSQL does
+    not store (beyond ±15:59, e.g. +20:56) must not reach the database."""
+    return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+
+Deadline = Annotated[
+    datetime | None, BeforeValidator(lambda value: value or None), AfterValidator(_in_utc)
+]
 DEADLINE_DESCRIPTION = (
     "ISO 8601 with a time zone, e.g. 2030-06-01T14:00:00+02:00. Work not finished by then "
     "is handled as deadline_policy says."

@@ -11,7 +11,7 @@ from django.db.models import Case, F, Max, Min, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs.engine import control
+from jobs.engine import control, notices
 from jobs.models import ACTIVE_STATES, WAITING_STATES, DeadlinePolicy, Job, State, Tier
 
 logger = logging.getLogger(__name__)
@@ -21,9 +21,12 @@ logger = logging.getLogger(__name__)
 def job_cancel(*, job: Job) -> bool:
     """Cancel a job that is waiting (queued or waiting to retry)."""
     now = timezone.now()
-    changed = Job.objects.filter(pk=job.pk, state__in=WAITING_STATES).update(
-        state=State.CANCELLED, finished_at=now, next_attempt_at=None, updated_at=now
-    )
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, state__in=WAITING_STATES).update(
+            state=State.CANCELLED, finished_at=now, next_attempt_at=None, updated_at=now
+        )
+        if changed and job.run_id is not None:
+            notices.runs_settle(run_ids=[job.run_id])
     job.refresh_from_db()
     return bool(changed)
 
@@ -112,8 +115,13 @@ def jobs_apply_deadlines(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     passed = Job.objects.filter(deadline_at__lte=now, state__in=ACTIVE_STATES)
     to_standard = passed.filter(deadline_policy=DeadlinePolicy.STANDARD, tier_requested=Tier.FLEX)
+    to_cancel = passed.filter(deadline_policy=DeadlinePolicy.CANCEL)
     with transaction.atomic():
-        cancelled = passed.filter(deadline_policy=DeadlinePolicy.CANCEL).update(
+        # Read before the cancel: afterwards those jobs no longer match `passed`.
+        runs_cancelled = set(
+            to_cancel.filter(run__isnull=False).values_list("run_id", flat=True).order_by()
+        )
+        cancelled = to_cancel.update(
             state=State.CANCELLED,
             finished_at=now,
             next_attempt_at=None,
@@ -130,6 +138,8 @@ def jobs_apply_deadlines(*, now: datetime | None = None) -> dict[str, int]:
         )
         if moved_waiting:
             transaction.on_commit(control.wake_dispatcher)
+        if cancelled and runs_cancelled:
+            notices.runs_settle(run_ids=runs_cancelled, now=now)
     if cancelled or moved_waiting or moved_running:
         logger.info(
             "Deadlines: %d cancelled, %d moved to standard (%d of them running)",

@@ -17,7 +17,7 @@ from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs.engine import backoff, capacity, control, routes
+from jobs.engine import backoff, capacity, control, notices, routes
 from jobs.models import (
     WAITING_STATES,
     Attempt,
@@ -161,6 +161,7 @@ def _mark_lost_attempts(job_ids: list[int], now: datetime) -> set[int]:
             updated_at=now,
         )
         logger.error("Gave up on jobs whose workers kept being lost: %s", sorted(given_up))
+        notices.jobs_ended(job_ids=given_up)
     return given_up
 
 

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from jobs.engine import notices
 from jobs.models import DispatchControl, DispatcherSlot, Job, State
 
 logger = logging.getLogger(__name__)
@@ -23,13 +24,23 @@ def dispatch_control() -> DispatchControl:
 
 
 def dispatch_pause(*, reason: str) -> bool:
-    """Stop sending requests; jobs stay where they are until resumed."""
+    """Stop sending requests; jobs stay where they are until resumed. The
+    one call that pauses tells those who asked (notices.note_dispatch_paused)."""
     dispatch_control()
-    return bool(
-        DispatchControl.objects.filter(pk=1, paused=False).update(
-            paused=True, reason=reason, paused_at=timezone.now()
+    now = timezone.now()
+    with transaction.atomic():
+        paused = bool(
+            DispatchControl.objects.filter(pk=1, paused=False).update(
+                paused=True, reason=reason, paused_at=now
+            )
         )
-    )
+        if paused:
+            try:
+                with transaction.atomic():
+                    notices.note_dispatch_paused(reason=reason, paused_at=now)
+            except Exception:
+                logger.exception("Could not note the pause for those who asked to be told")
+    return paused
 
 
 def dispatch_resume() -> bool:

@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import gemini_shape
-from jobs.engine import backoff, capacity, control, pricing
+from jobs.engine import backoff, capacity, control, notices, pricing
 from jobs.engine.claiming import Claim
 from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Attempt, ErrorKind, Job, Outcome, State
@@ -132,17 +132,41 @@ def attempts_record(*, owner: str, outcomes: Sequence[AttemptOutcome]) -> list[s
     _tally_outcomes(outcomes)
     try:
         with transaction.atomic():
-            return [_record(owner, item) for item in outcomes]
+            decisions = [_record(owner, item) for item in outcomes]
+            _note_ended(outcomes, decisions)
+            return decisions
     except Exception:
         logger.exception("Recording %d outcomes together failed; one by one", len(outcomes))
     decisions = []
     for item in outcomes:
         try:
-            decisions.append(_record(owner, item))
+            with transaction.atomic():
+                decision = _record(owner, item)
+                _note_ended([item], [decision])
+            decisions.append(decision)
         except Exception:
             logger.exception("Could not record the outcome of job %s", item.claim.job_id)
             decisions.append("unrecorded")
     return decisions
+
+
+def _note_ended(outcomes: Sequence[AttemptOutcome], decisions: Sequence[str]) -> None:
+    """Settle the runs whose last jobs these were, and note failures past a
+    threshold, in the batch's transaction. Notifications are told, never
+    in the way: should noting fail, the batch is recorded all the same and
+    the minute sweep settles the runs."""
+    ended = [
+        item.claim.job_id
+        for item, decision in zip(outcomes, decisions, strict=True)
+        if decision in ("succeeded", "fail")
+    ]
+    if not ended:
+        return
+    try:
+        with transaction.atomic():
+            notices.jobs_ended(job_ids=ended)
+    except Exception:
+        logger.exception("Noting the end of jobs %s failed; the minute sweep will", ended)
 
 
 def _tally_outcomes(outcomes: Sequence[AttemptOutcome]) -> None:

@@ -115,7 +115,7 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("jobs", "0010_job_line_number")]
+    dependencies = [("jobs", "0012_notifications")]
 
     operations = [
         migrations.CreateModel(

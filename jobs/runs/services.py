@@ -18,14 +18,11 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, Max, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import formats, gemini_shape
-from jobs.engine import actions, control, submitting
+from jobs.engine import actions, control, notices, submitting
 from jobs.models import (
-    ACTIVE_STATES,
     WAITING_STATES,
     Attempt,
     DeadlinePolicy,
@@ -34,6 +31,7 @@ from jobs.models import (
     State,
     Tier,
 )
+from jobs.notices.choices import RunNotify
 from jobs.redaction import redact_api_key
 from jobs.runs import failures
 from jobs.runs.reading import Estimate, LineReader, RunLine, request_features
@@ -137,11 +135,14 @@ def run_create(
     spec: submitting.JobSpec,
     name: str = "",
     fmt: str | None = None,
+    notify: RunNotify | None = None,
 ) -> Run:
     """Create a run and one queued job per line, all or nothing, and wake the
-    dispatcher once committed. Raises ValidationError for bad settings and
-    RunRejected (listing the first bad lines) for a bad file."""
+    dispatcher once committed. `notify` is what its owner asks to be told
+    (their account's defaults when None). Raises ValidationError for bad
+    settings and RunRejected (listing the first bad lines) for a bad file."""
     _spec_checked(spec)
+    notify = notify or RunNotify.defaults_for(owner)
     now = timezone.now()
     max_attempts = spec.max_attempts or settings.FLEX_MAX_ATTEMPTS
     reader = LineReader(stream, filename=filename, spec=_line_defaults(spec), fmt=fmt)
@@ -157,6 +158,7 @@ def run_create(
             deadline_at=spec.deadline_at,
             deadline_policy=spec.deadline_policy,
             created_at=now,
+            **notify.run_fields(),
         )
         insert = _JobInsert(
             run, max_attempts=max_attempts, retry_bad_output=spec.retry_bad_output, now=now
@@ -262,9 +264,13 @@ def run_cancel(*, run: Run) -> int:
     """Cancel every job of the run that is waiting (queued or waiting to
     retry). A running job finishes its attempt, as with a single job."""
     now = timezone.now()
-    return Job.objects.filter(run=run, state__in=WAITING_STATES).update(
-        state=State.CANCELLED, finished_at=now, next_attempt_at=None, updated_at=now
-    )
+    with transaction.atomic():
+        cancelled = Job.objects.filter(run=run, state__in=WAITING_STATES).update(
+            state=State.CANCELLED, finished_at=now, next_attempt_at=None, updated_at=now
+        )
+        if cancelled:
+            notices.runs_settle(run_ids=[run.pk], now=now)
+    return cancelled
 
 
 def run_retry_failed(*, run: Run) -> int:
@@ -347,14 +353,7 @@ def run_settle(*, run: Run) -> bool:
     by the pages that count its jobs; a retry clears it again."""
     if run.finished_at is not None:
         return False
-    now = timezone.now()
-    last_finished = Job.objects.filter(run=OuterRef("pk")).order_by().values("run")
-    last_finished = last_finished.annotate(at=Max("finished_at")).values("at")
-    active = Job.objects.filter(run=OuterRef("pk"), state__in=ACTIVE_STATES)
-    changed = (
-        Run.objects.filter(pk=run.pk, finished_at__isnull=True)
-        .exclude(Exists(active))
-        .update(finished_at=Coalesce(Subquery(last_finished), now))
-    )
+    with transaction.atomic():
+        changed = notices.runs_settle(run_ids=[run.pk])
     run.refresh_from_db(fields=["finished_at"])
     return bool(changed)

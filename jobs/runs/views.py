@@ -30,6 +30,7 @@ from jobs.runs.forms import RunDeadlineForm, RunJobFilterForm, RunUploadForm
 from jobs.runs.reading import RunRejected
 from jobs.web import queries
 from jobs.web.forms import StandardMoveQuote
+from jobs.web.notifications import RunNotifyForm
 from jobs.web.pages import CHANGED, job_page
 
 RUNS_PER_PAGE = 25
@@ -116,10 +117,10 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows what the file holds and costs; POST creates the run with
     the deadline confirmed (or changed) here, where its cost is shown."""
     staged = _staged(request, token)
-    deadline = RunDeadlineForm.for_staged(
-        staged.spec, request.POST if request.method == "POST" else None
-    )
-    if request.method == "POST" and deadline.is_valid():
+    posted = request.POST if request.method == "POST" else None
+    deadline = RunDeadlineForm.for_staged(staged.spec, posted)
+    notify = RunNotifyForm.for_user(request.user, posted)
+    if posted is not None and all([deadline.is_valid(), notify.is_valid()]):
         try:
             with staged.path.open("rb") as stream:
                 run = runs.run_create(
@@ -129,12 +130,13 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
                     spec=replace(staged.spec, **deadline.deadline()),
                     name=staged.name,
                     fmt=staged.preview.format,
+                    notify=notify.notify(),
                 )
         except ValidationError as error:
             if any(field in deadline.fields for field in getattr(error, "error_dict", {})):
                 # A deadline that passed meanwhile, or a policy without one: choose again.
                 deadline.add_service_errors(error)
-                return _preview_page(request, staged, deadline)
+                return _preview_page(request, staged, deadline, notify)
             # Only when the settings or limits changed since the preview.
             return _not_created(request, token, " ".join(error.messages))
         except RunRejected as error:
@@ -145,17 +147,20 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
             request, f"Run “{run.name}” created: {count:,} jobs queued.", extra_tags=CHANGED
         )
         return redirect("jobs:run_detail", run_id=run.pk)
-    return _preview_page(request, staged, deadline)
+    return _preview_page(request, staged, deadline, notify)
 
 
 def _preview_page(
-    request: HttpRequest, staged: run_uploads.StagedUpload, deadline: RunDeadlineForm
+    request: HttpRequest,
+    staged: run_uploads.StagedUpload,
+    deadline: RunDeadlineForm,
+    notify: RunNotifyForm,
 ) -> HttpResponse:
     estimate = staged.preview.estimate
     quote = StandardMoveQuote(
         extra_usd=estimate.standard_usd - estimate.flex_usd, tier=staged.spec.tier, run=True
     )
-    context = {"staged": staged, "form": deadline, "quote": quote}
+    context = {"staged": staged, "form": deadline, "quote": quote, "notify_form": notify}
     return render(request, "runs/run_preview.html", context)
 
 

@@ -1,4 +1,5 @@
-"""The account page: a person's API tokens, made and revoked here."""
+"""The account page: a person's API tokens, made and revoked here, and their
+notifications (jobs/web/notification_views.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from jobs.engine import tokens
 from jobs.models import ApiToken
+from jobs.web import notifications
 
 
 class ApiTokenForm(forms.Form):
@@ -21,13 +23,18 @@ class ApiTokenForm(forms.Form):
 
 
 def _account_page(
-    request: HttpRequest, form: ApiTokenForm, new_token: str = "", new_token_name: str = ""
+    request: HttpRequest,
+    form: ApiTokenForm,
+    new_token: str = "",
+    new_token_name: str = "",
+    notices: dict | None = None,
 ) -> HttpResponse:
     context = {
         "form": form,
         "tokens": ApiToken.objects.filter(user=request.user),
         "new_token": new_token,
         "new_token_name": new_token_name,
+        **(notices or notifications.section(request.user)),
     }
     return render(request, "account/index.html", context)
 

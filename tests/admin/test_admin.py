@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from jobs.engine import control
-from jobs.models import Attempt, Job, Outcome, State
+from jobs.models import Attempt, Delivery, Job, Notice, NoticeSettings, Outcome, State
 from tests.support import make_run, submit
 
 pytestmark = pytest.mark.django_db
@@ -118,3 +118,28 @@ def test_the_retry_actions_say_how_many_attempts_they_grant(operator, job, run):
         "/admin/jobs/run/", {"action": "retry_failed", "_selected_action": [run.pk]}, follow=True
     ).content.decode()
     assert "1 failed jobs will run again, with 2 more attempts each; failures a retry" in page
+
+
+def test_notices_are_listed_with_their_deliveries_and_no_secret(operator, admin_user):
+    NoticeSettings.objects.create(
+        user=admin_user, webhook_url="https://e.org/h", webhook_secret="whsec_never_shown"
+    )
+    notice = Notice.objects.create(user=admin_user, kind="test", key="k", subject="A test")
+    Delivery.objects.create(
+        notice=notice,
+        user=admin_user,
+        channel="webhook",
+        attempt=1,
+        target="https://e.org/h",
+        http_status=502,
+        outcome="will_retry",
+        error="The receiver answered HTTP 502",
+    )
+    assert "A test" in operator.get("/admin/jobs/notice/").content.decode()
+    page = operator.get(f"/admin/jobs/notice/{notice.pk}/change/").content.decode()
+    assert "The receiver answered HTTP 502" in page
+    assert "https://e.org/h" in operator.get("/admin/jobs/noticesettings/").content.decode()
+    prefs = NoticeSettings.objects.get()
+    change = operator.get(f"/admin/jobs/noticesettings/{prefs.pk}/change/").content.decode()
+    assert "https://e.org/h" in change
+    assert "whsec_never_shown" not in change

@@ -160,3 +160,10 @@ def test_a_token_is_needed(ada):
     run = make_run(ada)
     assert Client().get(f"/api/batches/{run.pk}/results").status_code == 401
     assert Client().post("/api/batches", {}).status_code == 401
+
+
+def test_a_deadline_with_an_unusual_offset_is_kept_as_the_same_moment(as_ada):
+    """ISO 8601 allows offsets PostgreSQL cannot store (+20:56): kept in UTC."""
+    response = post_file(as_ada, "p.txt", b"one\n", deadline_at="2999-07-15T13:13:48+20:56")
+    assert response.status_code == 201, response.content
+    assert Run.objects.get().deadline_at.isoformat() == "2999-07-14T16:17:48+00:00"

@@ -1,0 +1,1 @@
+"""Tests of notifications: what the engine notes, and how it is delivered."""
