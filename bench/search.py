@@ -8,8 +8,11 @@ inserted: FTS5 triggers on SQLite, a generated tsvector column and its GIN
 index on PostgreSQL), then bench/_search_pages.py times, through Django's test
 Client for a researcher and for staff, the jobs list with a one-word, a
 two-word, a prefix and a common-word search, its htmx fragment, and
-GET /api/jobs?q= with a bearer token; the same pages without a search are
-timed as a reference (the scale issue's, reported, not judged). For a search
+GET /api/jobs?q= with a bearer token, in turns: every page at 1,000, then
+every page at 1,000,000, REPEAT times (each turn a fresh process, one
+warm-up and one timed request per page), the median of the turns being the
+figure, so whatever else the machine does weighs on both sizes alike. The
+same pages without a search are timed as a reference (the scale issue's, reported, not judged). For a search
 page over budget the statements it ran and their plans are in the report.
 
     python bench/search.py                          # 1k and 1M jobs, SQLite and PostgreSQL
@@ -29,7 +32,9 @@ bench/_search_pages.py's, the table and files bench/_search_report.py's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -51,49 +56,78 @@ DATABASE_NAME = "flexdash_bench_search"
 LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
-def _one_size(
-    args: argparse.Namespace, workdir: Path, env_values: dict, database: str, jobs: int
+def _build(args: argparse.Namespace, sdir: Path, env: dict, database: str, jobs: int) -> dict:
+    print(f"[{database} {jobs:,}] migrate, insert, index ...", flush=True)
+    build = common.django_call(
+        "bench._search_data:build",
+        env,
+        sdir / "build.log",
+        timeout=max(600.0, jobs / 500) * 4,
+        jobs=jobs,
+        seed=args.seed,
+    )
+    s = build["seconds"]
+    print(
+        f"[{database} {jobs:,}] built in {s['total']:.1f} s (jobs + index "
+        f"{s['insert_jobs_and_index']:.1f} s, attempts {s['insert_attempts']:.1f} s, "
+        f"VACUUM ANALYZE {s['vacuum_analyze']:.1f} s); matches {build['matches_all']}",
+        flush=True,
+    )
+    return build
+
+
+def _measure(sdir: Path, env: dict, round_: int | str, **kwargs: Any) -> dict:
+    return common.django_call(
+        "bench._search_pages:measure", env, sdir / f"measure-{round_}.log", timeout=1200, **kwargs
+    )
+
+
+def _both_sizes(
+    args: argparse.Namespace, workdir: Path, env_values: dict, database: str
 ) -> dict[str, Any]:
-    sdir = workdir / f"{database}-{jobs}"
-    sdir.mkdir()
+    """Both databases built first, then timed in turns (small, large, small, ...):
+    whatever else the machine does meanwhile weighs on both sizes alike."""
     url = args.postgres_url if database == "postgres" else None
-    timeout = max(600.0, jobs / 500)
-    with _databases.fresh_database(sdir, url, name=DATABASE_NAME) as db:
-        env = common.clean_env(DATABASE_URL=db.url, **env_values)
-        print(f"[{database} {jobs:,}] migrate, insert, index ...", flush=True)
-        build = common.django_call(
-            "bench._search_data:build",
-            env,
-            sdir / "build.log",
-            timeout=timeout * 4,
-            jobs=jobs,
-            seed=args.seed,
-        )
-        s = build["seconds"]
-        print(
-            f"[{database} {jobs:,}] built in {s['total']:.1f} s (jobs + index "
-            f"{s['insert_jobs_and_index']:.1f} s, attempts {s['insert_attempts']:.1f} s, "
-            f"VACUUM ANALYZE {s['vacuum_analyze']:.1f} s); matches {build['matches_all']}",
-            flush=True,
-        )
+    sizes = {"small": args.jobs_small, "large": args.jobs_large}
+    with contextlib.ExitStack() as stack:
+        envs, dirs, builds = {}, {}, {}
+        for which, jobs in sizes.items():
+            dirs[which] = workdir / f"{database}-{jobs}"
+            dirs[which].mkdir()
+            name = f"{DATABASE_NAME}_{which}"
+            db = stack.enter_context(_databases.fresh_database(dirs[which], url, name=name))
+            envs[which] = common.clean_env(DATABASE_URL=db.url, **env_values)
+            builds[which] = _build(args, dirs[which], envs[which], database, jobs)
+            server = db.scalar("SHOW server_version") if db.engine == "postgresql" else None
         started = time.perf_counter()
-        measured = common.django_call(
-            "bench._search_pages:measure",
-            env,
-            sdir / "measure.log",
-            timeout=timeout,
-            seed=args.seed,
-            repeat=args.repeat,
-            explain=True,
-        )
+        rounds: dict[str, list[dict]] = {"small": [], "large": []}
+        for round_ in range(args.repeat):
+            for which in sizes:
+                rounds[which].append(
+                    _measure(
+                        dirs[which], envs[which], round_, seed=args.seed, repeat=1, explain=False
+                    )
+                )
+        measured = {}
+        for which in sizes:
+            # The statements and their plans, once, after the timed turns.
+            last = _measure(
+                dirs[which], envs[which], "plans", seed=args.seed, repeat=1, explain=True
+            )
+            for n, page in enumerate(last["pages"]):
+                times = [r["pages"][n]["ms"] for r in rounds[which]]
+                page["ms"] = round(statistics.median(times), 2)
+                page["ms_all"] = times
+                page["status"] = sorted({s for r in rounds[which] for s in r["pages"][n]["status"]})
+            if server:
+                last["server"] = server
+            measured[which] = {"build": builds[which], **last}
         print(
-            f"[{database} {jobs:,}] {len(measured['pages'])} pages timed in "
-            f"{time.perf_counter() - started:.0f} s",
+            f"[{database}] {args.repeat} turns of {len(last['pages'])} pages at each size "
+            f"in {time.perf_counter() - started:.0f} s",
             flush=True,
         )
-        if db.engine == "postgresql":
-            measured["server"] = db.scalar("SHOW server_version")
-    return {"build": build, **measured}
+    return measured
 
 
 def report(
@@ -134,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs-large", type=int, default=1_000_000)
     parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
     parser.add_argument("--postgres-url", default=POSTGRES_URL, help="the server (trust auth)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed requests per page (median)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="turns timing every page at each size (median)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--results", default=str(RESULTS), help="directory for the result files")
     parser.add_argument(
@@ -170,9 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 ["collectstatic", "--no-input", "-v", "0"], base_env, workdir / "setup.log"
             )
             for database in args.databases:
-                sizes = {}
-                for which, jobs in (("small", args.jobs_small), ("large", args.jobs_large)):
-                    sizes[which] = _one_size(args, workdir, env_values, database, jobs)
+                sizes = _both_sizes(args, workdir, env_values, database)
                 entry = {
                     "database": database,
                     "jobs_small": args.jobs_small,
