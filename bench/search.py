@@ -12,8 +12,9 @@ GET /api/jobs?q= with a bearer token, in turns: every page at 1,000, then
 every page at 1,000,000, REPEAT times (each turn a fresh process, one
 warm-up and one timed request per page), the median of the turns being the
 figure, so whatever else the machine does weighs on both sizes alike. The
-same pages without a search are timed as a reference (the scale issue's, reported, not judged). For a search
-page over budget the statements it ran and their plans are in the report.
+same pages without a search are timed as a reference (the scale issue's,
+reported, not judged). For a search page over budget the statements it ran
+and their plans are in the report.
 
     python bench/search.py                          # 1k and 1M jobs, SQLite and PostgreSQL
     python bench/search.py --jobs-large 20000       # smoke run: ~1 minute
