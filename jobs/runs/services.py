@@ -13,6 +13,7 @@ rolled back whole.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import BinaryIO
 
 from django.conf import settings
@@ -23,7 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import formats, gemini_shape
-from jobs.engine import actions, control, submitting
+from jobs.engine import actions, budgets, control, submitting
 from jobs.models import (
     ACTIVE_STATES,
     WAITING_STATES,
@@ -137,11 +138,15 @@ def run_create(
     spec: submitting.JobSpec,
     name: str = "",
     fmt: str | None = None,
+    budget_usd: Decimal | None = None,
 ) -> Run:
     """Create a run and one queued job per line, all or nothing, and wake the
-    dispatcher once committed. Raises ValidationError for bad settings and
-    RunRejected (listing the first bad lines) for a bad file."""
+    dispatcher once committed; `budget_usd` is the most it may cost. Raises
+    ValidationError for bad settings and RunRejected (listing the first bad
+    lines) for a bad file."""
     _spec_checked(spec)
+    if budget_usd is not None and (problem := budgets.budget_error(budget_usd)):
+        raise ValidationError({"budget_usd": problem})
     now = timezone.now()
     max_attempts = spec.max_attempts or settings.FLEX_MAX_ATTEMPTS
     reader = LineReader(stream, filename=filename, spec=_line_defaults(spec), fmt=fmt)
@@ -156,8 +161,11 @@ def run_create(
             fallback_standard=spec.fallback_standard,
             deadline_at=spec.deadline_at,
             deadline_policy=spec.deadline_policy,
+            budget_usd=budget_usd,
             created_at=now,
         )
+        if budget_usd is not None:
+            budgets.run_budget_open(run=run)
         insert = _JobInsert(
             run, max_attempts=max_attempts, retry_bad_output=spec.retry_bad_output, now=now
         )
@@ -203,6 +211,9 @@ class _JobInsert:
         "max_output_tokens",
         "request",
         "media_tokens",
+        "reserve_input_tokens",
+        "reserve_output_tokens",
+        "reserve_model_caps",
     )
 
     def __init__(self, run: Run, *, max_attempts: int, retry_bad_output: bool, now) -> None:
@@ -330,6 +341,8 @@ def run_delete(*, run: Run) -> int:
             # Hold the jobs, so no dispatcher opens an attempt on one meanwhile
             # (on SQLite the transaction's write lock already does).
             list(jobs.select_for_update().values_list("pk", flat=True))
+        # Tries still in flight give their reservations back to the month's budgets.
+        budgets.attempts_release_held(Attempt.objects.filter(job__run=run))
         Attempt.objects.filter(job__run=run).delete()
         # One DELETE: the ORM's cascade would first load every job (50,000
         # took 6 s and 40 MB), only to find their attempts already gone.
