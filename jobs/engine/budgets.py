@@ -125,6 +125,8 @@ def _ensure_rows(keys: Iterable[str]) -> None:
     rows = []
     for key in keys:
         scope, *rest = key.split(":")
+        if scope == BudgetScope.RUN:
+            continue
         month = date.fromisoformat(f"{rest[-1]}-01")
         if scope == BudgetScope.ACCOUNT:
             rows.append(BudgetUse(key=key, scope=scope, month=month))
