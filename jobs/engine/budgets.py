@@ -240,6 +240,8 @@ class ClaimBudgets:
     terms: dict[str, ModelTerms] = field(default_factory=dict)
     admitted: dict[int, _Admitted] = field(default_factory=dict)
     absent: set[str] = field(default_factory=set)  # runs without a budget
+    # A reclaimed job's lost try: its reservation, released when it is taken again.
+    credit: dict[int, Decimal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.month = month_of(self.now)
@@ -303,6 +305,11 @@ class ClaimBudgets:
                 uses = uses.select_for_update()
             self._load(uses)
             self.absent |= missing - set(self.rows)
+        reclaimed = [job["id"] for job in candidates if job["state"] == State.RUNNING]
+        if reclaimed:
+            lost = Attempt.objects.filter(job_id__in=reclaimed, outcome=Outcome.IN_FLIGHT)
+            for job_id, reserved in lost.values_list("job_id", "reserved_usd"):
+                self.credit[job_id] = self.credit.get(job_id, ZERO) + (reserved or ZERO)
         new_models = {job["model"] for job in candidates} - set(self.terms)
         if new_models:
             self.terms.update(model_terms(new_models))
@@ -321,7 +328,7 @@ class ClaimBudgets:
     def fits(self, job: dict) -> bool:
         """Whether the candidate's worst case fits every budget covering it;
         a budget that refuses it remembers the smallest worst case it refused."""
-        amount = self.worst_case(job)
+        amount = self.worst_case(job) - self.credit.get(job["id"], ZERO)
         refusing = [row for row in self._covering(job) if not row.budget.fits(amount)]
         for row in refusing:
             row.refused = amount if row.refused is None else min(row.refused, amount)
@@ -329,7 +336,7 @@ class ClaimBudgets:
         return not refusing
 
     def take(self, job: dict) -> None:
-        amount = self.worst_case(job)
+        amount = self.worst_case(job) - self.credit.get(job["id"], ZERO)
         rows = self._covering(job)
         for row in rows:
             row.taken += amount
@@ -604,6 +611,29 @@ def _standings(uses: Iterable[BudgetUse], now: datetime) -> list[Standing]:
             )
         )
     return standings
+
+
+def held_back(*, now: datetime | None = None) -> tuple[bool, set[int], set[int]]:
+    """(the account's budget, owners, runs) holding their work back now, read
+    without locks: the dispatcher does not stay up for work only a person can
+    let go on (a raised limit wakes it; the minute Schedule sees a new month)."""
+    now = now or timezone.now()
+    uses = list(
+        BudgetUse.objects.filter(refused_usd__isnull=False)
+        .filter(Q(month=month_of(now)) | Q(scope=BudgetScope.RUN))
+        .select_related("run", "user")
+    )
+    account, owners, runs = False, set(), set()
+    for use, standing in zip(uses, _standings(uses, now), strict=True):
+        if not standing.holding:
+            continue
+        if use.scope == BudgetScope.ACCOUNT:
+            account = True
+        elif use.scope == BudgetScope.USER:
+            owners.add(use.user_id)
+        else:
+            runs.add(use.run_id)
+    return account, owners, runs
 
 
 def holds_for_job(job: Job, *, now: datetime | None = None) -> list[Standing]:

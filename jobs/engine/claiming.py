@@ -79,14 +79,24 @@ def jobs_claim(*, owner: str, limit: int, lease_seconds: int) -> list[Claim]:
         blocked = plan.blocked_models()
         # The money budgets, locked the same way (after the model rows).
         money = budgets.ClaimBudgets(now)
-        for due in _due_filters(now):
+        for reclaiming, due in zip((True, False), _due_filters(now), strict=True):
             # Each pass leaves out the owners and runs whose budget refused
             # work in the one before, so their jobs never hold up the others'.
             for _ in range(BUDGET_PASSES):
                 room = limit - len(claimed)
                 if room <= 0:
                     break
-                taken = _claim_due(due, room, blocked, plan, money, owner, lease_seconds, now)
+                taken = _claim_due(
+                    due,
+                    room,
+                    blocked,
+                    plan,
+                    money,
+                    owner,
+                    lease_seconds,
+                    now,
+                    reclaiming=reclaiming,
+                )
                 if taken is None:
                     break
                 claimed += taken[0]
@@ -119,18 +129,22 @@ def _claim_due(
     owner: str,
     lease_seconds: int,
     now: datetime,
+    *,
+    reclaiming: bool,
 ) -> tuple[list[int], list[int], bool] | None:
     """One query of due candidates: (claimed ids, reclaimed ids, whether a
     budget refused any), or None when none were due (or the account's budget
-    holds everything back)."""
-    if money.account_holds_back():
-        return None
-    left_out_owners, left_out_runs = money.left_out()
+    holds everything back). Lapsed leases (`reclaiming`) are looked at
+    whatever their budgets: taking one again releases its try's reservation."""
     candidates = Job.objects.filter(due).exclude(model__in=blocked)
-    if left_out_owners:
-        candidates = candidates.exclude(owner_id__in=left_out_owners)
-    if left_out_runs:
-        candidates = candidates.exclude(run_id__in=left_out_runs)
+    if not reclaiming:
+        if money.account_holds_back():
+            return None
+        left_out_owners, left_out_runs = money.left_out()
+        if left_out_owners:
+            candidates = candidates.exclude(owner_id__in=left_out_owners)
+        if left_out_runs:
+            candidates = candidates.exclude(run_id__in=left_out_runs)
     candidates = candidates.order_by("next_attempt_at", "id")
     if connection.features.has_select_for_update_skip_locked:
         candidates = candidates.select_for_update(skip_locked=True)
@@ -291,6 +305,16 @@ def seconds_until_next_due() -> float | None:
     # minute Schedule looks again, so no dispatcher stays up for it.
     jobs = Job.objects.exclude(model__in=capacity.day_capped_models(now))
     waiting = jobs.filter(state__in=WAITING_STATES)
+    # Nor for waiting work a budget holds back: a raised limit wakes a
+    # dispatcher. A lapsed lease is taken again whatever the budgets say:
+    # its try's reservation is released then.
+    account, owners, runs = budgets.held_back(now=now)
+    if account:
+        waiting = waiting.none()
+    if owners:
+        waiting = waiting.exclude(owner_id__in=owners)
+    if runs:
+        waiting = waiting.exclude(run_id__in=runs)
     soonest = waiting.aggregate(at=Min("next_attempt_at"))["at"]
     lease = jobs.filter(state=State.RUNNING).aggregate(at=Min("lease_expires_at"))["at"]
     # A deadline that moves waiting flex work to standard makes it due then.

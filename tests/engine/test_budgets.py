@@ -359,3 +359,17 @@ def test_a_model_price_row_sets_the_output_cap_reserved(ada):
     (job,) = submit(ada, "capped by the table")
     (claimed,) = claim()
     assert claimed.reserved_usd == expected(len(job.input_text.encode()), 1000)
+
+
+def test_a_lapsed_lease_is_taken_again_on_a_full_budget_its_lost_try_releasing(ada):
+    (job,) = submit(ada, "worker lost", max_output_tokens=2000)
+    (first,) = claim()
+    budgets.user_limit_set(user=ada, limit=first.reserved_usd + Decimal("0.001"))
+    submit(ada, "does not fit beside it", max_output_tokens=2000)
+    assert claim() == []
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    (again,) = claim(owner="d2")
+    assert again.job_id == job.pk
+    assert use(budgets.user_key(ada.pk, month())).reserved_usd == again.reserved_usd
+    assert_no_drift()
+    assert claiming.seconds_until_next_due() is not None  # the running job's lease
