@@ -302,7 +302,7 @@ class ClaimBudgets:
             _ensure_rows(missing)
             uses = BudgetUse.objects.filter(key__in=sorted(missing)).order_by("key")
             if connection.features.has_select_for_update:
-                uses = uses.select_for_update()
+                uses = uses.select_for_update(of=("self",))
             self._load(uses)
             self.absent |= missing - set(self.rows)
         reclaimed = [job["id"] for job in candidates if job["state"] == State.RUNNING]
