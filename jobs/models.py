@@ -8,6 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -16,6 +17,9 @@ from jobs.catalog import DEFAULT_MODEL
 from jobs.fields import JSONTextField
 from jobs.formats import FORMAT_LABELS
 from jobs.redaction import redact_api_key
+
+# A budget someone sets: at least a cent, at most a million dollars.
+BUDGET_VALIDATORS = [MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("1000000"))]
 
 
 class Tier(models.TextChoices):
@@ -477,6 +481,7 @@ class Run(models.Model):
         decimal_places=2,
         null=True,
         blank=True,
+        validators=BUDGET_VALIDATORS,
         help_text="The most the run may cost, retries and fallbacks included; empty: no limit.",
     )
     # The estimate shown before the run was created (jobs/runs/services.py, Estimate).
@@ -515,6 +520,7 @@ class AccountBudget(models.Model):
         decimal_places=2,
         null=True,
         blank=True,
+        validators=BUDGET_VALIDATORS,
         help_text="What all work together may cost per calendar month (UTC); empty: no limit.",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -540,6 +546,7 @@ class UserBudget(models.Model):
         decimal_places=2,
         null=True,
         blank=True,
+        validators=BUDGET_VALIDATORS,
         help_text="What this person's work may cost per calendar month (UTC); empty: no limit.",
     )
     updated_at = models.DateTimeField(auto_now=True)

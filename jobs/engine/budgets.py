@@ -671,29 +671,55 @@ def holds_for_owner(owner_id: int | None, *, now: datetime | None = None) -> lis
 
 
 def standings_of(user, *, now: datetime | None = None) -> list[Standing]:
-    """The account page: this person's monthly budget and the account's, this month."""
+    """The account page: this person's monthly budget, then the account's, this month."""
     now = now or timezone.now()
     month = month_of(now)
-    found = {
-        use.key: use
-        for use in BudgetUse.objects.filter(
-            key__in=[account_key(month), user_key(user.pk, month)]
-        ).select_related("user")
-    }
+    keys = [(account_key(month), BudgetScope.ACCOUNT, None)]
+    if user is not None:
+        keys.insert(0, (user_key(user.pk, month), BudgetScope.USER, user))
+    found = BudgetUse.objects.filter(key__in=[key for key, _, _ in keys]).select_related("user")
+    found = {use.key: use for use in found}
     uses = [
         found.get(key) or BudgetUse(key=key, scope=scope, user=owner, month=month)
-        for key, scope, owner in (
-            (user_key(user.pk, month), BudgetScope.USER, user),
-            (account_key(month), BudgetScope.ACCOUNT, None),
-        )
+        for key, scope, owner in keys
     ]
     return _standings(uses, now)
 
 
-def fits_left(*, owner, cost: Decimal, now: datetime | None = None) -> list[Standing]:
-    """The budgets a new run costing `cost` would not fit in (its own aside)."""
-    standings = standings_of(owner, now=now)
-    return [s for s in standings if s.left is not None and cost > s.left]
+def run_standing(run: Run, *, now: datetime | None = None) -> Standing | None:
+    """A run's own budget as its page shows it (None: it has none)."""
+    if run.budget_usd is None:
+        return None
+    use = BudgetUse.objects.filter(key=run_key(run.pk)).first()
+    use = use or BudgetUse(key=run_key(run.pk), scope=BudgetScope.RUN, run=run)
+    use.run = run
+    return _standings([use], now or timezone.now())[0]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Whether an estimated cost fits one budget's room left."""
+
+    subject: str
+    left: Decimal
+    fits: bool
+
+
+def run_fit(*, owner, cost: Decimal, budget_usd: Decimal | None) -> list[Fit]:
+    """The upload preview: does a new run's estimated cost fit its own budget,
+    what is left of its owner's monthly budget and of the account's?"""
+    fits = []
+    if budget_usd is not None:
+        fits.append(Fit("the run's budget", budget_usd, cost <= budget_usd))
+    for standing in standings_of(owner):
+        if standing.left is not None:
+            subject = (
+                "your monthly budget"
+                if standing.subject != "account budget"
+                else ("the account's monthly budget")
+            )
+            fits.append(Fit(f"what is left of {subject}", standing.left, cost <= standing.left))
+    return fits
 
 
 def open_reservations() -> dict[str, Decimal]:

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from jobs.engine import tokens
+from jobs.engine import budgets, tokens
 from jobs.models import ApiToken
 
 
@@ -23,7 +23,10 @@ class ApiTokenForm(forms.Form):
 def _account_page(
     request: HttpRequest, form: ApiTokenForm, new_token: str = "", new_token_name: str = ""
 ) -> HttpResponse:
+    standings = budgets.standings_of(request.user)
     context = {
+        "budgets": standings,
+        "holding": [standing for standing in standings if standing.holding],
         "form": form,
         "tokens": ApiToken.objects.filter(user=request.user),
         "new_token": new_token,
