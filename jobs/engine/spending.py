@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 from jobs import gemini_shape
 from jobs.catalog import LONG_PROMPT_THRESHOLD_TOKENS
@@ -139,10 +139,11 @@ class Budget:
 
 
 def dollars(amount: Decimal) -> str:
-    """USD for people: cents, and more places only below a cent ($0.0042)."""
-    if amount and abs(amount) < Decimal("0.01"):
-        return f"${amount.quantize(Decimal('0.0001'), rounding=ROUND_CEILING)}"
-    return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_CEILING):,}"
+    """USD for people: cents, and below a dollar up to four places ($0.0125)."""
+    places = Decimal("0.01") if abs(amount) >= 1 else Decimal("0.0001")
+    text = f"{amount.quantize(places, rounding=ROUND_HALF_UP):,}"
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def reached_words(subject: str, budget: Budget) -> str:

@@ -332,7 +332,9 @@ def test_a_budget_fits_until_the_limit_and_says_so_in_words():
         "budget for run “nightly” reached: $12.48 of $12.50 spent or reserved"
     )
     assert spending.Budget(None, Decimal(5), Decimal(5)).fits(Decimal(10**6))
-    assert spending.dollars(Decimal("0.00123")) == "$0.0013"
+    assert spending.dollars(Decimal("0.00123")) == "$0.0012"
+    assert spending.dollars(Decimal("0.5")) == "$0.50"
+    assert spending.dollars(Decimal("1234.567")) == "$1,234.57"
 
 
 @pytest.mark.parametrize(
