@@ -596,15 +596,15 @@ def _standings(uses: Iterable[BudgetUse], now: datetime) -> list[Standing]:
             limit, resumes = limits.get(use.user_id), turn
         else:
             limit, resumes = use.run.budget_usd, "; it goes on when the run's budget is raised"
-        budget = spending.Budget(limit, use.spent_usd, use.reserved_usd)
+        budget = spending.Budget(limit, Decimal(use.spent_usd), Decimal(use.reserved_usd))
         refused = use.refused_usd
         holding = refused is not None and not budget.fits(refused)
         standings.append(
             Standing(
                 subject=subject_of(use),
                 limit=limit,
-                spent=use.spent_usd,
-                reserved=use.reserved_usd,
+                spent=Decimal(use.spent_usd),
+                reserved=Decimal(use.reserved_usd),
                 holding=holding,
                 stopped_since=use.blocked_since,
                 resumes=resumes,

@@ -140,6 +140,7 @@ class Budget:
 
 def dollars(amount: Decimal) -> str:
     """USD for people: cents, and below a dollar up to four places ($0.0125)."""
+    amount = Decimal(amount)
     places = Decimal("0.01") if abs(amount) >= 1 else Decimal("0.0001")
     text = f"{amount.quantize(places, rounding=ROUND_HALF_UP):,}"
     whole, _, fraction = text.partition(".")
