@@ -30,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from jobs.catalog import PUBLISHED_OUTPUT_LIMITS
@@ -184,6 +184,13 @@ def reservation(terms: ModelTerms, reserve: spending.Reserve, tier: str) -> Deci
     )
 
 
+def _run_with_waiting_work() -> Q:
+    """A run's budget row whose run still has work waiting: the refusals of
+    finished runs are no one's business (and would pile up)."""
+    waiting = Job.objects.filter(run_id=OuterRef("run_id"), state__in=WAITING_STATES)
+    return Q(scope=BudgetScope.RUN) & Q(Exists(waiting))
+
+
 # --- Claiming ---------------------------------------------------------------------------
 # The job columns a claim reads to reserve for a candidate, after id, state, model, chars.
 CANDIDATE_FIELDS = (
@@ -250,7 +257,7 @@ class ClaimBudgets:
         _ensure_rows([key])
         # The rows that refused work, to leave their work out of the candidates.
         held = BudgetUse.objects.filter(refused_usd__isnull=False).filter(
-            Q(month=self.month) | Q(scope=BudgetScope.RUN)
+            Q(month=self.month) | _run_with_waiting_work()
         )
         self._load(BudgetUse.objects.filter(Q(key=key) | Q(pk__in=held.values("pk"))), account)
 
@@ -620,7 +627,7 @@ def held_back(*, now: datetime | None = None) -> tuple[bool, set[int], set[int]]
     now = now or timezone.now()
     uses = list(
         BudgetUse.objects.filter(refused_usd__isnull=False)
-        .filter(Q(month=month_of(now)) | Q(scope=BudgetScope.RUN))
+        .filter(Q(month=month_of(now)) | _run_with_waiting_work())
         .select_related("run", "user")
     )
     account, owners, runs = False, set(), set()
@@ -660,7 +667,7 @@ def holds_for_owner(owner_id: int | None, *, now: datetime | None = None) -> lis
     now = now or timezone.now()
     month = month_of(now)
     uses = BudgetUse.objects.filter(refused_usd__isnull=False).filter(
-        Q(month=month) | Q(scope=BudgetScope.RUN)
+        Q(month=month) | _run_with_waiting_work()
     )
     if owner_id is not None:
         uses = uses.filter(
