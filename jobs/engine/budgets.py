@@ -254,12 +254,14 @@ class ClaimBudgets:
         self.month = month_of(self.now)
         account = hold()
         key = account_key(self.month)
-        _ensure_rows([key])
         # The rows that refused work, to leave their work out of the candidates.
         held = BudgetUse.objects.filter(refused_usd__isnull=False).filter(
             Q(month=self.month) | _run_with_waiting_work()
         )
         self._load(BudgetUse.objects.filter(Q(key=key) | Q(pk__in=held.values("pk"))), account)
+        if key not in self.rows:  # the month's first claim
+            _ensure_rows([key])
+            self._load(BudgetUse.objects.filter(key=key), account)
 
     def _load(self, uses, account: AccountBudget | None = None) -> None:
         uses = list(uses.select_related("run").exclude(key__in=list(self.rows)))
@@ -306,11 +308,10 @@ class ClaimBudgets:
             )
         missing = keys - set(self.rows) - self.absent
         if missing:
-            _ensure_rows(missing)
-            uses = BudgetUse.objects.filter(key__in=sorted(missing)).order_by("key")
-            if connection.features.has_select_for_update:
-                uses = uses.select_for_update(of=("self",))
-            self._load(uses)
+            self._load(self._locked(missing))
+            if new := missing - set(self.rows):
+                _ensure_rows(new)  # only month rows are made; a run without a budget has none
+                self._load(self._locked(new))
             self.absent |= missing - set(self.rows)
         reclaimed = [job["id"] for job in candidates if job["state"] == State.RUNNING]
         if reclaimed:
@@ -320,6 +321,13 @@ class ClaimBudgets:
         new_models = {job["model"] for job in candidates} - set(self.terms)
         if new_models:
             self.terms.update(model_terms(new_models))
+
+    @staticmethod
+    def _locked(keys: set[str]):
+        uses = BudgetUse.objects.filter(key__in=sorted(keys)).order_by("key")
+        if connection.features.has_select_for_update:
+            uses = uses.select_for_update(of=("self",))
+        return uses
 
     def worst_case(self, job: dict) -> Decimal:
         """The most this candidate's try may cost, at the tier its next try
