@@ -375,3 +375,13 @@ def test_a_lapsed_lease_is_taken_again_on_a_full_budget_its_lost_try_releasing(a
     assert use(budgets.user_key(ada.pk, month())).reserved_usd == again.reserved_usd
     assert_no_drift()
     assert claiming.seconds_until_next_due() is not None  # the running job's lease
+
+
+def test_no_dispatcher_stays_up_for_work_only_a_raised_limit_lets_go_on(ada, bob):
+    budgets.user_limit_set(user=ada, limit=Decimal("0.01"))
+    submit(ada, "too big", max_output_tokens=100_000)
+    assert claim() == []
+    assert claiming.seconds_until_next_due() is None
+    submit(bob, "bob's is due")
+    assert claiming.seconds_until_next_due() == 0
+    assert budgets.held_back() == (False, {ada.pk}, set())
