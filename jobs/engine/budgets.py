@@ -381,7 +381,7 @@ class ClaimBudgets:
                 continue
             BudgetUse.objects.filter(pk=row.use.pk).update(refused_usd=row.refused)
             if row.stopped and row.use.blocked_since is None:
-                budget_stopped(use=row.use, reason=reached(row), now=self.now)
+                budget_stopped(use=row.use, limit=row.limit, reason=reached(row), now=self.now)
 
 
 def reserve_of(job: dict) -> spending.Reserve:
@@ -394,17 +394,24 @@ def reserve_of(job: dict) -> spending.Reserve:
     )
 
 
-def budget_stopped(*, use: BudgetUse, reason: str, now: datetime) -> bool:
+def budget_stopped(*, use: BudgetUse, limit: Decimal | None, reason: str, now: datetime) -> bool:
     """The one place a budget is recorded as having stopped work: from not
     stopped to stopped, once, in the claim's transaction (blocked_since stays
     until the limit changes or the month turns). What spent alone leaves
-    cannot fit the next try's worst case, so its work waits for a person."""
+    cannot fit the next try's worst case, so its work waits for a person.
+    `stop_name` names the budget with its limit, for telling people once per
+    limit reached; `reason` is the words the pages show."""
     changed = BudgetUse.objects.filter(pk=use.pk, blocked_since__isnull=True).update(
         blocked_since=now, blocked_reason=reason
     )
     if changed:
-        logger.info("Budget %s stopped work: %s", use.key, reason)
+        logger.info("Budget %s stopped work: %s", stop_name(use, limit), reason)
     return bool(changed)
+
+
+def stop_name(use: BudgetUse, limit: Decimal | None) -> str:
+    """ "run:12:12.50", "user:7:2026-12:100.00", "account:2026-12:500.00"."""
+    return f"{use.key}:{limit}"
 
 
 # --- Words -----------------------------------------------------------------------------

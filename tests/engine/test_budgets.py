@@ -262,6 +262,7 @@ def test_a_run_budget_holds_its_work_back_and_a_raised_limit_lets_it_go_on(ada, 
 def test_a_budget_spent_to_its_limit_records_once_that_it_stopped_the_work(ada):
     run = make_run(ada, [(str(n), f"stop {n}") for n in range(3)], max_output_tokens=10_000)
     budgets.run_budget_set(run=run, limit=Decimal("0.01"))
+    run.refresh_from_db()
     claim()  # one worst case is more than the budget: nothing can go
     row = use(budgets.run_key(run.pk))
     assert row.blocked_since is not None
@@ -270,6 +271,7 @@ def test_a_budget_spent_to_its_limit_records_once_that_it_stopped_the_work(ada):
         == f"budget for run “{run.name}” reached: $0.00 of $0.01 spent or reserved"
     )
     first = row.blocked_since
+    assert budgets.stop_name(row, run.budget_usd) == f"run:{run.pk}:0.01"
     claim()
     assert use(budgets.run_key(run.pk)).blocked_since == first
     budgets.run_budget_set(run=run, limit=Decimal("5"))
