@@ -351,6 +351,9 @@ FLEX_RPM_LIMIT = env_int("FLEX_RPM_LIMIT", 0, minimum=0)
 FLEX_TPM_LIMIT = env_int("FLEX_TPM_LIMIT", 0, minimum=0)
 FLEX_RPD_LIMIT = env_int("FLEX_RPD_LIMIT", 0, minimum=0)
 FLEX_CLIENTS = env_int("FLEX_CLIENTS", 10, minimum=1)
+# Budgets reserve a try's worst case before it is sent: for a request without
+# max output tokens, the model's output cap (admin, Model prices), else this.
+FLEX_BUDGET_DEFAULT_OUTPUT_TOKENS = env_int("FLEX_BUDGET_DEFAULT_OUTPUT_TOKENS", 65_536, minimum=1)
 FLEX_MAX_PROMPT_CHARS = env_int("FLEX_MAX_PROMPT_CHARS", 1_000_000, minimum=1)
 # Room for the longest prompt plus its system instruction, JSON-escaped (up to
 # 6 bytes a character), and Gemini's 20 MB of inline media as base64, so the

@@ -27,3 +27,7 @@ PUBLISHED_PRICES: dict[str, tuple[str, str, str | None, str | None]] = {
     "gemini-2.5-flash-lite": ("0.10", "0.40", None, None),
 }
 LONG_PROMPT_THRESHOLD_TOKENS = 200_000
+
+# The most output tokens one answer may have, as published (every flex model: 65,536).
+# Budgets reserve it for a request without max output tokens (ModelPrice.max_output_tokens).
+PUBLISHED_OUTPUT_LIMITS: dict[str, int] = dict.fromkeys(FLEX_MODELS, 65_536)

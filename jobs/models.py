@@ -8,6 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
@@ -17,6 +18,9 @@ from jobs.catalog import DEFAULT_MODEL
 from jobs.fields import JSONTextField
 from jobs.formats import FORMAT_LABELS
 from jobs.redaction import redact_api_key
+
+# A budget someone sets: at least a cent, at most a million dollars.
+BUDGET_VALIDATORS = [MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("1000000"))]
 
 
 class Tier(models.TextChoices):
@@ -108,6 +112,13 @@ class Job(models.Model):
     request = JSONTextField(null=True, blank=True)
     # Input tokens its images and documents count for, before it is sent (pacing's TPM).
     media_tokens = models.PositiveIntegerField(default=0)
+    # What a try of it may cost at most, read from the request when it is stored
+    # (jobs/engine/spending.py): input tokens at one per UTF-8 byte of text plus the
+    # media's, output tokens its caps allow, and how many times the model's own
+    # output cap to add where the request sets none. Empty for jobs from before.
+    reserve_input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    reserve_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    reserve_model_caps = models.PositiveSmallIntegerField(null=True, blank=True)
     model = models.CharField(max_length=64, default=DEFAULT_MODEL)
     input_text = models.TextField("prompt")
     system_instruction = models.TextField(blank=True)
@@ -265,6 +276,12 @@ class Attempt(models.Model):
     error_kind = models.CharField(max_length=32, choices=ErrorKind, blank=True)
     error_message = models.TextField(blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome, default=Outcome.IN_FLIGHT)
+    # The try's worst-case cost, held against every budget covering it while it is
+    # in flight (jobs/engine/budgets.py), and the month (UTC) it is charged to.
+    reserved_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    budget_month = models.DateField(null=True, blank=True)
+    # What Google billed for this try, charged to the budgets in place of the reservation.
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
 
     class Meta:
         ordering = ["job", "number"]
@@ -337,6 +354,14 @@ class ModelPrice(models.Model):
     )
     long_output_per_million = models.DecimalField(
         max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    max_output_tokens = models.PositiveIntegerField(
+        "output cap",
+        null=True,
+        blank=True,
+        help_text="The most output tokens one answer may have (the model's published limit). "
+        "A budget reserves this for a request that sets no max output tokens. Empty: "
+        "FLEX_BUDGET_DEFAULT_OUTPUT_TOKENS.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -450,6 +475,15 @@ class Run(models.Model):
     deadline_at = models.DateTimeField(null=True, blank=True)
     deadline_policy = models.CharField(
         "at the deadline", max_length=16, choices=DeadlinePolicy, default=DeadlinePolicy.KEEP
+    )
+    budget_usd = models.DecimalField(
+        "budget (USD)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=BUDGET_VALIDATORS,
+        help_text="The most the run may cost, retries and fallbacks included; empty: no limit.",
     )
     # The estimate shown before the run was created (jobs/runs/services.py, Estimate).
     estimated_input_tokens = models.PositiveBigIntegerField(default=0)
@@ -669,3 +703,90 @@ class JobCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.state}: {self.n} (owner {self.owner_id})"
+
+
+class AccountBudget(models.Model):
+    """The one row with the operator's limit on what the whole account
+    (everyone's work together) may cost in a calendar month (UTC)."""
+
+    monthly_limit_usd = models.DecimalField(
+        "monthly limit (USD)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=BUDGET_VALIDATORS,
+        help_text="What all work together may cost per calendar month (UTC); empty: no limit.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "account budget"
+        verbose_name_plural = "account budget"
+
+    def __str__(self) -> str:
+        limit = self.monthly_limit_usd
+        return f"Account budget: ${limit} a month" if limit is not None else "Account budget: none"
+
+
+class UserBudget(models.Model):
+    """A researcher's monthly limit, set by staff."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget"
+    )
+    monthly_limit_usd = models.DecimalField(
+        "monthly limit (USD)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=BUDGET_VALIDATORS,
+        help_text="What this person's work may cost per calendar month (UTC); empty: no limit.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["user__username"]
+        verbose_name = "user budget"
+
+    def __str__(self) -> str:
+        return f"Budget of {self.user}"
+
+
+class BudgetScope(models.TextChoices):
+    ACCOUNT = "account", "The account, per month"
+    USER = "user", "A person, per month"
+    RUN = "run", "A run"
+
+
+class BudgetUse(models.Model):
+    """What is spent and reserved against one budget: the account's or a
+    person's in one month (UTC), or a run's. Locked in every claim that
+    reserves against it (jobs/engine/budgets.py); `key` names it."""
+
+    key = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(max_length=16, choices=BudgetScope)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    run = models.OneToOneField(
+        Run, on_delete=models.CASCADE, null=True, blank=True, related_name="budget_use"
+    )
+    month = models.DateField(null=True, blank=True, help_text="The month's first day (UTC).")
+    spent_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    reserved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    # The smallest worst case it last refused: its work is not looked at again
+    # until that much is left (released, or the limit raised).
+    refused_usd = models.DecimalField(max_digits=16, decimal_places=8, null=True, blank=True)
+    # When it first stopped work: what is spent leaves no room for the next
+    # request's worst case (budgets.budget_stopped); cleared when the limit changes.
+    blocked_since = models.DateTimeField(null=True, blank=True)
+    blocked_reason = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "budget use"
+
+    def __str__(self) -> str:
+        return self.key

@@ -63,8 +63,11 @@ def running_simulator(log: Path, **options: Any) -> Iterator[RunningSimulator]:
     options = {**SIMULATOR_DEFAULTS, **options}
     args = ["flexsim", "--port", "0"]
     for name, value in options.items():
-        if value is not None:
-            args += [f"--{name.replace('_', '-')}", str(value)]
+        flag = f"--{name.replace('_', '-')}"
+        if value is True:
+            args.append(flag)  # a switch (random_lengths=True)
+        elif value is not None:
+            args += [flag, str(value)]
     process = start_process(args, dict(os.environ), log)
     try:
         url = wait_for(lambda: _listening_url(process, log), timeout=60, what="flexsim to listen")

@@ -61,6 +61,11 @@ def send_due_jobs(simulator_url: str, route: str, *, limit: int = 100) -> list[s
     the due jobs, send each through the real gateway (google-genai over loopback),
     record what came back. Returns each job's decision, in claim order."""
     claims = claiming.jobs_claim(owner="test", limit=limit, lease_seconds=60)
+    return send_claims(simulator_url, route, claims)
+
+
+def send_claims(simulator_url: str, route: str, claims: list[claiming.Claim]) -> list[str]:
+    """Send claimed tries through the real gateway and record what came back."""
 
     async def send() -> list[recording.AttemptOutcome]:
         gateway = GeminiGateway(api_key="test-key", base_url=simulator_url, route=route)

@@ -2,6 +2,7 @@
 
 - job_admin: jobs and their attempts;
 - run_admin: runs, the jobs of one uploaded file;
+- budget_admin: the account's and each person's monthly limits, and what each budget used;
 - dispatch_admin: the dispatch pause switch and the dispatchers' slots;
 - per_model_admin: each model's limits (and what pacing learned) and prices;
 - signin_admin: the failed log-ins the log-in throttle counts, and unlocking;
@@ -16,6 +17,7 @@ display (times to the second, rounded seconds).
 from django.contrib import admin
 
 from jobs.admin import (  # noqa: F401
+    budget_admin,
     dispatch_admin,
     job_admin,
     notice_admin,

@@ -190,7 +190,8 @@ class ModelPriceAdmin(admin.ModelAdmin):
         "output_per_million",
         "long_input_per_million",
         "long_output_per_million",
+        "max_output_tokens",
         "updated",
     )
     updated = time_display("updated_at", "updated")
-    list_editable = ("input_per_million", "output_per_million")
+    list_editable = ("input_per_million", "output_per_million", "max_output_tokens")

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from jobs.admin.display import time_display
-from jobs.engine import actions
+from jobs.engine import actions, budgets
 from jobs.models import Job, Run
 from jobs.runs import failures
 from jobs.runs import services as runs
@@ -25,6 +25,7 @@ class RunAdmin(admin.ModelAdmin):
         "tier",
         "deadline",
         "deadline_policy",
+        "budget_usd",
         "created",
         "finished",
     )
@@ -49,6 +50,12 @@ class RunAdmin(admin.ModelAdmin):
         "finished_at",
     )
     actions = ("cancel_unfinished", "retry_failed")
+
+    def save_model(self, request, obj: Run, form, change) -> None:
+        # A budget set or changed here looks at the run's held work again.
+        super().save_model(request, obj, form, change)
+        if "budget_usd" in form.changed_data:
+            budgets.run_budget_set(run=obj, limit=obj.budget_usd)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Runs come from an uploaded file (page, API or `manage.py submit --file`).

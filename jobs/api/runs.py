@@ -31,7 +31,7 @@ from jobs.api.schemas import (
     decimal_text,
 )
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
-from jobs.engine import submitting
+from jobs.engine import budgets, submitting
 from jobs.models import DeadlinePolicy, Run, State, Tier
 from jobs.notices import choices
 from jobs.notices.choices import RunNotify
@@ -73,6 +73,14 @@ class BatchIn(Schema):
         description=POLICY_DESCRIPTION,
         json_schema_extra={"enum": list(DeadlinePolicy.values)},
     )
+    budget_usd: str | None = Field(
+        None,
+        description="The most the batch may cost in USD, e.g. 12.50 (retries and fallbacks "
+        "included). Each request's worst case is reserved before it is sent; what does not "
+        "fit waits until the budget is raised. Empty: no budget of its own.",
+        examples=["12.50"],
+    )
+
     notify_finished: bool | None = Field(
         None, description="Be told when every job has ended. Empty: your account's default."
     )
@@ -138,6 +146,7 @@ class BatchOut(Schema):
     standard_cost_usd: str | None
     estimated_cost_usd: str
     estimated_standard_cost_usd: str
+    budget_usd: str | None
 
     @staticmethod
     def resolve_owner(run: Run) -> str:
@@ -174,6 +183,10 @@ class BatchOut(Schema):
     @staticmethod
     def resolve_estimated_standard_cost_usd(run: Run) -> str:
         return decimal_text(run.estimated_standard_cost_usd)
+
+    @staticmethod
+    def resolve_budget_usd(run: Run) -> str | None:
+        return decimal_text(run.budget_usd)
 
 
 class BatchProgressOut(Schema):
@@ -263,6 +276,10 @@ def create_run(request: HttpRequest, file: File[UploadedFile], options: Form[Bat
     notify = options.notify(request.auth)
     if options.format and options.format not in formats.FORMATS:
         raise DjangoValidationError({"format": f"Choose one of {', '.join(formats.FORMATS)}."})
+    try:
+        budget = budgets.parse_budget(options.budget_usd)
+    except ValueError as problem:
+        raise DjangoValidationError({"budget_usd": str(problem)}) from None
     # A refused file raises RunRejected, answered as 422 (jobs/api/__init__.py).
     run = runs.run_create(
         owner=request.auth,
@@ -272,6 +289,7 @@ def create_run(request: HttpRequest, file: File[UploadedFile], options: Form[Bat
         name=options.name,
         fmt=options.format or None,
         notify=notify,
+        budget_usd=budget,
     )
     return Status(201, _run_detail(_run_for(request, run.pk)))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -17,7 +18,7 @@ from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs.engine import backoff, capacity, control, notices, routes
+from jobs.engine import backoff, budgets, capacity, control, notices, routes
 from jobs.models import (
     WAITING_STATES,
     Attempt,
@@ -43,6 +44,7 @@ class Claim:
     tier: str
     route: str
     retry_bad_output: bool = False
+    reserved_usd: Decimal = Decimal(0)  # its worst case, held against its budgets
 
 
 def _due_filters(now: datetime) -> list[Q]:
@@ -75,42 +77,108 @@ def jobs_claim(*, owner: str, limit: int, lease_seconds: int) -> list[Claim]:
         # until this claim commits, so two claims never spend the same budget.
         plan = capacity.ClaimPlan(now)
         blocked = plan.blocked_models()
-        for due in _due_filters(now):
-            room = limit - len(claimed)
-            if room <= 0:
-                break
-            candidates = Job.objects.filter(due).exclude(model__in=blocked)
-            candidates = candidates.order_by("next_attempt_at", "id")
-            if connection.features.has_select_for_update_skip_locked:
-                candidates = candidates.select_for_update(skip_locked=True)
-            rows = list(
-                candidates.annotate(chars=capacity.prompt_chars()).values_list(
-                    "id", "state", "model", "chars"
-                )[:room]
-            )
-            rows = [row for row in rows if plan.admit(row[2], row[3] or 0)]
-            if not rows:
-                continue
-            ids = [row[0] for row in rows]
-            won = Job.objects.filter(due, pk__in=ids).update(
-                state=State.RUNNING,
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                attempts=F("attempts") + 1,
-                next_attempt_at=None,
-                first_started_at=Coalesce(F("first_started_at"), now),
-                updated_at=now,
-            )
-            if won != len(ids):
-                raise ClaimConflict(f"claimed {won} of {len(ids)} locked jobs; rolled back")
-            claimed += ids
-            reclaimed += [row[0] for row in rows if row[1] == State.RUNNING]
-        plan.save()
+        # The money budgets, locked the same way (after the model rows).
+        money = budgets.ClaimBudgets(now)
+        for reclaiming, due in zip((True, False), _due_filters(now), strict=True):
+            # Each pass leaves out the owners and runs whose budget refused
+            # work in the one before, so their jobs never hold up the others'.
+            for _ in range(BUDGET_PASSES):
+                room = limit - len(claimed)
+                if room <= 0:
+                    break
+                taken = _claim_due(
+                    due,
+                    room,
+                    blocked,
+                    plan,
+                    money,
+                    owner,
+                    lease_seconds,
+                    now,
+                    reclaiming=reclaiming,
+                )
+                if taken is None:
+                    break
+                claimed += taken[0]
+                reclaimed += taken[1]
+                if not taken[2]:
+                    break
         if not claimed:
+            money.save({})
+            plan.save()
             return []
+        plan.save()
         given_up = _mark_lost_attempts(reclaimed, now)
         claimed = [job_id for job_id in claimed if job_id not in given_up]
-        return _open_attempts(claimed, owner, now) if claimed else []
+        claims = _open_attempts(claimed, owner, now, money) if claimed else []
+        money.save({claim.job_id: claim.reserved_usd for claim in claims})
+        return claims
+
+
+# How many times one due filter is queried again after budgets refused some
+# of its candidates, each time without their owners' or runs' work.
+BUDGET_PASSES = 3
+
+
+def _claim_due(
+    due: Q,
+    room: int,
+    blocked: list[str],
+    plan: capacity.ClaimPlan,
+    money: budgets.ClaimBudgets,
+    owner: str,
+    lease_seconds: int,
+    now: datetime,
+    *,
+    reclaiming: bool,
+) -> tuple[list[int], list[int], bool] | None:
+    """One query of due candidates: (claimed ids, reclaimed ids, whether a
+    budget refused any), or None when none were due (or the account's budget
+    holds everything back). Lapsed leases (`reclaiming`) are looked at
+    whatever their budgets: taking one again releases its try's reservation."""
+    candidates = Job.objects.filter(due).exclude(model__in=blocked)
+    if not reclaiming:
+        if money.account_holds_back():
+            return None
+        left_out_owners, left_out_runs = money.left_out()
+        if left_out_owners:
+            candidates = candidates.exclude(owner_id__in=left_out_owners)
+        if left_out_runs:
+            candidates = candidates.exclude(run_id__in=left_out_runs)
+    candidates = candidates.order_by("next_attempt_at", "id")
+    if connection.features.has_select_for_update_skip_locked:
+        candidates = candidates.select_for_update(skip_locked=True)
+    rows = list(
+        candidates.annotate(chars=capacity.prompt_chars()).values(
+            "id", "state", "model", "chars", *budgets.CANDIDATE_FIELDS
+        )[:room]
+    )
+    if not rows:
+        return None
+    money.prepare(rows)
+    taken, budget_refused = [], False
+    for row in rows:
+        if not money.fits(row):
+            budget_refused = True
+        elif plan.admit(row["model"], row["chars"] or 0):
+            money.take(row)
+            taken.append(row)
+    if not taken:
+        return [], [], budget_refused
+    ids = [row["id"] for row in taken]
+    won = Job.objects.filter(due, pk__in=ids).update(
+        state=State.RUNNING,
+        lease_owner=owner,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+        attempts=F("attempts") + 1,
+        next_attempt_at=None,
+        first_started_at=Coalesce(F("first_started_at"), now),
+        updated_at=now,
+    )
+    if won != len(ids):
+        raise ClaimConflict(f"claimed {won} of {len(ids)} locked jobs; rolled back")
+    reclaimed = [row["id"] for row in taken if row["state"] == State.RUNNING]
+    return ids, reclaimed, budget_refused
 
 
 # A worker lost with a job in flight is not the job's fault, the first few
@@ -131,6 +199,9 @@ def _mark_lost_attempts(job_ids: list[int], now: datetime) -> set[int]:
         .annotate(n=Count("id"))
         .values_list("job_id", "n")
     )
+    # Its reservation goes back to the budgets (the claim holds them): the try
+    # is taken again, and reserved again, now.
+    budgets.release_attempts(Attempt.objects.filter(job_id__in=job_ids))
     Attempt.objects.filter(job_id__in=job_ids, outcome=Outcome.IN_FLIGHT).update(
         outcome=Outcome.LOST,
         error_kind=ErrorKind.LOST,
@@ -165,7 +236,9 @@ def _mark_lost_attempts(job_ids: list[int], now: datetime) -> set[int]:
     return given_up
 
 
-def _open_attempts(job_ids: list[int], owner: str, now: datetime) -> list[Claim]:
+def _open_attempts(
+    job_ids: list[int], owner: str, now: datetime, money: budgets.ClaimBudgets
+) -> list[Claim]:
     jobs = Job.objects.filter(pk__in=job_ids).only(
         "id",
         "attempts",
@@ -192,6 +265,7 @@ def _open_attempts(job_ids: list[int], owner: str, now: datetime) -> list[Claim]
             attempt_number=job.budgeted_attempts,
             max_attempts=job.max_attempts,
         )
+        reserved = money.reserve_for(job.pk, tier)
         attempts.append(
             Attempt(
                 job_id=job.pk,
@@ -200,6 +274,8 @@ def _open_attempts(job_ids: list[int], owner: str, now: datetime) -> list[Claim]
                 route=route,
                 started_at=now,
                 tier_requested=tier,
+                reserved_usd=reserved,
+                budget_month=money.month,
             )
         )
         claims.append(
@@ -212,6 +288,7 @@ def _open_attempts(job_ids: list[int], owner: str, now: datetime) -> list[Claim]
                 tier=tier,
                 route=route,
                 retry_bad_output=job.retry_bad_output,
+                reserved_usd=reserved,
             )
         )
     Attempt.objects.bulk_create(attempts)
@@ -229,6 +306,16 @@ def seconds_until_next_due() -> float | None:
     # minute Schedule looks again, so no dispatcher stays up for it.
     jobs = Job.objects.exclude(model__in=capacity.day_capped_models(now))
     waiting = jobs.filter(state__in=WAITING_STATES)
+    # Nor for waiting work a budget holds back: a raised limit wakes a
+    # dispatcher. A lapsed lease is taken again whatever the budgets say:
+    # its try's reservation is released then.
+    account, owners, runs = budgets.held_back(now=now)
+    if account:
+        waiting = waiting.none()
+    if owners:
+        waiting = waiting.exclude(owner_id__in=owners)
+    if runs:
+        waiting = waiting.exclude(run_id__in=runs)
     soonest = waiting.aggregate(at=Min("next_attempt_at"))["at"]
     lease = jobs.filter(state=State.RUNNING).aggregate(at=Min("lease_expires_at"))["at"]
     # A deadline that moves waiting flex work to standard makes it due then.

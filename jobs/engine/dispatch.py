@@ -23,7 +23,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from jobs.engine import actions, claiming, control, recording
+from jobs.engine import actions, budgets, claiming, control, recording
 from jobs.engine.gemini import GeminiError, GeminiGateway, GeminiRequest, GeminiResult
 
 logger = logging.getLogger(__name__)
@@ -148,6 +148,7 @@ class Dispatcher:
         # Never fatal: the next check, or the minute Schedule, applies them.
         try:
             await _db(actions.jobs_apply_deadlines)()
+            await _db(budgets.reservations_sweep)()
         except Exception:
             logger.exception("Applying deadlines failed; will try again")
 

@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import gemini_shape
-from jobs.engine import backoff, capacity, control, notices, pricing
+from jobs.engine import backoff, budgets, capacity, control, notices, pricing
 from jobs.engine.claiming import Claim
 from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Attempt, ErrorKind, Job, Outcome, State
@@ -26,13 +26,29 @@ logger = logging.getLogger(__name__)
 
 
 # --- Recording what happened ------------------------------------------------------
-def attempt_succeeded(*, claim: Claim, owner: str, result: GeminiResult, latency: float) -> str:
+def attempt_succeeded(
+    *,
+    claim: Claim,
+    owner: str,
+    result: GeminiResult,
+    latency: float,
+    budget: budgets.Settlement | None = None,
+) -> str:
     """Store the answer whole; with a response schema, parse and check it too. An
     answer that breaks the schema is tried again when the job asked for that and
     has attempts left ("retry"); otherwise it succeeds, flagged. "discarded" when
     the job was no longer ours (cancelled by a person, or reclaimed after our lease
     lapsed): the attempt says so. Every answer's tokens and cost are the job's,
-    the retried ones too: Google billed them."""
+    the retried ones too: Google billed them, and the budgets are charged it in
+    place of the try's reservation (`budget`: the batch's, else its own)."""
+    if budget is None:
+        with transaction.atomic():
+            budget = budgets.Settlement([claim.attempt_id])
+            decision = attempt_succeeded(
+                claim=claim, owner=owner, result=result, latency=latency, budget=budget
+            )
+            budget.save()
+        return decision
     now = timezone.now()
     tier = result.tier_served or claim.tier
     cost, standard = pricing.job_costs(
@@ -88,7 +104,9 @@ def attempt_succeeded(*, claim: Claim, owner: str, result: GeminiResult, latency
             error_kind=ErrorKind.BAD_OUTPUT if problem else "",
             error_message=problem,
             outcome=outcome if won else Outcome.DISCARDED,
+            cost_usd=cost,
         )
+        budget.settle(claim.attempt_id, billed=cost)
     if not won:
         return "discarded"
     return "retry" if retry is not None else "succeeded"
@@ -132,7 +150,9 @@ def attempts_record(*, owner: str, outcomes: Sequence[AttemptOutcome]) -> list[s
     _tally_outcomes(outcomes)
     try:
         with transaction.atomic():
-            decisions = [_record(owner, item) for item in outcomes]
+            budget = budgets.Settlement(item.claim.attempt_id for item in outcomes)
+            decisions = [_record(owner, item, budget) for item in outcomes]
+            budget.save()
             _note_ended(outcomes, decisions)
             return decisions
     except Exception:
@@ -185,12 +205,14 @@ def _tally_outcomes(outcomes: Sequence[AttemptOutcome]) -> None:
         logger.exception("Could not record pacing state for %s", ", ".join(tallies))
 
 
-def _record(owner: str, item: AttemptOutcome) -> str:
+def _record(owner: str, item: AttemptOutcome, budget: budgets.Settlement | None = None) -> str:
     if isinstance(item.outcome, GeminiResult):
         return attempt_succeeded(
-            claim=item.claim, owner=owner, result=item.outcome, latency=item.latency
+            claim=item.claim, owner=owner, result=item.outcome, latency=item.latency, budget=budget
         )
-    return attempt_failed(claim=item.claim, owner=owner, error=item.outcome, latency=item.latency)
+    return attempt_failed(
+        claim=item.claim, owner=owner, error=item.outcome, latency=item.latency, budget=budget
+    )
 
 
 _COUNTER_FOR_KIND = {
@@ -199,9 +221,25 @@ _COUNTER_FOR_KIND = {
 }
 
 
-def attempt_failed(*, claim: Claim, owner: str, error: GeminiError, latency: float) -> str:
+def attempt_failed(
+    *,
+    claim: Claim,
+    owner: str,
+    error: GeminiError,
+    latency: float,
+    budget: budgets.Settlement | None = None,
+) -> str:
     """Count the failure and move the job on: retrying (with its next time),
-    failed, or back to queued with dispatch paused. Returns the decision."""
+    failed, or back to queued with dispatch paused. Returns the decision. An
+    error carries no bill, so the try's reservation is released."""
+    if budget is None:
+        with transaction.atomic():
+            budget = budgets.Settlement([claim.attempt_id])
+            decision = attempt_failed(
+                claim=claim, owner=owner, error=error, latency=latency, budget=budget
+            )
+            budget.save()
+        return decision
     now = timezone.now()
     with transaction.atomic():
         job = (
@@ -234,6 +272,7 @@ def attempt_failed(*, claim: Claim, owner: str, error: GeminiError, latency: flo
             error_message=error.message,
             outcome=outcome if ours else Outcome.DISCARDED,
         )
+        budget.settle(claim.attempt_id, billed=None)
         if not ours:
             return "discarded"
         counter = _COUNTER_FOR_KIND.get(error.kind, "other_errors")

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from jobs import gemini_shape
 from jobs.catalog import FLEX_MODELS
-from jobs.engine import control
+from jobs.engine import control, spending
 from jobs.models import DeadlinePolicy, Job, Tier
 from jobs.text import storable_text_error
 
@@ -198,6 +198,12 @@ def request_columns(request: dict) -> dict[str, Any]:
     )
     if plain != request:
         columns.update(request=request, media_tokens=gemini_shape.media_tokens(request))
+    reserve = spending.request_reserve(request)
+    columns.update(
+        reserve_input_tokens=reserve.input_tokens,
+        reserve_output_tokens=reserve.output_tokens,
+        reserve_model_caps=reserve.model_caps,
+    )
     return columns
 
 

@@ -14,7 +14,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0010_job_line_number'),
+        ('jobs', '0011_budgets'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

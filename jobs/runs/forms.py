@@ -3,13 +3,33 @@ run's jobs filter. What may be submitted is decided by jobs/runs/services.py."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.utils import timezone
 
 from jobs import formats
-from jobs.engine import submitting
+from jobs.engine import budgets, submitting
 from jobs.models import Tier
 from jobs.web.forms import DeadlineForm, JobFilterForm, JobSubmitForm, StandardMoveQuote
+
+
+def budget_field() -> forms.DecimalField:
+    """The run's budget, in USD: the same field on the upload, the preview and the run page."""
+    return forms.DecimalField(
+        label="Budget (USD)",
+        required=False,
+        min_value=Decimal("0.01"),
+        max_value=budgets.MAX_BUDGET_USD,
+        decimal_places=2,
+        help_text="The most this run may cost, retries and fallbacks included; what does not "
+        "fit waits. Empty: no budget of its own (monthly budgets still apply).",
+        error_messages={
+            "invalid": "Enter the budget as an amount in USD, e.g. 12.50.",
+            "min_value": "The budget must be at least $0.01.",
+            "max_decimal_places": "The budget is in dollars and cents: at most two decimals.",
+        },
+    )
 
 
 class RunUploadForm(JobSubmitForm):
@@ -31,7 +51,9 @@ class RunUploadForm(JobSubmitForm):
         required=False,
     )
 
-    field_order = ["file", "name", "format", "model", "tier", "max_attempts"]
+    budget_usd = budget_field()
+
+    field_order = ["file", "name", "format", "budget_usd", "model", "tier", "max_attempts"]
 
     def standard_move_quote(self) -> StandardMoveQuote:
         # The file is read only once it is uploaded: the preview has the figure.
@@ -39,11 +61,15 @@ class RunUploadForm(JobSubmitForm):
 
 
 class RunDeadlineForm(DeadlineForm):
-    """The deadline again on the preview, where the cost of moving to
-    standard is known: what was chosen on the upload, to confirm or change."""
+    """The deadline and the budget again on the preview, where the cost is
+    known: what was chosen on the upload, to confirm or change."""
+
+    budget_usd = budget_field()
 
     @classmethod
-    def for_staged(cls, spec: submitting.JobSpec, data=None) -> RunDeadlineForm:
+    def for_staged(
+        cls, spec: submitting.JobSpec, data=None, budget_usd: Decimal | None = None
+    ) -> RunDeadlineForm:
         """Bound to what was posted, or (a confirmation that posts none) to
         what the upload chose."""
         if data is None or "deadline_policy" not in data:
@@ -51,8 +77,15 @@ class RunDeadlineForm(DeadlineForm):
             data = {
                 "deadline_at": local.replace(tzinfo=None).isoformat() if local else "",
                 "deadline_policy": spec.deadline_policy,
+                "budget_usd": "" if budget_usd is None else str(budget_usd),
             }
         return cls(data)
+
+
+class RunBudgetForm(forms.Form):
+    """A run's budget set, raised or removed on its page."""
+
+    budget_usd = budget_field()
 
 
 class RunJobFilterForm(JobFilterForm):

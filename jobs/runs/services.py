@@ -13,6 +13,7 @@ rolled back whole.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import BinaryIO
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from jobs import formats, gemini_shape
-from jobs.engine import actions, control, notices, submitting
+from jobs.engine import actions, budgets, control, notices, submitting
 from jobs.models import (
     WAITING_STATES,
     Attempt,
@@ -136,12 +137,16 @@ def run_create(
     name: str = "",
     fmt: str | None = None,
     notify: RunNotify | None = None,
+    budget_usd: Decimal | None = None,
 ) -> Run:
     """Create a run and one queued job per line, all or nothing, and wake the
     dispatcher once committed. `notify` is what its owner asks to be told
-    (their account's defaults when None). Raises ValidationError for bad
-    settings and RunRejected (listing the first bad lines) for a bad file."""
+    (their account's defaults when None); `budget_usd` is the most it may
+    cost. Raises ValidationError for bad settings and RunRejected (listing
+    the first bad lines) for a bad file."""
     _spec_checked(spec)
+    if budget_usd is not None and (problem := budgets.budget_error(budget_usd)):
+        raise ValidationError({"budget_usd": problem})
     notify = notify or RunNotify.defaults_for(owner)
     now = timezone.now()
     max_attempts = spec.max_attempts or settings.FLEX_MAX_ATTEMPTS
@@ -157,9 +162,12 @@ def run_create(
             fallback_standard=spec.fallback_standard,
             deadline_at=spec.deadline_at,
             deadline_policy=spec.deadline_policy,
+            budget_usd=budget_usd,
             created_at=now,
             **notify.run_fields(),
         )
+        if budget_usd is not None:
+            budgets.run_budget_open(run=run)
         insert = _JobInsert(
             run, max_attempts=max_attempts, retry_bad_output=spec.retry_bad_output, now=now
         )
@@ -205,6 +213,9 @@ class _JobInsert:
         "max_output_tokens",
         "request",
         "media_tokens",
+        "reserve_input_tokens",
+        "reserve_output_tokens",
+        "reserve_model_caps",
     )
 
     def __init__(self, run: Run, *, max_attempts: int, retry_bad_output: bool, now) -> None:
@@ -336,6 +347,8 @@ def run_delete(*, run: Run) -> int:
             # Hold the jobs, so no dispatcher opens an attempt on one meanwhile
             # (on SQLite the transaction's write lock already does).
             list(jobs.select_for_update().values_list("pk", flat=True))
+        # Tries still in flight give their reservations back to the month's budgets.
+        budgets.attempts_release_held(Attempt.objects.filter(job__run=run))
         Attempt.objects.filter(job__run=run).delete()
         # One DELETE: the ORM's cascade would first load every job (50,000
         # took 6 s and 40 MB), only to find their attempts already gone.

@@ -43,6 +43,7 @@ class StagedUpload:
     name: str
     spec: submitting.JobSpec
     preview: runs.RunPreview
+    budget_usd: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def upload_stage(
     name: str,
     spec: submitting.JobSpec,
     preview: runs.RunPreview,
+    budget_usd: Decimal | None = None,
 ) -> None:
     """Keep what the preview found next to the saved file, until confirmed."""
     estimate = preview.estimate
@@ -94,6 +96,7 @@ def upload_stage(
         "format": preview.format,
         "estimate": {**asdict(estimate), "standard_usd": str(estimate.standard_usd)},
         "rows": [asdict(row) for row in preview.rows],
+        "budget_usd": None if budget_usd is None else str(budget_usd),
     }
     (_folder(owner) / f"{token}.json").write_text(json.dumps(record), encoding="utf-8")
 
@@ -128,6 +131,7 @@ def staged_upload(*, owner, token: str) -> StagedUpload | None:
             # A record staged before the rows were kept has none.
             rows=tuple(runs.PreviewRow(**row) for row in record.get("rows", [])),
         ),
+        budget_usd=Decimal(record["budget_usd"]) if record.get("budget_usd") else None,
     )
 
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("new/<str:token>/discard/", run_views.run_discard, name="run_discard"),
     path("<int:run_id>/", run_views.run_detail, name="run_detail"),
     path("<int:run_id>/cancel/", run_views.run_cancel, name="run_cancel"),
+    path("<int:run_id>/budget/", run_views.run_budget, name="run_budget"),
     path("<int:run_id>/retry/", run_views.run_retry, name="run_retry"),
     path("<int:run_id>/resend/", run_views.run_resend, name="run_resend"),
     path("<int:run_id>/standard/", run_views.run_standard, name="run_standard"),

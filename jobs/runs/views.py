@@ -19,14 +19,14 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django.views.decorators.vary import vary_on_headers
 
 from jobs import formats
-from jobs.engine import actions
+from jobs.engine import actions, budgets, spending
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
 from jobs.runs import downloads, failures, structured
 from jobs.runs import limits as run_limits
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.runs import uploads as run_uploads
-from jobs.runs.forms import RunDeadlineForm, RunJobFilterForm, RunUploadForm
+from jobs.runs.forms import RunBudgetForm, RunDeadlineForm, RunJobFilterForm, RunUploadForm
 from jobs.runs.reading import RunRejected
 from jobs.web import queries
 from jobs.web.forms import StandardMoveQuote
@@ -81,6 +81,7 @@ def run_upload(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 spec=spec,
                 preview=preview,
+                budget_usd=form.cleaned_data["budget_usd"],
             )
             if saved.discarded:
                 messages.info(request, _discarded_message(saved.discarded))
@@ -118,7 +119,7 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
     the deadline confirmed (or changed) here, where its cost is shown."""
     staged = _staged(request, token)
     posted = request.POST if request.method == "POST" else None
-    deadline = RunDeadlineForm.for_staged(staged.spec, posted)
+    deadline = RunDeadlineForm.for_staged(staged.spec, posted, staged.budget_usd)
     notify = RunNotifyForm.for_user(request.user, posted)
     if posted is not None and all([deadline.is_valid(), notify.is_valid()]):
         try:
@@ -131,6 +132,7 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
                     name=staged.name,
                     fmt=staged.preview.format,
                     notify=notify.notify(),
+                    budget_usd=deadline.cleaned_data["budget_usd"],
                 )
         except ValidationError as error:
             if any(field in deadline.fields for field in getattr(error, "error_dict", {})):
@@ -160,7 +162,19 @@ def _preview_page(
     quote = StandardMoveQuote(
         extra_usd=estimate.standard_usd - estimate.flex_usd, tier=staged.spec.tier, run=True
     )
-    context = {"staged": staged, "form": deadline, "quote": quote, "notify_form": notify}
+    budget = staged.budget_usd
+    if deadline.is_bound and deadline.is_valid():
+        budget = deadline.cleaned_data["budget_usd"]
+    fit = budgets.run_fit(
+        owner=request.user, cost=estimate.cost_on(staged.spec.tier), budget_usd=budget
+    )
+    context = {
+        "staged": staged,
+        "form": deadline,
+        "quote": quote,
+        "fit": fit,
+        "notify_form": notify,
+    }
     return render(request, "runs/run_preview.html", context)
 
 
@@ -205,6 +219,9 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     if context["progress"].failed:
         context["failed"] = failures.failed_split(run)
     context["deadline_acted"] = _deadline_acted(run, now=now)
+    context["budget"] = budgets.run_standing(run, now=now)
+    context["budget_holds"] = budgets.holds_for_run(run, now=now)
+    context["budget_form"] = RunBudgetForm(initial={"budget_usd": run.budget_usd})
     if wants == "run-live":
         return render(request, "runs/run_detail.html#run-live", context)
     context["structured"] = structured.preview(run)
@@ -225,6 +242,24 @@ def _deadline_acted(run: Run, *, now) -> int | None:
 
 
 # --- Actions -----------------------------------------------------------------------
+@require_POST
+@login_required
+def run_budget(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Set, raise or remove the run's budget; held work is looked at again."""
+    run = _get_run_for_user(request, run_id)
+    form = RunBudgetForm(request.POST)
+    if not form.is_valid():
+        messages.error(
+            request, f"The budget was not changed: {' '.join(form.errors['budget_usd'])}"
+        )
+        return redirect("jobs:run_detail", run_id=run.pk)
+    limit = form.cleaned_data["budget_usd"]
+    budgets.run_budget_set(run=run, limit=limit)
+    words = f"now {spending.dollars(limit)}" if limit is not None else "removed"
+    messages.success(request, f"The run's budget is {words}.", extra_tags=CHANGED)
+    return redirect("jobs:run_detail", run_id=run.pk)
+
+
 @require_POST
 @login_required
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:

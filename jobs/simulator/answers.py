@@ -132,7 +132,13 @@ class Reply:
         return sum(candidate.tokens for candidate in self.candidates)
 
 
-def compose(call: Call, final: Final) -> Reply:
+FILLER = " and so on"
+
+
+def compose(call: Call, final: Final, answer_tokens: int | None = None) -> Reply:
+    """How the call is answered; `answer_tokens` sets each text answer's length
+    (SimConfig.random_lengths), padded with FILLER or cut, before the stop
+    sequences and the token limit apply."""
     if final in ("failed", "safety", "prompt-blocked"):
         return Reply(final)  # type: ignore[arg-type]
     if final == "function-call":
@@ -140,11 +146,11 @@ def compose(call: Call, final: Final) -> Reply:
         args = schema_instance(function.parameters or {"type": "object"}, call.prompt)
         called = Candidate(function_call={"name": function.name, "args": args})
         return Reply("answer", (called,), call.thought_tokens)
-    candidates = tuple(_candidate(call, final, n) for n in range(call.candidates))
+    candidates = tuple(_candidate(call, final, n, answer_tokens) for n in range(call.candidates))
     return Reply("answer", candidates, call.thought_tokens)
 
 
-def _candidate(call: Call, final: Final, n: int) -> Candidate:
+def _candidate(call: Call, final: Final, n: int, answer_tokens: int | None = None) -> Candidate:
     """Candidate `n`'s answer: the others differ from the first by a " (n+1)" suffix (in JSON,
     by the strings derived from it), then cut at a stop sequence and at the token limit."""
     text = answer_text(call.prompt) + (f" ({n + 1})" if n else "")
@@ -153,6 +159,9 @@ def _candidate(call: Call, final: Final, n: int) -> Candidate:
         text = json.dumps(build(call.schema, text))
     elif call.json and final != "bad-json":
         text = json.dumps({"answer": text})
+    elif answer_tokens is not None:
+        chars = answer_tokens * 4
+        text = (text + FILLER * math.ceil(max(0, chars - len(text)) / len(FILLER)))[:chars]
     for stop in call.stop_sequences:
         if stop and stop in text:
             text = text[: text.index(stop)]

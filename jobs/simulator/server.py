@@ -63,6 +63,9 @@ class SimConfig:
     """The one key accepted; None accepts any non-empty key."""
     keep_requests: int = 10_000
     """How many of the latest request bodies `requests()` keeps; 0 keeps none."""
+    random_lengths: bool = False
+    """Each text answer is a random number of tokens long, from 1 to the request's
+    maxOutputTokens (to twice its usual length without one)."""
 
     def __post_init__(self) -> None:
         # Each message starts with the flexsim option it concerns; the command prefixes "--".
@@ -192,7 +195,7 @@ class FlexSimulator:
         try:
             try:
                 call = parse(request, await self._authorised_json(request, route))
-                reply = compose(call, await self._decide(call))
+                reply = compose(call, await self._decide(call), self._answer_tokens(call))
                 response = web.json_response(
                     render(call, reply), headers={"x-gemini-service-tier": call.tier}
                 )
@@ -204,6 +207,12 @@ class FlexSimulator:
             return response
         finally:
             self._stats.in_flight -= 1
+
+    def _answer_tokens(self, call: Call) -> int | None:
+        if not self.config.random_lengths:
+            return None
+        most = call.max_output_tokens or 2 * max(1, len(call.prompt) // 4)
+        return self._rng.randint(1, most)
 
     async def _authorised_json(self, request: web.Request, route: Route) -> dict[str, Any]:
         """The request's JSON body once its key is known to be good; recorded before that, as

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from jobs.engine import tokens
+from jobs.engine import budgets, tokens
 from jobs.models import ApiToken
 from jobs.web import notifications
 
@@ -29,7 +29,10 @@ def _account_page(
     new_token_name: str = "",
     notices: dict | None = None,
 ) -> HttpResponse:
+    standings = budgets.standings_of(request.user)
     context = {
+        "budgets": standings,
+        "holding": [standing for standing in standings if standing.holding],
         "form": form,
         "tokens": ApiToken.objects.filter(user=request.user),
         "new_token": new_token,

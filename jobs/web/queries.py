@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
 from django.utils import timezone
 
 from jobs.catalog import FLEX_MODELS
-from jobs.engine import capacity, control, counts, pricing
+from jobs.engine import budgets, capacity, control, counts, pricing
 from jobs.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -312,6 +312,8 @@ class Overview:
     month: MonthCost
     # Per model, for everyone: the quota is the account's, not one researcher's.
     weather: list[capacity.Weather]
+    # The budgets holding the scope's waiting work back.
+    budget_holds: list[budgets.Standing]
 
     @property
     def active(self) -> bool:
@@ -344,6 +346,7 @@ def overview(scope: Scope, *, now: datetime, hours: int | None) -> Overview:
         engine=engine_status(now=now),
         month=month_cost(scope, now=now),
         weather=capacity.weather(now),
+        budget_holds=budgets.holds_for_owner(scope.owner_id, now=now),
     )
 
 

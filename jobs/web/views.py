@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
-from jobs.engine import actions, submitting
+from jobs.engine import actions, budgets, submitting
 from jobs.models import Job
 from jobs.web import answers, queries
 from jobs.web.forms import JobFilterForm, OverviewFilterForm
@@ -103,6 +103,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "attempts": attempts,
         "times": queries.job_times(job, attempts, now=now),
         "capacity": queries.capacity_hold(job, now=now),
+        "budget_holds": budgets.holds_for_job(job, now=now),
         "can_cancel": job.state in queries.CANCELLABLE_STATES,
         "can_retry": job.state in queries.RETRYABLE_STATES,
         "retry_grant": actions.retry_grants(Job.objects.filter(pk=job.pk)),

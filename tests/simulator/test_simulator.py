@@ -379,3 +379,16 @@ def test_hundreds_of_slow_requests_are_held_at_once(simulator):
 def test_flexsim_refuses_bad_options(args, option):
     with pytest.raises(CommandError, match=option):
         call_command("flexsim", *args)
+
+
+def test_random_lengths_answer_from_one_token_to_the_cap():
+    from jobs.simulator.answers import Call, compose
+
+    simulator = FlexSimulator(SimConfig(random_lengths=True, seed=3))
+    call = Call(model=MODEL, prompt="lengths", system="", tier="flex", text_chars=7,
+                max_output_tokens=50)  # fmt: skip
+    lengths = [compose(call, "answer", simulator._answer_tokens(call)).output_tokens
+               for _ in range(300)]  # fmt: skip
+    assert min(lengths) == 1 and max(lengths) == 50
+    assert len(set(lengths)) > 30
+    assert FlexSimulator(SimConfig())._answer_tokens(call) is None

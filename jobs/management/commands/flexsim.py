@@ -28,6 +28,11 @@ class Command(BaseCommand):
         parser.add_argument("--rpm", type=int, default=0, help="requests per minute; 0 = no limit")
         parser.add_argument("--seed", type=int, default=None)
         parser.add_argument("--api-key", default=None, help="the one key accepted (default: any)")
+        parser.add_argument(
+            "--random-lengths",
+            action="store_true",
+            help="answers of random lengths, 1 to the request's max output tokens",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         host = options["host"]
@@ -44,6 +49,7 @@ class Command(BaseCommand):
                 rpm=options["rpm"],
                 seed=options["seed"],
                 api_key=options["api_key"],
+                random_lengths=options["random_lengths"],
             )
         except ValueError as exc:
             raise CommandError(f"--{exc}") from None

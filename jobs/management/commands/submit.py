@@ -13,6 +13,7 @@ import json
 import re
 import sys
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from jobs import formats, gemini_shape
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
-from jobs.engine import submitting
+from jobs.engine import budgets, submitting
 from jobs.models import DeadlinePolicy, Tier
 from jobs.runs import reading as run_reading
 from jobs.runs import services as runs
@@ -149,6 +150,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--name", default="", help="the run's name (default: the file's)")
         parser.add_argument(
+            "--budget",
+            default=None,
+            metavar="USD",
+            help="with --file: the most the run may cost, e.g. 12.50 (retries and fallbacks "
+            "included); what does not fit waits until the budget is raised",
+        )
+        parser.add_argument(
             "--format", choices=formats.FORMATS, help="the file's format (default: detected)"
         )
 
@@ -158,6 +166,7 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"No user named {options['user']!r}") from None
         deadline = parse_deadline(options["deadline"]) if options["deadline"] else None
+        parse_budget_option(options)
         config = generation_config(options)
         spec = submitting.JobSpec.from_fields(
             {**options, "deadline_at": deadline, "generation_config": config}
@@ -176,6 +185,24 @@ class Command(BaseCommand):
                 "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
             ) from None
         self.stdout.write(json.dumps(printed))
+
+
+def parse_budget_option(options: dict) -> Decimal | None:
+    """--budget as an amount (kept in options["budget_usd"] for submit_file). A
+    budget belongs to a run: the jobs of --prompt and --request have none."""
+    if options["budget"] is None:
+        options["budget_usd"] = None
+        return None
+    if not options["file"]:
+        raise CommandError(
+            "--budget: a budget belongs to a run; submit a --file of prompts to give it one "
+            "(single prompts count against your monthly budget)."
+        )
+    try:
+        options["budget_usd"] = budgets.parse_budget(options["budget"])
+    except ValueError as problem:
+        raise CommandError(f"--budget: {problem}") from None
+    return options["budget_usd"]
 
 
 # The flags a text prompt takes that a whole request carries inside itself.
@@ -269,6 +296,7 @@ def submit_file(owner, path: Path, spec: submitting.JobSpec, options: dict) -> d
                 spec=spec,
                 name=options["name"],
                 fmt=options["format"],
+                budget_usd=options["budget_usd"],
             )
         except RunRejected as rejected:
             stream.seek(0)
