@@ -171,6 +171,11 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.CACHES = {
             "default": {**settings.CACHES["default"], "LOCATION": str(var_dir / "cache")}
         }
+    # Hashing a password the production way (PBKDF2) costs a second of CPU on
+    # this machine, and every admin_client / admin_user fixture makes one:
+    # tests hash with MD5, as Django's testing docs advise. Passwords only
+    # ever meet the pages in this process (live_server is a thread of it).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 # A test that uses real transactions ends with a flush, which also empties what
@@ -225,7 +230,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # arithmetic over time. The claim's row locks that share a limit on
             # PostgreSQL are proven here by the two-cluster scale-out test.
             rates = _in_group(item, "rates")
-            (kept if uses_db and not browser and not rates else skipped).append(item)
+            # A scenario with one cluster checks what the engine does, which
+            # the database does not change; the claim and the record on
+            # PostgreSQL are the DB tests' and the two-cluster scenarios'.
+            one_cluster = item.get_closest_marker("engine") and not item.get_closest_marker(
+                "two_clusters"
+            )
+            once = browser or rates or one_cluster
+            (kept if uses_db and not once else skipped).append(item)
         if skipped:
             config.hook.pytest_deselected(items=skipped)
             items[:] = kept

@@ -92,6 +92,7 @@ class Sampler(threading.Thread):
 
 
 @pytest.mark.engine
+@pytest.mark.two_clusters
 def test_two_clusters_never_spend_past_a_budget_and_stop_within_one_try_of_it(
     start_simulator, ada, bob, tmp_path: Path
 ):

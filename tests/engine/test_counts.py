@@ -49,7 +49,7 @@ def test_hundreds_of_random_transitions_leave_the_counts_exact(
     made = 0
     seen: set[str] = set()
     try:
-        for step in range(80):
+        for step in range(50):
             owner = rng.choice(owners)
             move = rng.choice(
                 ["submit", "run", "send", "send", "cancel", "retry", "lost", "bulk", "delete"]

@@ -135,6 +135,7 @@ JOBS = 125
 # It checks a ceiling (no minute over the limit), which a busy machine cannot
 # push it past, so it runs beside the "rates" group rather than in it.
 @pytest.mark.engine
+@pytest.mark.two_clusters
 def test_two_clusters_share_the_work_and_the_rate_limit_and_run_each_job_once(
     start_simulator, ada, tmp_path: Path
 ):
@@ -173,6 +174,7 @@ def test_two_clusters_share_the_work_and_the_rate_limit_and_run_each_job_once(
 
 
 @pytest.mark.engine
+@pytest.mark.two_clusters
 def test_a_killed_cluster_loses_nothing_and_leaves_its_work_to_the_other(
     start_simulator, ada, tmp_path: Path
 ):

@@ -20,7 +20,11 @@ from jobs.notices.choices import RunNotify
 from tests.receiver import signature_ok
 from tests.support import engine_env, make_run, start_process, stop_process, tag, wait_for
 
-pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.two_clusters,
+    pytest.mark.django_db(transaction=True),
+]
 
 SECRET = "whsec_cluster"
 
