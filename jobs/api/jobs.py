@@ -129,18 +129,14 @@ def list_jobs(request: HttpRequest, filters: Query[JobFilters]):
     # The page's ids first, then its rows: prompts are read for this page only.
     # Uncounted (a search, a model), one more id says whether more follow.
     ids = list(jobs.values_list("pk", flat=True)[filters.offset : end + 1])
-    window = {"items": _jobs_in_order(ids[: filters.limit]), **_window(filters)}
+    rows = Job.objects.select_related("owner")
+    window = {"items": queries.in_id_order(rows, ids[: filters.limit]), **_window(filters)}
     if total is not None:
         return {**window, "total": total}
     # Past the last match, the matches before the offset are all there are.
     before = filters.offset if ids else jobs.order_by()[: filters.offset].count()
     shown = min(len(ids), filters.limit)
     return {**window, "total": before + shown, "total_capped": len(ids) > filters.limit}
-
-
-def _jobs_in_order(ids: list[int]) -> list[Job]:
-    rows = {job.pk: job for job in Job.objects.filter(pk__in=ids).select_related("owner")}
-    return [rows[pk] for pk in ids if pk in rows]
 
 
 def _window(filters: JobFilters) -> dict:

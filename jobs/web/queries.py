@@ -411,10 +411,16 @@ def job_rows(jobs: QuerySet[Job]) -> QuerySet[Job]:
     )
 
 
+def in_id_order(jobs: QuerySet[Job], ids: list[int]) -> list[Job]:
+    """The jobs of `jobs` with these ids, in the order of `ids` (a page chosen
+    by its ids first: the jobs list, /api/jobs)."""
+    rows = {job.pk: job for job in jobs.filter(pk__in=ids)}
+    return [rows[pk] for pk in ids if pk in rows]
+
+
 def jobs_by_id(ids: list[int]) -> list[Job]:
     """job_rows of these jobs, in the order of `ids` (a page of the jobs list)."""
-    rows = {job.pk: job for job in job_rows(Job.objects.filter(pk__in=ids))}
-    return [rows[pk] for pk in ids if pk in rows]
+    return in_id_order(job_rows(Job.objects.all()), ids)
 
 
 def job_list_total(
