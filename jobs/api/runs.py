@@ -9,7 +9,6 @@ downloads as the run pages, answered as JSON.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -99,24 +98,16 @@ class BatchIn(Schema):
 
     def notify(self, owner) -> RunNotify:
         """What the batch asks to be told: these fields over the account's defaults."""
-        chosen = RunNotify.defaults_for(owner)
-        changes: dict = {
-            name: value
-            for name, value in (
-                ("finished", self.notify_finished),
-                ("budget", self.notify_budget),
-                ("paused", self.notify_paused),
+        try:
+            return RunNotify.chosen(
+                owner,
+                finished=self.notify_finished,
+                failures=self.notify_failures,
+                budget=self.notify_budget,
+                paused=self.notify_paused,
             )
-            if value is not None
-        }
-        if self.notify_failures is not None:
-            try:
-                changes["failed_jobs"], changes["failed_percent"] = choices.threshold_parse(
-                    self.notify_failures
-                )
-            except ValueError as error:
-                raise DjangoValidationError({"notify_failures": str(error)}) from None
-        return replace(chosen, **changes)
+        except ValueError as error:
+            raise DjangoValidationError({"notify_failures": str(error)}) from None
 
 
 class BatchOut(Schema):

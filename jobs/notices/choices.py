@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -39,6 +39,28 @@ class RunNotify:
             budget=prefs.on_budget,
             paused=prefs.on_paused,
         )
+
+    @classmethod
+    def chosen(
+        cls,
+        owner,
+        *,
+        finished: bool | None = None,
+        failures: str | None = None,
+        budget: bool | None = None,
+        paused: bool | None = None,
+    ) -> RunNotify:
+        """What a new run asks to be told: the choices given over its owner's
+        defaults (None: the default). `failures` is a threshold in words ("10 or
+        5%", "" for never); ValueError says what is wrong with it."""
+        changes: dict = {
+            name: value
+            for name, value in (("finished", finished), ("budget", budget), ("paused", paused))
+            if value is not None
+        }
+        if failures is not None:
+            changes["failed_jobs"], changes["failed_percent"] = threshold_parse(failures)
+        return replace(cls.defaults_for(owner), **changes)
 
     def run_fields(self) -> dict:
         return {

@@ -4,11 +4,13 @@
 and the rest of the flags; --request is one whole request in Gemini's shape (the
 `request` of a Gemini Batch line, a JSON file, "-" for stdin), whose own settings stand.
 A file becomes a run (jobs/runs/services.py) in any upload format: plain text, JSONL,
-CSV, or a Gemini, OpenAI or Anthropic batch file.
+CSV, or a Gemini, OpenAI or Anthropic batch file; --budget and the --notify-* flags
+are the run's, as on the upload page.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -25,6 +27,7 @@ from jobs import formats, gemini_shape
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import budgets, submitting
 from jobs.models import DeadlinePolicy, Tier
+from jobs.notices.choices import RunNotify
 from jobs.runs import reading as run_reading
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
@@ -159,6 +162,27 @@ class Command(BaseCommand):
         parser.add_argument(
             "--format", choices=formats.FORMATS, help="the file's format (default: detected)"
         )
+        told = parser.add_argument_group(
+            "notifications (with --file; each defaults to your account page's choice)"
+        )
+        for flag, when in (
+            ("--notify-finished", "every job has ended"),
+            ("--notify-budget", "a budget stops its work"),
+            ("--notify-paused", "dispatch is paused"),
+        ):
+            told.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"tell me when {when}",
+            )
+        told.add_argument(
+            "--notify-failures",
+            metavar="THRESHOLD",
+            default=None,
+            help='tell me when failed jobs reach a number ("10"), a share of the run ("5%%") '
+            'or either ("10 or 5%%"); "" for never',
+        )
 
     def handle(self, *args, **options):
         try:
@@ -167,6 +191,7 @@ class Command(BaseCommand):
             raise CommandError(f"No user named {options['user']!r}") from None
         deadline = parse_deadline(options["deadline"]) if options["deadline"] else None
         parse_budget_option(options)
+        options["notify"] = notify_option(owner, options)
         config = generation_config(options)
         spec = submitting.JobSpec.from_fields(
             {**options, "deadline_at": deadline, "generation_config": config}
@@ -203,6 +228,32 @@ def parse_budget_option(options: dict) -> Decimal | None:
     except ValueError as problem:
         raise CommandError(f"--budget: {problem}") from None
     return options["budget_usd"]
+
+
+_NOTIFY_FLAGS = ("notify_finished", "notify_failures", "notify_budget", "notify_paused")
+
+
+def notify_option(owner, options: dict) -> RunNotify | None:
+    """What the --notify-* flags ask the run to tell, over the account's defaults.
+    They belong to a run: beside --prompt or --request they are refused."""
+    given = [name for name in _NOTIFY_FLAGS if options.get(name) is not None]
+    if not given:
+        return None
+    if not options["file"]:
+        flag = "--" + given[0].replace("_", "-")
+        raise CommandError(
+            f"{flag}: notifications belong to a run; submit a --file of prompts to be told of it"
+        )
+    try:
+        return RunNotify.chosen(
+            owner,
+            finished=options["notify_finished"],
+            failures=options["notify_failures"],
+            budget=options["notify_budget"],
+            paused=options["notify_paused"],
+        )
+    except ValueError as problem:
+        raise CommandError(f"--notify-failures: {problem}") from None
 
 
 # The flags a text prompt takes that a whole request carries inside itself.
@@ -297,6 +348,7 @@ def submit_file(owner, path: Path, spec: submitting.JobSpec, options: dict) -> d
                 name=options["name"],
                 fmt=options["format"],
                 budget_usd=options["budget_usd"],
+                notify=options["notify"],
             )
         except RunRejected as rejected:
             stream.seek(0)
