@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from jobs.engine import actions, counts, notices
+from jobs.engine import actions, budgets, counts, notices
 from jobs.engine.dispatch import run_dispatcher
 from jobs.notices import delivery
 from jobs.runs import uploads
@@ -17,7 +17,8 @@ def dispatch() -> str:
     # Every run (the minute Schedule, a wake-up) applies passed deadlines
     # first, so they take effect even when no dispatcher is running, and
     # removes upload previews a day old, so they go even if no one uploads; and
-    # folds the stored job counts' delta rows (PostgreSQL) into a few.
+    # folds the stored job counts' delta rows (PostgreSQL) into a few; and sets
+    # the budgets' reservations to what is in flight (a deleted try's is freed).
     try:
         actions.jobs_apply_deadlines()
     except Exception:
@@ -26,6 +27,16 @@ def dispatch() -> str:
         counts.fold()
     except Exception:
         logger.exception("Folding the job counts failed; the next run tries again")
+    try:
+        for healed in budgets.reservations_recount(fix=True):
+            logger.warning(
+                "Budget %s reserved %s for tries no longer in flight (deleted); now %s",
+                healed.key,
+                healed.stored,
+                healed.held,
+            )
+    except Exception:
+        logger.exception("Recounting the budgets' reservations failed; the next run tries again")
     try:
         uploads.previews_sweep()
     except Exception:

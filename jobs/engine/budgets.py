@@ -532,6 +532,36 @@ def reservations_sweep(*, now: datetime | None = None) -> int:
     return len(ids)
 
 
+@dataclass(frozen=True)
+class ReservedDifference:
+    key: str
+    stored: Decimal
+    held: Decimal
+
+
+def reservations_recount(*, fix: bool) -> list[ReservedDifference]:
+    """Compare each budget's reserved amount with what its tries in flight hold,
+    holding the budgets; with `fix`, set it to that. Every path that ends a try
+    releases it in the same transaction, but a try deleted under its request
+    (its owner or job deleted in the admin) takes its reservation with it: the
+    minute Schedule heals that, so a deletion never leaves a budget short."""
+    with transaction.atomic():
+        hold()
+        held = open_reservations()
+        uses = BudgetUse.objects.filter(~Q(reserved_usd=0) | Q(key__in=list(held)))
+        differences = [
+            ReservedDifference(key, stored, held.get(key, ZERO))
+            for key, stored in uses.values_list("key", "reserved_usd")
+            if stored != held.get(key, ZERO)
+        ]
+        if fix:
+            for difference in differences:
+                BudgetUse.objects.filter(key=difference.key).update(
+                    reserved_usd=difference.held, updated_at=timezone.now()
+                )
+    return differences
+
+
 # --- Limits -----------------------------------------------------------------------------
 def _limit_changed(uses) -> None:
     """A limit changed: its budgets look at their work afresh."""

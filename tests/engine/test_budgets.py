@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 from datetime import date, timedelta
 from decimal import Decimal
+from unittest.mock import patch
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from jobs import tasks
 from jobs.engine import budgets, claiming, recording, spending
 from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import AccountBudget, Attempt, BudgetUse, Job, Outcome, State
@@ -222,6 +225,36 @@ def test_deleting_a_run_gives_its_reservations_back(ada):
     claim()
     runs.run_delete(run=run)
     assert use(budgets.user_key(ada.pk, month())).reserved_usd == 0
+
+
+def test_a_try_deleted_in_flight_frees_its_reservation_at_the_minute_schedule(
+    simulator, ada, bob, capsys
+):
+    """A person deleted in the admin takes their tries with them, under their
+    requests: the account budget's reservation is healed by the minute Schedule
+    (and `recount` shows it), and the answer that comes back is dropped."""
+    submit(ada, "deleted with its owner", max_output_tokens=10)
+    submit(bob, "kept", max_output_tokens=10)
+    ada_claim, bob_claim = sorted(claim(), key=lambda c: Job.objects.get(pk=c.job_id).owner_id)
+    account = budgets.account_key(month())
+    both = use(account).reserved_usd
+    ada.delete()
+    assert use(account).reserved_usd == both  # the deletion did not release it
+
+    with pytest.raises(CommandError, match="1 stored counts differ"):
+        call_command("recount")
+    assert f"budget {account}: reserved" in capsys.readouterr().out
+    with patch("jobs.tasks.run_dispatcher", return_value="none"):
+        tasks.dispatch()
+    assert use(account).reserved_usd == both - ada_claim.reserved_usd > 0
+    assert_no_drift()
+    call_command("recount")
+    assert "the budgets' reservations the tries in flight" in capsys.readouterr().out
+
+    sent = send_claims(simulator.url, "generate_content", [ada_claim, bob_claim])
+    assert sent == ["discarded", "succeeded"]
+    assert use(account).reserved_usd == 0
+    assert_no_drift()
 
 
 # --- Work that does not fit waits, with the reason -------------------------------------

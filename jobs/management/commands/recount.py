@@ -1,17 +1,19 @@
-"""python manage.py recount [--fix]: check the stored job counts against the jobs."""
+"""python manage.py recount [--fix]: check the stored job counts against the jobs,
+and the budgets' reservations against the tries in flight."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.engine import counts
+from jobs.engine import budgets, counts, spending
 
 
 class Command(BaseCommand):
     help = (
         "Count the jobs by owner and state and compare with the stored counts the "
-        "pages read; with --fix, rewrite the stored counts from the jobs. Exits 1 "
-        "when a difference was found and not fixed."
+        "pages read, and each budget's reserved amount with its tries in flight; with "
+        "--fix, rewrite them from the jobs. Exits 1 when a difference was found and "
+        "not fixed."
     )
 
     def add_arguments(self, parser):
@@ -26,12 +28,22 @@ class Command(BaseCommand):
                 f"owner {difference.owner_id}, {difference.state}: stored "
                 f"{difference.stored:,}, counted {difference.counted:,}"
             )
-        if not differences:
-            self.stdout.write("The stored job counts match the jobs.")
+        reserved = budgets.reservations_recount(fix=fix)
+        for difference in reserved:
+            self.stdout.write(
+                f"budget {difference.key}: reserved {spending.dollars(difference.stored)}, "
+                f"in flight {spending.dollars(difference.held)}"
+            )
+        found = len(differences) + len(reserved)
+        if not found:
+            self.stdout.write(
+                "The stored job counts match the jobs, and the budgets' reservations "
+                "the tries in flight."
+            )
         elif fix:
-            self.stdout.write(f"Fixed {len(differences)} stored counts from the jobs.")
+            self.stdout.write(f"Fixed {found} stored counts from the jobs.")
         else:
             raise CommandError(
-                f"{len(differences)} stored counts differ from the jobs; "
+                f"{found} stored counts differ from the jobs; "
                 "run `manage.py recount --fix` to rewrite them."
             )
