@@ -29,7 +29,10 @@ def env(simulator):
     return make
 
 
-def test_planted_503s_and_429s_are_retried_to_success(env, ada, tmp_path):
+def test_planted_errors_are_retried_as_each_job_asked(env, ada, tmp_path):
+    """One cluster runs every kind at once (a cluster costs seconds to start):
+    503s and 429s retried to success, a 400 failed at once, Retry-After never
+    undercut, attempts running out, and the fallback's last try on standard."""
     t = tag()
     jobs = submit(
         ada,
@@ -37,10 +40,13 @@ def test_planted_503s_and_429s_are_retried_to_success(env, ada, tmp_path):
         f"shed twice {t} [sim:503x2]",
         f"rate limited {t} [sim:429x1][sim:503x1]",
         f"bad {t} [sim:400]",
+        f"wait for it {t} [sim:429x1:retry-after=3]",
     )
+    (always_shed,) = submit(ada, f"always shed {t} [sim:503x9]", max_attempts=3)
+    (fallback,) = submit(ada, f"fallback {t} [sim:503x2]", max_attempts=3, fallback_standard=True)
     with qcluster(env(), tmp_path / "q.log"):
-        wait_for(finished(jobs), timeout=60, what="all jobs finished")
-    plain, shed, limited, bad = (Job.objects.get(pk=j.pk) for j in jobs)
+        wait_for(finished([*jobs, always_shed, fallback]), timeout=60, what="all jobs finished")
+    plain, shed, limited, bad, waited = (Job.objects.get(pk=j.pk) for j in jobs)
 
     assert (plain.state, plain.attempts, plain.http_503, plain.http_429) == ("succeeded", 1, 0, 0)
     assert (shed.state, shed.attempts, shed.http_503) == ("succeeded", 3, 2)
@@ -67,38 +73,26 @@ def test_planted_503s_and_429s_are_retried_to_success(env, ada, tmp_path):
     assert (bad.state, bad.attempts, bad.other_errors) == ("failed", 1, 1)
     assert "INVALID_ARGUMENT" in bad.last_error
 
-
-def test_retry_after_is_never_undercut(env, ada, tmp_path):
-    job = submit(ada, f"wait for it {tag()} [sim:429x1:retry-after=3]")[0]
-    with qcluster(env(), tmp_path / "q.log"):
-        wait_for(finished([job]), timeout=60, what="job finished")
-    first, second = Attempt.objects.filter(job=job).order_by("number")
+    # Retry-After is never undercut.
+    first, second = Attempt.objects.filter(job=waited).order_by("number")
     assert first.retry_after_seconds == 3.0
     assert (second.started_at - first.finished_at).total_seconds() >= 3.0
-    assert Job.objects.get(pk=job.pk).state == State.SUCCEEDED
+    assert waited.state == State.SUCCEEDED
 
+    # Attempts run out after max_attempts.
+    always_shed.refresh_from_db()
+    assert (always_shed.state, always_shed.attempts, always_shed.http_503) == ("failed", 3, 3)
+    assert "503" in always_shed.last_error
 
-def test_attempts_run_out_after_max_attempts(env, ada, tmp_path):
-    job = submit(ada, f"always shed {tag()} [sim:503x9]", max_attempts=3)[0]
-    with qcluster(env(), tmp_path / "q.log"):
-        wait_for(finished([job]), timeout=60, what="job finished")
-    job.refresh_from_db()
-    assert (job.state, job.attempts, job.http_503) == ("failed", 3, 3)
-    assert "503" in job.last_error
-
-
-def test_fallback_runs_the_last_attempt_on_standard(env, ada, tmp_path):
-    job = submit(ada, f"fallback {tag()} [sim:503x2]", max_attempts=3, fallback_standard=True)[0]
-    with qcluster(env(), tmp_path / "q.log"):
-        wait_for(finished([job]), timeout=60, what="job finished")
-    job.refresh_from_db()
-    assert job.state == State.SUCCEEDED and job.tier_served == "standard"
-    assert list(job.attempt_log.values_list("tier_requested", flat=True)) == [
+    # The fallback runs the last attempt on standard.
+    fallback.refresh_from_db()
+    assert fallback.state == State.SUCCEEDED and fallback.tier_served == "standard"
+    assert list(fallback.attempt_log.values_list("tier_requested", flat=True)) == [
         "flex",
         "flex",
         "standard",
     ]
-    assert job.cost_usd == job.standard_cost_usd
+    assert fallback.cost_usd == fallback.standard_cost_usd
 
 
 def test_bad_credentials_pause_dispatch_without_burning_attempts(env, ada, tmp_path):
