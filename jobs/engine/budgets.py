@@ -478,6 +478,16 @@ class Settlement:
         found = self.tries.pop(attempt_id, None)
         if found is None:
             return
+        if billed and found.in_flight and billed > found.reserved:
+            # The worst case was not one: Google billed a flex try at the
+            # standard price (its spec says it never upgrades one), or a count
+            # of media tokens was wrong. Said where an operator looks.
+            logger.warning(
+                "Try %s was billed $%s, more than the $%s reserved for it",
+                attempt_id,
+                billed,
+                found.reserved,
+            )
         for key in found.keys:
             if found.in_flight:
                 self.deltas[key][0] -= found.reserved

@@ -389,6 +389,22 @@ def test_a_typed_budget_is_checked(typed, problem):
     assert (found is None) if problem is None else (problem in found)
 
 
+def test_a_bill_over_its_reservation_is_charged_whole_and_said(ada, caplog):
+    """Google's spec says a flex request is never upgraded to standard; should
+    one be billed at standard all the same, the budget is charged what was
+    billed, and the log says the worst case was not one."""
+    submit(ada, "billed at standard", max_output_tokens=10)
+    (claimed,) = claim()
+    bill = answer(input_tokens=100, output_tokens=10, tier="standard")
+    recording.attempt_succeeded(claim=claimed, owner="test", result=bill, latency=1)
+    billed = expected(100, 10, "1")
+    assert billed > claimed.reserved_usd
+    row = use(budgets.user_key(ada.pk, month()))
+    assert (row.spent_usd, row.reserved_usd) == (billed, 0)
+    assert f"more than the ${claimed.reserved_usd} reserved" in caplog.text
+    assert_no_drift()
+
+
 def test_a_model_price_row_sets_the_output_cap_reserved(ada):
     from jobs.models import ModelPrice
 
