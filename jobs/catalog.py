@@ -31,3 +31,6 @@ LONG_PROMPT_THRESHOLD_TOKENS = 200_000
 # The most output tokens one answer may have, as published (every flex model: 65,536).
 # Budgets reserve it for a request without max output tokens (ModelPrice.max_output_tokens).
 PUBLISHED_OUTPUT_LIMITS: dict[str, int] = dict.fromkeys(FLEX_MODELS, 65_536)
+# The most input tokens a prompt may have on every flex model, as published: Gemini
+# refuses (and bills nothing for) a longer one, so no try is billed more input than this.
+INPUT_LIMIT_TOKENS = 1_048_576

@@ -38,7 +38,7 @@ from jobs.simulator.answers import (
     Function,
     Reply,
     media_modality,
-    pdf_pages,
+    media_part_tokens,
     thought_tokens,
 )
 from jobs.simulator.errors import GOOGLE_STATUS, ApiError
@@ -89,14 +89,15 @@ class _Input:
     def media_part(self, mime_type: Any, data: Any) -> None:
         """An image, audio, video or document part, inline (`data`, base64) or by URI."""
         mime_type = str(mime_type or "")
-        pages = 1
-        if mime_type == PDF_MIME and isinstance(data, str):
+        tokens = MEDIA_TOKENS
+        if isinstance(data, str) and (mime_type == PDF_MIME or mime_type.startswith("image/")):
             try:
                 padded = data + "=" * (-len(data) % 4)
-                pages = pdf_pages(base64.b64decode(padded, altchars=b"-_"))
+                raw = base64.b64decode(padded, altchars=b"-_")
             except (binascii.Error, ValueError):
                 raise ApiError(400, "Invalid value: the inline data is not base64.") from None
-        self.media[media_modality(mime_type)] += MEDIA_TOKENS * pages
+            tokens = media_part_tokens(mime_type, raw)
+        self.media[media_modality(mime_type)] += tokens
         self.other_parts += 1
 
     @property

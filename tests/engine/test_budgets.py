@@ -6,7 +6,8 @@ the limit is raised or the month turns."""
 
 from __future__ import annotations
 
-import base64
+import json
+import math
 from datetime import date, timedelta
 from decimal import Decimal
 from unittest.mock import patch
@@ -16,14 +17,18 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from jobs import tasks
+from jobs.catalog import INPUT_LIMIT_TOKENS
 from jobs.engine import budgets, claiming, recording, spending
 from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import AccountBudget, Attempt, BudgetUse, Job, Outcome, State
-from tests.support import MODEL, make_run, send_claims, submit, tag
+from tests.images import inline, jpeg, png, webp_lossy
+from tests.support import MODEL, make_run, send_claims, submit, tag, wire_requests
 
 pytestmark = pytest.mark.django_db
 
-PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()
+# 2000 x 1500 px: Gemini 2.x bills it as 3 x 2 crops of 768 px, 258 tokens each.
+LARGE_PNG = inline("image/png", png(2000, 1500))
+LARGE_PNG_TOKENS = 6 * 258
 # gemini-2.5-flash, standard USD per million tokens.
 INPUT, OUTPUT = Decimal("0.30"), Decimal("2.50")
 
@@ -73,18 +78,11 @@ KINDS = {
     "text": ("Name three rivers " + tag(), {"max_output_tokens": 50}, None, 50, "0.5"),
     "image": (
         {
-            "contents": [
-                {
-                    "parts": [
-                        {"text": "What is in it?"},
-                        {"inline_data": {"mime_type": "image/png", "data": PNG}},
-                    ]
-                }
-            ],
+            "contents": [{"parts": [{"text": "What is in it?"}, LARGE_PNG]}],
             "generation_config": {"max_output_tokens": 40},
         },
         {},
-        len("What is in it?") + 258,
+        len("What is in it?") + LARGE_PNG_TOKENS,
         40,
         "0.5",
     ),
@@ -132,8 +130,38 @@ def test_each_kind_of_request_reserves_its_worst_case_and_is_charged_what_it_cos
     attempt.refresh_from_db()
     job.refresh_from_db()
     assert 0 < attempt.cost_usd == job.cost_usd <= attempt.reserved_usd
+    assert job.input_tokens <= job.reserve_input_tokens
     for key in (budgets.account_key(month()), budgets.user_key(ada.pk, month())):
         assert (use(key).reserved_usd, use(key).spent_usd) == (0, job.cost_usd)
+
+
+IMAGES = {
+    "png 2000x1500": (LARGE_PNG, 6),
+    "jpeg 4000x3000": (inline("image/jpeg", jpeg(4000, 3000)), 6 * 4),
+    "webp 385x5000": (inline("image/webp", webp_lossy(385, 5000)), 2 * 20),
+    "jpeg 768x768": (inline("image/jpeg", jpeg(768, 768)), 4),
+}
+
+
+@pytest.mark.parametrize("route", ["generate_content", "interactions"])
+@pytest.mark.parametrize("image", IMAGES)
+def test_a_large_image_reserves_at_least_the_tiles_gemini_bills_for_it(
+    simulator, ada, settings, route, image
+):
+    settings.GEMINI_API = route
+    part, tiles = IMAGES[image]
+    prompt = f"Describe it {tag()}"
+    request = {"contents": [{"parts": [{"text": prompt}, part]}]}
+    request["generation_config"] = {"max_output_tokens": 20}
+    (job,) = submit(ada, request)
+    (claimed,) = claim()
+    assert send_claims(simulator.url, route, [claimed]) == ["succeeded"]
+    (sent,) = [r for r in wire_requests(simulator.url, 50) if prompt in json.dumps(r["body"])]
+    assert sent["route"] == {"generate_content": "generateContent"}.get(route, route)
+    job.refresh_from_db()
+    assert job.input_tokens == math.ceil(len(prompt) / 4) + tiles * 258, "billed by its tiles"
+    assert job.input_tokens <= job.reserve_input_tokens
+    assert 0 < job.cost_usd <= claimed.reserved_usd
 
 
 def test_a_request_without_an_output_cap_reserves_the_models_cap(ada):
@@ -357,6 +385,14 @@ def test_the_worst_case_reads_every_part_of_a_request():
     reserve = spending.request_reserve(request)
     assert reserve == spending.Reserve(14, 0, 2)
     assert reserve.output_with(1000) == 2000
+
+
+def test_the_worst_case_counts_an_images_tiles_and_never_passes_the_largest_prompt():
+    request = {"contents": [{"parts": [{"text": "Look"}, LARGE_PNG]}]}
+    assert spending.request_reserve(request).input_tokens == 4 + LARGE_PNG_TOKENS
+    video = {"file_data": {"mime_type": "video/mp4", "file_uri": "gs://b/talk.mp4"}}
+    request["contents"][0]["parts"] += [video, video]
+    assert spending.request_reserve(request).input_tokens == INPUT_LIMIT_TOKENS
 
 
 def test_a_budget_fits_until_the_limit_and_says_so_in_words():

@@ -30,6 +30,7 @@ from jobs.simulator import FlexSimulator, SimConfig
 from jobs.simulator.answers import pdf_pages, thought_tokens
 from jobs.simulator.errors import ApiError
 from jobs.simulator.schemas import schema_instance, schema_violation
+from tests.images import jpeg, png, webp_lossless
 
 MODEL = "gemini-2.5-flash"
 KEY = "test-key"
@@ -305,6 +306,36 @@ def test_each_image_and_document_page_costs_258_input_tokens(sim, route):
         text, image, document = (types.MediaModality[m] for m in ("TEXT", "IMAGE", "DOCUMENT"))
     assert by_modality == {text: tokens(prompt), image: 258, document: 3 * 258 + 258}
     assert total == tokens(prompt) + 5 * 258
+
+
+@pytest.mark.parametrize(
+    ("image", "mime_type", "image_tokens"),
+    [
+        (png(2000, 1500), "image/png", 6 * 258),  # 768 px crops: 3 x 2
+        (jpeg(768, 768), "image/jpeg", 4 * 258),  # 512 px crops: 2 x 2
+        (webp_lossless(384, 384), "image/webp", 258),  # small: one image
+    ],
+    ids=["png", "jpeg", "webp"],
+)
+def test_an_inline_image_costs_gemini_2s_tiles_for_its_size(
+    sim, route, image, mime_type, image_tokens
+):
+    prompt = unique("Describe it")
+    data = base64.b64encode(image).decode()
+    if route == "interactions":
+        picture = {"type": "image", "data": data, "mime_type": mime_type}
+        usage = interact(sim, [{"type": "text", "text": prompt}, picture]).usage
+        total = usage.total_input_tokens
+        by_modality = {m.modality: m.tokens for m in usage.input_tokens_by_modality}
+        text, picture_modality = "text", "image"
+    else:
+        part = types.Part.from_bytes(data=image, mime_type=mime_type)
+        usage = generate(sim, [prompt, part]).usage_metadata
+        total = usage.prompt_token_count
+        by_modality = {d.modality: d.token_count for d in usage.prompt_tokens_details}
+        text, picture_modality = types.MediaModality.TEXT, types.MediaModality.IMAGE
+    assert by_modality == {text: tokens(prompt), picture_modality: image_tokens}
+    assert total == tokens(prompt) + image_tokens
 
 
 # --- JSON to a schema ----------------------------------------------------------------------
