@@ -6,7 +6,7 @@ The worst case is an upper bound on the bill, never an estimate of it:
 - input: one token per UTF-8 byte of text (Gemini's tokenizer never makes more
   tokens than bytes; English averages about four characters a token), plus
   the most its images and documents can cost on any model it may be sent to
-  (gemini_shape.media_worst_case_tokens: an image by its pixel size, read from
+  (sizes.media_worst_case_tokens: an image by its pixel size, read from
   its header, at the greater of Gemini 2.x's tiles and Gemini 3's count at its
   media resolution; a document by its pages; media it cannot measure, such as
   those sent by URI, at the most they can cost); and never more than the
@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
-from jobs import gemini_shape
+from jobs import gemini_shape, sizes
 from jobs.catalog import INPUT_LIMIT_TOKENS, LONG_PROMPT_THRESHOLD_TOKENS
 
 # The largest thinking budget Gemini takes: what dynamic thinking and a
@@ -78,9 +78,7 @@ def request_reserve(request: dict) -> Reserve:
     else:
         thoughts = 0
     return Reserve(
-        input_tokens=min(
-            text_bytes + gemini_shape.media_worst_case_tokens(request), INPUT_LIMIT_TOKENS
-        ),
+        input_tokens=min(text_bytes + sizes.media_worst_case_tokens(request), INPUT_LIMIT_TOKENS),
         output_tokens=(answers * cap if cap else 0) + thoughts,
         model_caps=0 if cap else answers,
     )

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from jobs import gemini_shape
+from jobs import gemini_shape, sizes
 from jobs.catalog import FLEX_MODELS
 from jobs.engine import control, spending
 from jobs.models import DeadlinePolicy, Job, Tier
@@ -197,7 +197,7 @@ def request_columns(request: dict) -> dict[str, Any]:
         generation_config=rebuilt,
     )
     if plain != request:
-        columns.update(request=request, media_tokens=gemini_shape.media_tokens(request))
+        columns.update(request=request, media_tokens=sizes.media_tokens(request))
     reserve = spending.request_reserve(request)
     columns.update(
         reserve_input_tokens=reserve.input_tokens,

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 
-from jobs import formats, gemini_shape
+from jobs import formats, gemini_shape, sizes
 from jobs.catalog import FLEX_MODELS
 from jobs.engine import pricing, submitting
 from jobs.models import DeadlinePolicy, ModelPrice, Tier
@@ -185,7 +185,7 @@ class LineReader:
         estimate.models[spec.model] = estimate.models.get(spec.model, 0) + 1
         for feature in request_features(request):
             estimate.features[feature] = estimate.features.get(feature, 0) + 1
-        input_tokens = gemini_shape.estimate_input_tokens(request)
+        input_tokens = sizes.estimate_input_tokens(request)
         cap = gemini_shape.generation(request).get("max_output_tokens")
         output_tokens = min(input_tokens, cap or input_tokens)
         estimate.input_tokens += input_tokens

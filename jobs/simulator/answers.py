@@ -5,7 +5,7 @@ Tokens, counted the same way on both routes:
 - input: ceil(characters / 4) for every text part of every turn, the system instruction and the
   JSON of function calls and results, plus `MEDIA_TOKENS` (258) per audio or video part and per
   document page. An image sent inline costs what Gemini 2.x bills for its size, read from its
-  header (gemini_shape.tiled_image_tokens: 258 up to 384 px a side, else 258 a tile); one whose
+  header (sizes.tiled_image_tokens: 258 up to 384 px a side, else 258 a tile); one whose
   size cannot be read, or sent by URI, 258. A PDF sent inline has as many pages as it has
   `/Type /Page` objects (not `/Type /Pages`), at least one; any other document, or one sent by
   URI, is one page;
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from jobs import gemini_shape
+from jobs import sizes
 from jobs.simulator.directives import Final, answer_text
 from jobs.simulator.errors import ApiError
 from jobs.simulator.schemas import schema_instance, schema_violation
@@ -49,8 +49,8 @@ def pdf_pages(pdf: bytes) -> int:
 def media_part_tokens(mime_type: str, raw: bytes) -> int:
     """The input tokens of an image or PDF sent inline as `raw` bytes."""
     if mime_type.startswith("image/"):
-        size = gemini_shape.image_size(raw)
-        return gemini_shape.tiled_image_tokens(*size) if size else MEDIA_TOKENS
+        size = sizes.image_size(raw)
+        return sizes.tiled_image_tokens(*size) if size else MEDIA_TOKENS
     return MEDIA_TOKENS * pdf_pages(raw)
 
 

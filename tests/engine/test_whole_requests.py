@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from jobs import gemini_shape
+from jobs import gemini_shape, sizes
 from jobs.engine import pricing
 from jobs.models import Attempt, ErrorKind, Job, Outcome, State
 from tests.support import MODEL, send_due_jobs, submit, wire_requests
@@ -209,7 +209,7 @@ def test_images_and_turns_reach_the_wire_and_images_count_as_tokens(db, ada, sim
         ]
     }
     (job,) = submit(ada, request)
-    assert job.media_tokens == gemini_shape.IMAGE_TOKENS
+    assert job.media_tokens == sizes.IMAGE_TOKENS
     _run(simulator, route, job)
     body = _wire(simulator.url, prompt)["body"]
     if route == "interactions":
@@ -230,7 +230,7 @@ def test_images_and_turns_reach_the_wire_and_images_count_as_tokens(db, ada, sim
             "data": PNG,
         }
     assert job.state == State.SUCCEEDED
-    assert job.input_tokens >= gemini_shape.IMAGE_TOKENS
+    assert job.input_tokens >= sizes.IMAGE_TOKENS
 
 
 def test_a_function_call_comes_back_in_the_answer(db, ada, simulator, route):

@@ -10,9 +10,9 @@ import random
 
 import pytest
 
-from jobs import gemini_shape
+from jobs import sizes
 from jobs.catalog import INPUT_LIMIT_TOKENS
-from jobs.gemini_shape import (
+from jobs.sizes import (
     MOST_TILED_IMAGE_TOKENS,
     image_size,
     media_worst_case_tokens,
@@ -180,13 +180,13 @@ def test_pdf_pages_compressed_in_object_streams_are_counted():
     assert pdf_pages(whole[: whole.index(b"\nendstream") - 4]) is None, "a stream cut short"
     request = request_of(inline("application/pdf", pdf(40, compressed=37)))
     assert media_worst_case_tokens(request) == 40 * 560
-    assert gemini_shape.media_tokens(request) == 40 * 258
+    assert sizes.media_tokens(request) == 40 * 258
     unknown = request_of(inline("application/pdf", unreadable))
     assert media_worst_case_tokens(unknown) == 1000 * 560
 
 
 def test_object_streams_that_inflate_past_the_limit_are_not_read(monkeypatch):
-    monkeypatch.setattr(gemini_shape, "_MAX_OBJECT_STREAMS_BYTES", 20 * 33)
+    monkeypatch.setattr(sizes, "_MAX_OBJECT_STREAMS_BYTES", 20 * 33)
     assert pdf_pages(pdf(30, compressed=19)) == 30
     assert pdf_pages(pdf(30, compressed=21)) is None, "its pages are unknown, not none"
 
