@@ -184,9 +184,9 @@ def test_the_pages_read_calmly_at_both_widths(
     expect(confirm).to_be_hidden()
     ask.click()
     expect(page.locator("#cancel-job")).to_contain_text("It will not be tried again")
-    colour = "(el) => getComputedStyle(el).backgroundColor"
-    assert confirm.evaluate(colour) != retry.evaluate(colour)
-    assert confirm.evaluate(colour) == "rgb(180, 35, 24)"  # --danger, the failed state's red
+    # --danger, the failed state's red; expect retries should a poll swap them out.
+    expect(confirm).to_have_css("background-color", "rgb(180, 35, 24)")
+    expect(retry).not_to_have_css("background-color", "rgb(180, 35, 24)")
     page.screenshot(path=SCREENSHOTS / "layout-cancel-asks.png")
     assert page.evaluate(NEXT_SWAP)  # the job is active: its part of the page polls
     expect(confirm).to_be_visible()

@@ -35,10 +35,6 @@ def run_file(word: str) -> bytes:
     return "".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in lines).encode()
 
 
-def css(locator, name: str) -> str:
-    return locator.evaluate(f"element => getComputedStyle(element).getPropertyValue({name!r})")
-
-
 def states(run: Run) -> dict[str, str]:
     return dict(run.jobs.values_list("custom_id", "state"))
 
@@ -90,11 +86,13 @@ def test_a_runs_pages_count_what_waits_retry_what_can_pass_ask_before_cancelling
     expect(table).not_to_contain_text(f"#{run.jobs.get(custom_id='refused').pk}")
     page.screenshot(path=SCREENSHOTS / "run-pages-tail.png", full_page=True)
     # Cancel and delete look destructive: red (--failed), not Retry's primary blue.
+    # (expect retries: the 2 s poll may swap the buttons out while one is read.)
     red, blue = "rgb(180, 35, 24)", "rgb(31, 95, 191)"
-    assert css(page.locator("#run-retry"), "background-color") == blue
+    expect(page.locator("#run-retry")).to_have_css("background-color", blue)
     delete = page.get_by_role("link", name="Delete the run…")
     for destructive in (page.locator("#run-cancel-ask"), delete):
-        assert (css(destructive, "color"), css(destructive, "border-top-color")) == (red, red)
+        expect(destructive).to_have_css("color", red)
+        expect(destructive).to_have_css("border-top-color", red)
 
     # Retry failed retries the 503s' job and leaves the 400 alone.
     page.get_by_role("button", name="Retry 1 failed job with 2 more attempts").click()
