@@ -112,8 +112,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
-    "django_q",
+    # Before django_q: its `manage.py qcluster` is jobs/management/commands/qcluster.py,
+    # django-q2's cluster with a stop that hands the dispatcher's work on.
     "jobs",
+    "django_q",
 ]
 
 MIDDLEWARE = [

@@ -72,6 +72,7 @@ class Outcome(models.TextChoices):
     FAILED = "failed", "Failed"
     PAUSED = "paused", "Dispatch paused"
     LOST = "lost", "Lost with its worker"
+    INTERRUPTED = "interrupted", "Handed on (its cluster stopped)"
     DISCARDED = "discarded", "Discarded (job no longer running)"
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import resource
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -45,6 +46,21 @@ def _db(func):
     return sync_to_async(func, thread_sensitive=True)
 
 
+# Set when this process's cluster is stopping (SIGTERM, Ctrl-C): `manage.py
+# qcluster` sends every process of the cluster SIGUSR1, whose handler is
+# `request_stop`. A running dispatcher then hands its work on and exits.
+_stop = threading.Event()
+
+
+def request_stop(signum: int | None = None, frame=None) -> None:
+    """A signal handler (it only sets a flag): the cluster is stopping."""
+    _stop.set()
+
+
+def stop_requested() -> bool:
+    return _stop.is_set()
+
+
 @dataclass
 class RunStats:
     claimed: int = 0
@@ -73,6 +89,7 @@ class Dispatcher:
         self.launch_rate = launch_rate
         self.run_seconds = run_seconds
         self.in_flight: dict[int, asyncio.Task] = {}
+        self.claims: dict[int, claiming.Claim] = {}
         self.stats = RunStats()
         self._outcomes: list[recording.AttemptOutcome] = []
         self._finished = asyncio.Event()
@@ -89,6 +106,9 @@ class Dispatcher:
         budget = float(self.per_tick)
         refilled = started
         while True:
+            if _stop.is_set():
+                await self._hand_on()
+                break
             now = time.monotonic()
             budget = min(budget + (now - refilled) * self.launch_rate, 2.0 * self.per_tick)
             refilled = now
@@ -155,6 +175,7 @@ class Dispatcher:
     def _launch(self, claim: claiming.Claim) -> None:
         task = asyncio.create_task(self._attempt(claim), name=f"job-{claim.job_id}")
         self.in_flight[claim.job_id] = task
+        self.claims[claim.job_id] = claim
         self.stats.claimed += 1
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self.in_flight))
 
@@ -197,6 +218,7 @@ class Dispatcher:
                 self.stats.failed_attempts += 1
         for item in batch:
             self.in_flight.pop(item.claim.job_id, None)
+            self.claims.pop(item.claim.job_id, None)
 
     async def _renew(self) -> None:
         job_ids = list(self.in_flight)
@@ -211,6 +233,31 @@ class Dispatcher:
         except Exception:
             # Renewal runs three times per lease: one miss does not lose a lease.
             logger.exception("Renewing leases failed; will try again")
+
+    async def _hand_on(self) -> None:
+        """The cluster is stopping: give up the requests in flight at once
+        instead of waiting up to FLEX_REQUEST_TIMEOUT for their answers.
+        What has come back is recorded as usual; the rest is cancelled and
+        handed on (recording.attempts_interrupted), and another cluster's
+        dispatcher is woken to take it."""
+        await self._record_outcomes()
+        tasks = list(self.in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._record_outcomes()  # those that answered before the cancel
+        claims = list(self.claims.values())
+        try:
+            handed = await _db(recording.attempts_interrupted)(owner=self.owner, claims=claims)
+        except Exception:
+            # Their leases lapse and another dispatcher takes them then.
+            logger.exception("Could not hand on %d requests in flight", len(claims))
+            handed = 0
+        self.in_flight.clear()
+        self.claims.clear()
+        self.stats.outcomes["handed on"] = handed
+        logger.warning("Stopping: handed on %d requests in flight", handed)
+        await self._hand_over_slot()
 
     async def _hand_over_slot(self) -> None:
         # A fresh run takes the slot and keeps claiming while this one drains.
@@ -266,6 +313,10 @@ def _wake_for_work_that_came_late() -> None:
 
 def run_dispatcher() -> str:
     """Run one dispatcher if a slot is free; return a one-line summary."""
+    if _stop.is_set():
+        # This cluster is stopping and took a wake-up meant for any: pass it on.
+        control.wake_dispatcher()
+        return "stopping: the wake-up is passed on to another cluster"
     owner = new_owner()
     slot = control.dispatcher_slot_acquire(owner=owner, ttl_seconds=settings.FLEX_LEASE_SECONDS)
     if slot is None:

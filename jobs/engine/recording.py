@@ -1,6 +1,7 @@
 """Recording what came back: each finished try becomes an Attempt row and
 moves its job on (succeeded, retrying at its next time, failed, or queued
-again with dispatch paused), and the model's pacing state learns from it."""
+again with dispatch paused), and the model's pacing state learns from it; the
+tries a stopping cluster hands on are recorded here too."""
 
 from __future__ import annotations
 
@@ -168,6 +169,43 @@ def attempts_record(*, owner: str, outcomes: Sequence[AttemptOutcome]) -> list[s
             logger.exception("Could not record the outcome of job %s", item.claim.job_id)
             decisions.append("unrecorded")
     return decisions
+
+
+INTERRUPTED_MESSAGE = (
+    "Its cluster was stopped with this request in flight; the job was handed on to "
+    "another dispatcher and this try is not counted."
+)
+
+
+def attempts_interrupted(*, owner: str, claims: Sequence[Claim]) -> int:
+    """Hand on the requests a stopping dispatcher still has in flight, in one
+    transaction: each try is recorded as interrupted (not counted against its
+    job, its reservation released: no answer means no bill), and its job is
+    made due again at once with its lease given up, so another dispatcher
+    takes it within a tick rather than after the lease. Returns how many jobs
+    were handed on (a job no longer this dispatcher's is left alone)."""
+    if not claims:
+        return 0
+    now = timezone.now()
+    attempt_ids = [claim.attempt_id for claim in claims]
+    with transaction.atomic():
+        budget = budgets.Settlement(attempt_ids)
+        Attempt.objects.filter(pk__in=attempt_ids, outcome=Outcome.IN_FLIGHT).update(
+            outcome=Outcome.INTERRUPTED, finished_at=now, error_message=INTERRUPTED_MESSAGE
+        )
+        for attempt_id in attempt_ids:
+            budget.settle(attempt_id, billed=None)
+        budget.save()
+        return Job.objects.filter(
+            pk__in=[claim.job_id for claim in claims], state=State.RUNNING, lease_owner=owner
+        ).update(
+            state=State.QUEUED,
+            next_attempt_at=now,
+            lease_owner="",
+            lease_expires_at=None,
+            refunded_attempts=F("refunded_attempts") + 1,
+            updated_at=now,
+        )
 
 
 def _note_ended(outcomes: Sequence[AttemptOutcome], decisions: Sequence[str]) -> None:

@@ -5,7 +5,8 @@ Runs on whichever database the suite uses: PostgreSQL (row locks, SKIP LOCKED)
 or one SQLite file (WAL, IMMEDIATE transactions). No job may run twice while
 its lease is alive, and a per-model limit holds for both clusters together,
 because every claim locks the model's ModelLimit row. A cluster killed mid-run
-loses nothing: the other takes its requests over once their leases lapse."""
+loses nothing: the other takes its requests over once their leases lapse; a
+cluster stopped with SIGTERM hands them on at once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -265,3 +267,62 @@ def test_flex_cache_url_names_a_shared_redis_cache():
         assert "hush" not in redis.stderr
     else:
         assert redis.returncode == 0, redis.stderr
+
+
+@pytest.mark.engine
+@pytest.mark.two_clusters
+def test_a_stopped_cluster_hands_its_requests_on_at_once(start_simulator, ada, tmp_path: Path):
+    """SIGTERM to a cluster with hundreds of requests in flight, each answered
+    only after 30 s: it stops claiming, records each try as handed on (not
+    counted against its job, nothing charged), gives up the leases and exits
+    at once; the other cluster has every one of those jobs in flight soon
+    after, long before their 60 s leases would have lapsed."""
+    jobs_in_flight, lease, answer_after = 300, 60, 30
+    simulator = start_simulator(latency=f"{answer_after}:{answer_after}")
+    env = two_cluster_env(
+        simulator.url,
+        FLEX_LEASE_SECONDS=lease,
+        FLEX_MAX_IN_FLIGHT=jobs_in_flight,
+        FLEX_LAUNCH_RATE=200,
+    )
+    word = tag()
+    with qcluster(env, tmp_path / "a.log") as a:
+        jobs = submit(ada, *(f"handed on {word} {n}" for n in range(jobs_in_flight)))
+        ids = [job.pk for job in jobs]
+        in_flight = Attempt.objects.filter(job__in=ids, outcome=Outcome.IN_FLIGHT)
+        wait_for(
+            lambda: in_flight.count() == jobs_in_flight, timeout=60, what="every job in flight on a"
+        )
+        (a_owner,) = set(in_flight.values_list("dispatcher", flat=True))
+        with qcluster(env, tmp_path / "b.log") as b:
+            wait_until_up(a, b)
+            stopping = time.monotonic()
+            a.send_signal(signal.SIGTERM)
+            a.wait(timeout=answer_after)
+            stopped_after = time.monotonic() - stopping
+            taken = Job.objects.filter(pk__in=ids, state=State.RUNNING).exclude(
+                lease_owner__in=["", a_owner]
+            )
+            wait_for(
+                lambda: taken.count() == jobs_in_flight,
+                timeout=lease - 10,
+                what="b to have every job in flight",
+            )
+            taken_after = time.monotonic() - stopping
+            print(f"\n{jobs_in_flight} in flight: a stopped in {stopped_after:.1f} s, "
+                  f"b had them all in flight {taken_after:.1f} s after the SIGTERM")  # fmt: skip
+
+            handed = Attempt.objects.filter(job__in=ids, dispatcher=a_owner)
+            assert set(handed.values_list("outcome", flat=True)) == {Outcome.INTERRUPTED}
+            assert handed.count() == jobs_in_flight
+            assert "handed on to another dispatcher" in handed.first().error_message
+            assert not handed.filter(finished_at__isnull=True).exists()
+            # Not the jobs' fault: the hand-on costs them no attempt, and b's
+            # try is their second, sent long before a's lease would have lapsed.
+            again = Attempt.objects.filter(job__in=ids, number=2, outcome=Outcome.IN_FLIGHT)
+            assert again.count() == jobs_in_flight
+            assert {job.budgeted_attempts for job in Job.objects.filter(pk__in=ids)} == {1}
+            lapse = min(handed.values_list("started_at", flat=True)) + timedelta(seconds=lease)
+            assert not again.filter(started_at__gte=lapse).exists()
+    # a exited of itself, before any answer came (it used to wait for them all).
+    assert a.returncode == 0 and stopped_after < answer_after

@@ -1,0 +1,53 @@
+"""python manage.py qcluster: django-q2's cluster, with a stop that hands work on.
+
+django-q2 stops a cluster by letting each worker finish its task; for the
+dispatcher that means waiting for every request in flight, up to
+FLEX_REQUEST_TIMEOUT. This cluster first tells its processes that it is
+stopping (SIGUSR1, whose handler every process forked from here inherits:
+jobs.engine.dispatch.request_stop), so a running dispatcher hands its requests
+on to another cluster and exits at once; then django-q2 stops as usual. The
+options are django-q2's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import psutil
+from django.conf import settings
+from django_q.cluster import Cluster
+from django_q.management.commands import qcluster
+
+from jobs.engine import dispatch
+
+
+class HandingOnCluster(Cluster):
+    def sig_handler(self, signum, frame):
+        tell_processes_stopping()
+        super().sig_handler(signum, frame)
+
+
+def tell_processes_stopping() -> None:
+    """SIGUSR1 to every process this cluster started (sentinel, pusher,
+    monitor, workers): each only sets its stop flag."""
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # gone already
+            process.send_signal(signal.SIGUSR1)
+
+
+class Command(qcluster.Command):
+    help = qcluster.Command.help + " On SIGTERM or Ctrl-C its dispatchers hand their work on."
+
+    def handle(self, *args, **options):
+        # As django-q2's own command does, with this cluster in its place.
+        settings.SECRET_KEY  # noqa: B018 (it must be set: tasks are signed with it)
+        if options.get("cluster_name"):
+            os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
+        # Installed before the cluster forks, so every one of its processes has it.
+        signal.signal(signal.SIGUSR1, dispatch.request_stop)
+        cluster = HandingOnCluster()
+        cluster.start()
+        if options.get("run_once", False):
+            cluster.stop()
