@@ -127,13 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=60.0, help="seconds the simulator holds")
     parser.add_argument("--launch-rate", type=float, default=200.0, help="FLEX_LAUNCH_RATE")
     parser.add_argument("--database-url", default=None, help="postgres://… (default: SQLite)")
+    parser.add_argument(
+        "--clusters", default="stock,flexdash", help="which to run: stock, flexdash or both"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
+    chosen = {name.strip() for name in args.clusters.split(",")}
     workdir = Path(tempfile.mkdtemp(prefix="flexdash-handoff-"))
     results, failed = [], False
     with common.stopping_on_exit():
         try:
             for key, name, command in CLUSTERS:
+                if key not in chosen:
+                    continue
                 results.append(run_one(key, name, command, args, workdir))
         except Exception as error:  # say what failed, keep the logs
             print(f"failed: {error}", file=sys.stderr)

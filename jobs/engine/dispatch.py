@@ -240,11 +240,13 @@ class Dispatcher:
         What has come back is recorded as usual; the rest is cancelled and
         handed on (recording.attempts_interrupted), and another cluster's
         dispatcher is woken to take it."""
+        began = time.monotonic()
         await self._record_outcomes()
         tasks = list(self.in_flight.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled = time.monotonic()
         await self._record_outcomes()  # those that answered before the cancel
         claims = list(self.claims.values())
         try:
@@ -256,8 +258,13 @@ class Dispatcher:
         self.in_flight.clear()
         self.claims.clear()
         self.stats.outcomes["handed on"] = handed
-        logger.warning("Stopping: handed on %d requests in flight", handed)
         await self._hand_over_slot()
+        logger.warning(
+            "Stopping: handed on %d requests in flight in %.1f s (cancelling them took %.1f s)",
+            handed,
+            time.monotonic() - began,
+            cancelled - began,
+        )
 
     async def _hand_over_slot(self) -> None:
         # A fresh run takes the slot and keeps claiming while this one drains.
