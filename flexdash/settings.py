@@ -449,6 +449,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "FlexDash <flexdash@localhost
 # How long one dispatcher run keeps claiming new work before it hands its slot
 # to a fresh run and only drains what it has in flight.
 FLEX_DISPATCH_RUN_SECONDS = env_int("FLEX_DISPATCH_RUN_SECONDS", 900, minimum=10)
+# With nothing in flight, a dispatcher stays this long for a retry about to come
+# due; later work is started on time by the cluster's own watch (manage.py qcluster).
+FLEX_DISPATCH_IDLE_SECONDS = env_float("FLEX_DISPATCH_IDLE_SECONDS", 30.0, minimum=0.0)
 
 # --- django-q2 --------------------------------------------------------------
 # The dispatcher task claims work for FLEX_DISPATCH_RUN_SECONDS, then drains

@@ -58,12 +58,15 @@ def dispatch_is_paused() -> bool:
 
 
 # --- Dispatcher slots ----------------------------------------------------------
+def dispatchers_running(now=None) -> int:
+    """Dispatchers holding a slot that has not lapsed."""
+    return DispatcherSlot.objects.filter(expires_at__gt=now or timezone.now()).count()
+
+
 def wake_dispatcher() -> None:
     """Ask django-q2 for a dispatcher run, unless every slot is already busy:
     a running dispatcher looks for new work every second by itself."""
-    now = timezone.now()
-    busy = DispatcherSlot.objects.filter(expires_at__gt=now).count()
-    if busy >= settings.FLEX_DISPATCHERS:
+    if dispatchers_running() >= settings.FLEX_DISPATCHERS:
         return
     from django_q.tasks import async_task
 

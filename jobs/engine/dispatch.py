@@ -33,13 +33,14 @@ TICK_SECONDS = 0.2
 # Leases are renewed three times per lease period, so one slow renewal never
 # lets a live request's lease lapse.
 RENEWALS_PER_LEASE = 3
-# With nothing in flight, stay alive this long for a retry that is about due
-# instead of exiting and waiting for the next minute's Schedule.
-IDLE_HORIZON_SECONDS = 30.0
 # How often a dispatcher applies passed deadlines (cancel, move to standard);
 # the minute Schedule applies them too, when no dispatcher is running.
 DEADLINE_CHECK_SECONDS = 5.0
 _RENEW_CHUNK = 500
+# A dispatcher takes a second or two to start (the wake-up's trip through
+# django-q2, the run's upkeep, the claim): the clusters' watch asks for one this
+# long before work is due (wake_when_due), and it stays up that long for it.
+WAKE_AHEAD = 2.0
 
 
 def _db(func):
@@ -140,7 +141,7 @@ class Dispatcher:
                 if not taking_work or paused:
                     break
                 wait = await _db(claiming.seconds_until_next_due)()
-                if wait is None or wait > IDLE_HORIZON_SECONDS:
+                if wait is None or wait > max(settings.FLEX_DISPATCH_IDLE_SECONDS, WAKE_AHEAD):
                     break
                 await asyncio.sleep(min(max(wait, TICK_SECONDS), 1.0))
                 continue
@@ -312,10 +313,26 @@ def _wake_for_work_that_came_late() -> None:
         if control.dispatch_is_paused():
             return
         wait = claiming.seconds_until_next_due()
-        if wait is not None and wait <= IDLE_HORIZON_SECONDS:
+        if wait is not None and wait <= settings.FLEX_DISPATCH_IDLE_SECONDS:
             control.wake_dispatcher()
     except Exception:
         logger.exception("Could not look for work that came while stopping")
+
+
+def wake_when_due() -> bool:
+    """What each running cluster's main process asks every second
+    (jobs/management/commands/qcluster.py): is work due with no dispatcher
+    running? Then one is asked for at once, not at the minute Schedule: a
+    retry due after the last dispatcher went idle runs on time, and when a
+    dispatcher dies its slot lapses with its leases and a surviving cluster
+    starts one straight away. Returns whether it woke one."""
+    if control.dispatchers_running() or control.dispatch_is_paused():
+        return False
+    wait = claiming.seconds_until_next_due()
+    if wait is None or wait > WAKE_AHEAD:
+        return False
+    control.wake_dispatcher()
+    return True
 
 
 def run_dispatcher() -> str:

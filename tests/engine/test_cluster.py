@@ -95,6 +95,22 @@ def test_planted_errors_are_retried_as_each_job_asked(env, ada, tmp_path):
     assert fallback.cost_usd == fallback.standard_cost_usd
 
 
+def test_a_retry_due_after_the_dispatcher_went_idle_runs_on_time(env, ada, tmp_path):
+    """The dispatcher stays up 1 s for work about to come due; the retry is due
+    8 s on (Retry-After). The cluster's own watch starts a dispatcher for it
+    then: it does not wait for the minute Schedule."""
+    retry_after = 8
+    (job,) = submit(ada, f"later {tag()} [sim:429x1:retry-after={retry_after}]")
+    with qcluster(env(FLEX_DISPATCH_IDLE_SECONDS=1), tmp_path / "q.log"):
+        wait_for(finished([job]), timeout=45, what="the retry to run")
+    first, second = Attempt.objects.filter(job=job).order_by("number")
+    late = (second.started_at - first.finished_at).total_seconds() - retry_after
+    print(f"\nthe retry ran {late:.1f} s after it was due")
+    assert Job.objects.get(pk=job.pk).state == State.SUCCEEDED
+    # Due at first.finished_at + 8 s; a minute Schedule would have come up to 60 s late.
+    assert 0 <= late < 5
+
+
 def test_bad_credentials_pause_dispatch_without_burning_attempts(env, ada, tmp_path):
     jobs = submit(ada, *(f"key check {tag()} {n}" for n in range(3)), max_attempts=2)
     wrong_key = env(GEMINI_API_KEY="a-wrong-key")

@@ -326,3 +326,41 @@ def test_a_stopped_cluster_hands_its_requests_on_at_once(start_simulator, ada, t
             assert not again.filter(started_at__gte=lapse).exists()
     # a exited of itself, before any answer came (it used to wait for them all).
     assert a.returncode == 0 and stopped_after < answer_after
+
+
+@pytest.mark.engine
+@pytest.mark.two_clusters
+def test_when_the_only_dispatcher_dies_a_survivor_starts_one_as_its_slot_lapses(
+    start_simulator, ada, tmp_path: Path, settings
+):
+    """One dispatcher slot in all, held by whichever cluster took the wake-up;
+    that cluster is killed with requests in flight. The survivor's watch
+    starts a dispatcher as soon as the slot and the leases lapse, not at the
+    minute Schedule, and it finishes every job."""
+    lease = 5
+    settings.FLEX_DISPATCHERS = 1
+    simulator = start_simulator(latency="3:3")
+    env = engine_env(simulator.url, FLEX_DISPATCHERS=1, FLEX_Q_WORKERS=1, FLEX_LEASE_SECONDS=lease)
+    word = tag()
+    with qcluster(env, tmp_path / "a.log") as a, qcluster(env, tmp_path / "b.log") as b:
+        clusters = {a.pid: "a", b.pid: "b"}
+        wait_until_up(a, b)
+        jobs = submit(ada, *(f"orphaned {word} {n}" for n in range(10)))
+        ids = [job.pk for job in jobs]
+        in_flight = Attempt.objects.filter(job__in=ids, outcome=Outcome.IN_FLIGHT)
+        wait_for(lambda: in_flight.count() == len(ids), timeout=30, what="every job in flight")
+        (owner,) = set(in_flight.values_list("dispatcher", flat=True))
+        victim = cluster_of(owner, clusters)
+        stop_process(a if victim == "a" else b, signal.SIGKILL)
+        killed_at = timezone.now()
+        wait_for(finished(jobs), timeout=lease + 30, interval=0.5, what="the survivor to finish")
+    assert_each_job_succeeded_once(jobs)
+    again = Attempt.objects.filter(job__in=ids, number=2)
+    assert again.count() == len(ids) and set(again.values_list("outcome", flat=True)) == {
+        Outcome.SUCCEEDED
+    }
+    assert owner not in set(again.values_list("dispatcher", flat=True))
+    taken_over = min(again.values_list("started_at", flat=True))
+    after = (taken_over - killed_at).total_seconds()
+    print(f"\nthe survivor took the work over {after:.1f} s after the kill (lease {lease} s)")
+    assert after < lease + 5, "taken over by the minute Schedule, not by the survivor's watch"

@@ -5,22 +5,29 @@ dispatcher that means waiting for every request in flight, up to
 FLEX_REQUEST_TIMEOUT. This cluster first tells its processes that it is
 stopping (SIGUSR1, whose handler every process forked from here inherits:
 jobs.engine.dispatch.request_stop), so a running dispatcher hands its requests
-on to another cluster and exits at once; then django-q2 stops as usual. The
-options are django-q2's own.
+on to another cluster and exits at once; then django-q2 stops as usual. While
+it runs, its main process starts a dispatcher the moment work is due and none
+is running (a retry after the last one went idle, a dead one's slot lapsed),
+instead of at the minute Schedule. The options are django-q2's own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
+import time
 
 import psutil
 from django.conf import settings
+from django.db import connection
 from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
 
 from jobs.engine import dispatch
+
+logger = logging.getLogger(__name__)
 
 
 class HandingOnCluster(Cluster):
@@ -51,3 +58,28 @@ class Command(qcluster.Command):
         cluster.start()
         if options.get("run_once", False):
             cluster.stop()
+            return
+        watch(cluster)
+
+
+# How often the main process looks for due work that no dispatcher is running for.
+WATCH_SECONDS = 1.0
+WAKE_QUIET_SECONDS = 5.0
+
+
+def watch(cluster: Cluster) -> None:
+    """Until the cluster has stopped: every WATCH_SECONDS, wake a dispatcher
+    when work is due and none is running (dispatch.wake_when_due). The
+    cluster's processes were forked before this opens a database connection,
+    so none of them shares it."""
+    quiet_until = 0.0
+    while cluster.sentinel.is_alive():
+        # After a wake-up, give its dispatcher time to start and take its slot.
+        if time.monotonic() >= quiet_until:
+            try:
+                if dispatch.wake_when_due():
+                    quiet_until = time.monotonic() + WAKE_QUIET_SECONDS
+            except Exception:
+                logger.exception("Looking for due work failed; trying again")
+                connection.close()  # a fresh one next time, should this one be broken
+        time.sleep(WATCH_SECONDS)
