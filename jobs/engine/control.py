@@ -58,9 +58,9 @@ def dispatch_is_paused() -> bool:
 
 
 # --- Dispatcher slots ----------------------------------------------------------
-def dispatchers_running(now=None) -> int:
+def dispatchers_running() -> int:
     """Dispatchers holding a slot that has not lapsed."""
-    return DispatcherSlot.objects.filter(expires_at__gt=now or timezone.now()).count()
+    return DispatcherSlot.objects.filter(expires_at__gt=timezone.now()).count()
 
 
 def wake_dispatcher() -> None:

@@ -58,10 +58,6 @@ def request_stop(signum: int | None = None, frame=None) -> None:
     _stop.set()
 
 
-def stop_requested() -> bool:
-    return _stop.is_set()
-
-
 @dataclass
 class RunStats:
     claimed: int = 0
@@ -305,16 +301,24 @@ async def _run(owner: str) -> RunStats:
         await _db(close_old_connections)()
 
 
+def _wake_if_due_within(seconds: float) -> bool:
+    """Wake a dispatcher if work is due within `seconds` and dispatch is not
+    paused; returns whether it did."""
+    if control.dispatch_is_paused():
+        return False
+    wait = claiming.seconds_until_next_due()
+    if wait is None or wait > seconds:
+        return False
+    control.wake_dispatcher()
+    return True
+
+
 def _wake_for_work_that_came_late() -> None:
     """Work committed while this run was deciding to stop woke no one: its
     wake-up found the slot still taken. Look once more now that it is free,
     so such work does not wait for the minute Schedule."""
     try:
-        if control.dispatch_is_paused():
-            return
-        wait = claiming.seconds_until_next_due()
-        if wait is not None and wait <= settings.FLEX_DISPATCH_IDLE_SECONDS:
-            control.wake_dispatcher()
+        _wake_if_due_within(settings.FLEX_DISPATCH_IDLE_SECONDS)
     except Exception:
         logger.exception("Could not look for work that came while stopping")
 
@@ -326,13 +330,7 @@ def wake_when_due() -> bool:
     retry due after the last dispatcher went idle runs on time, and when a
     dispatcher dies its slot lapses with its leases and a surviving cluster
     starts one straight away. Returns whether it woke one."""
-    if control.dispatchers_running() or control.dispatch_is_paused():
-        return False
-    wait = claiming.seconds_until_next_due()
-    if wait is None or wait > WAKE_AHEAD:
-        return False
-    control.wake_dispatcher()
-    return True
+    return not control.dispatchers_running() and _wake_if_due_within(WAKE_AHEAD)
 
 
 def run_dispatcher() -> str:
