@@ -208,7 +208,8 @@ def engine_env(simulator_url: str, **overrides: object) -> dict[str, str]:
         "FLEX_BACKOFF_BASE": "0.2",
         "FLEX_BACKOFF_CAP": "1",
         "FLEX_LEASE_SECONDS": "10",
-        "FLEX_LOG_LEVEL": "WARNING",
+        # What a failing test prints of a cluster's log (print_log_tail): its dispatchers' runs.
+        "FLEX_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }
     env.update({key: str(value) for key, value in overrides.items()})
@@ -253,7 +254,17 @@ def qcluster(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     try:
         yield process
     finally:
+        print_log_tail(process, log)
         stop_process(process)
+
+
+def print_log_tail(process: subprocess.Popen, log: Path, lines: int = 60) -> None:
+    """The end of a process's log, on stdout: pytest shows it when the test
+    failed (a cluster that died, or logged why it did not do the work)."""
+    state = "running" if process.poll() is None else f"exited with {process.returncode}"
+    tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+    print(f"--- the last {len(tail)} lines of {log.name} (the process is {state}) ---")
+    print("\n".join(tail))
 
 
 def wait_for(

@@ -11,17 +11,19 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.e2e.browsing import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
-from tests.support import engine_env, start_process, stop_process
+from tests.support import engine_env, print_log_tail, start_process, stop_process
 
 
 @pytest.fixture
 def cluster(simulator, tmp_path: Path) -> Iterator[None]:
     """A real qcluster with quick retries, on the test database."""
     env = engine_env(simulator.url, FLEX_BACKOFF_BASE=0.5, FLEX_BACKOFF_CAP=2)
-    process = start_process(["qcluster"], env, tmp_path / "qcluster.log")
+    log = tmp_path / "qcluster.log"
+    process = start_process(["qcluster"], env, log)
     try:
         yield
     finally:
+        print_log_tail(process, log)
         # Everything the tests check is already stored; a graceful stop would
         # wait out the dispatcher's idle horizon for nothing.
         stop_process(process, signal.SIGKILL)

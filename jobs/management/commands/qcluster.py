@@ -78,6 +78,7 @@ def watch(cluster: Cluster) -> None:
         if time.monotonic() >= quiet_until:
             try:
                 if dispatch.wake_when_due():
+                    logger.info("Work is due and no dispatcher is running: woke one")
                     quiet_until = time.monotonic() + WAKE_QUIET_SECONDS
             except Exception:
                 logger.exception("Looking for due work failed; trying again")
