@@ -706,6 +706,77 @@ class JobCount(models.Model):
         return f"{self.state}: {self.n} (owner {self.owner_id})"
 
 
+# Dollars in the tallies are whole units of 1e-8 USD (a job's cost has eight
+# decimal places): integer sums are exact on both databases, where SQLite would
+# sum decimals as floats.
+COST_UNITS_PER_USD = 100_000_000
+
+
+class JobTally(models.Model):
+    """Per owner and number of attempts: how many jobs, and their 503s and
+    429s (the overview's totals and its attempts histogram). Kept by the
+    database as JobCount is (triggers, migration 0016; delta rows on
+    PostgreSQL, folded by jobs/engine/counts.py)."""
+
+    owner_id = models.IntegerField()
+    attempts = models.IntegerField()
+    n = models.BigIntegerField(default=0)
+    http_503 = models.BigIntegerField(default=0)
+    http_429 = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner_id", "attempts"], name="jobtally_owner_attempts")]
+
+    def __str__(self) -> str:
+        return f"{self.n} jobs with {self.attempts} attempts (owner {self.owner_id})"
+
+
+class OutcomeMinute(models.Model):
+    """Per owner and minute (UTC) in which attempts finished: how many, and
+    the successes, 503s and 429s among them (the overview's chart and its
+    last hour). Kept by triggers on the
+    attempts (migration 0016); a job given to another owner takes its
+    attempts' minutes along."""
+
+    owner_id = models.IntegerField()
+    minute = models.DateTimeField()
+    finished = models.BigIntegerField(default=0)
+    succeeded = models.BigIntegerField(default=0)
+    http_503 = models.BigIntegerField(default=0)
+    http_429 = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["owner_id", "minute"], name="outcomeminute_owner_minute"),
+            models.Index(fields=["minute"], name="outcomeminute_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M}: {self.succeeded} answers (owner {self.owner_id})"
+
+
+class CostHour(models.Model):
+    """Per owner and hour (UTC) in which answers arrived: how many, and what
+    they cost on their tier and would have cost on standard, in units of
+    1e-8 USD (the month's cost on the overview). Kept by triggers on the jobs
+    (migration 0016)."""
+
+    owner_id = models.IntegerField()
+    hour = models.DateTimeField()
+    answers = models.BigIntegerField(default=0)
+    cost_units = models.BigIntegerField(default=0)
+    standard_cost_units = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["owner_id", "hour"], name="costhour_owner_hour"),
+            models.Index(fields=["hour"], name="costhour_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h: {self.answers} answers (owner {self.owner_id})"
+
+
 class AccountBudget(models.Model):
     """The one row with the operator's limit on what the whole account
     (everyone's work together) may cost in a calendar month (UTC)."""

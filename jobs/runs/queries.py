@@ -29,7 +29,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Length, Substr
 
-from jobs.engine import pricing
+from jobs.engine import counts, pricing
 from jobs.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -69,6 +69,24 @@ class RunScope(Scope):
         # Count("*"), not Count("id"): PostgreSQL can then answer from the
         # (run, state) index alone; id is in none of the jobs' indexes.
         return dict(self.jobs().order_by().values_list("state").annotate(n=Count("*")))
+
+    def jobs_by_attempts(self) -> counts.AttemptsTally:
+        rows = list(
+            self.jobs()
+            .order_by()
+            .values_list("attempts")
+            .annotate(n=Count("*"), n503=Sum("http_503"), n429=Sum("http_429"))
+        )
+        return counts.AttemptsTally(
+            jobs_by_attempts={attempts: n for attempts, n, _, _ in rows},
+            http_503=sum(n503 for _, _, n503, _ in rows),
+            http_429=sum(n429 for _, _, _, n429 in rows),
+        )
+
+    def outcomes_by_minute(
+        self, *, start: datetime, end: datetime
+    ) -> dict[datetime, counts.Outcomes]:
+        return queries.attempt_outcomes_by_minute(self.attempts(), start=start, end=end)
 
 
 def run_scope(run: Run) -> RunScope:

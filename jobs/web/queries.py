@@ -8,7 +8,7 @@ ever counts their own jobs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -51,10 +51,19 @@ class Scope:
         attempts = Attempt.objects.all()
         return attempts if self.owner_id is None else attempts.filter(job__owner_id=self.owner_id)
 
+    # From the stored counts (jobs/engine/counts.py): the same few rows at a
+    # thousand jobs and at a million. A run's scope counts its own jobs.
     def jobs_by_state(self) -> dict[str, int]:
-        """From the stored counts (jobs/engine/counts.py): the same few rows at
-        a thousand jobs and at a million."""
         return counts.by_state(self.owner_id)
+
+    def jobs_by_attempts(self) -> counts.AttemptsTally:
+        return counts.by_attempts(self.owner_id)
+
+    def outcomes_by_minute(
+        self, *, start: datetime, end: datetime
+    ) -> dict[datetime, counts.Outcomes]:
+        """Successes, 503s and 429s of the attempts that finished in each minute of [start, end)."""
+        return counts.outcomes_by_minute(self.owner_id, start=start, end=end)
 
 
 # --- Counts by state ---------------------------------------------------------------
@@ -100,21 +109,21 @@ class ErrorTotals:
 
 
 def error_totals(scope: Scope, *, now: datetime) -> ErrorTotals:
-    totals = scope.jobs().aggregate(
-        http_503=Coalesce(Sum("http_503"), 0), http_429=Coalesce(Sum("http_429"), 0)
-    )
-    # Per attempt for the last hour: the jobs' counters have no time.
-    recent = scope.attempts().filter(started_at__gte=now - timedelta(hours=1))
-    last_hour = recent.aggregate(
-        http_503=Count("id", filter=Q(http_status=503)),
-        http_429=Count("id", filter=Q(http_status=429)),
-    )
+    """503s and 429s of all the scope's jobs, and of the attempts that
+    finished in the last 60 minutes (the current one included)."""
+    tally = scope.jobs_by_attempts()
+    end = _minute(now) + timedelta(minutes=1)
+    last_hour = scope.outcomes_by_minute(start=end - timedelta(minutes=60), end=end).values()
     return ErrorTotals(
-        http_503=totals["http_503"],
-        http_429=totals["http_429"],
-        http_503_last_hour=last_hour["http_503"],
-        http_429_last_hour=last_hour["http_429"],
+        http_503=tally.http_503,
+        http_429=tally.http_429,
+        http_503_last_hour=sum(minute.http_503 for minute in last_hour),
+        http_429_last_hour=sum(minute.http_429 for minute in last_hour),
     )
+
+
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
 
 
 # --- Attempts per job -----------------------------------------------------------------
@@ -138,22 +147,16 @@ class AttemptStats:
 
 def attempt_stats(scope: Scope) -> AttemptStats:
     """Attempts per job, over jobs that have been tried at least once."""
-    counts = {f"n{n}": Count("id", filter=Q(attempts=n)) for n in range(1, ATTEMPT_BUCKETS)} | {
-        f"n{ATTEMPT_BUCKETS}": Count("id", filter=Q(attempts__gte=ATTEMPT_BUCKETS))
-    }
-    row = (
-        scope.jobs()
-        .filter(attempts__gt=0)
-        .aggregate(
-            tried=Count("id"),
-            total=Coalesce(Sum("attempts"), 0),
-            most=Coalesce(Max("attempts"), 0),
-            **counts,
-        )
+    tried = {n: jobs for n, jobs in scope.jobs_by_attempts().jobs_by_attempts.items() if n > 0}
+    buckets = [AttemptBucket(str(n), tried.get(n, 0)) for n in range(1, ATTEMPT_BUCKETS)]
+    last = sum(jobs for n, jobs in tried.items() if n >= ATTEMPT_BUCKETS)
+    buckets.append(AttemptBucket(f"{ATTEMPT_BUCKETS}+", last))
+    return AttemptStats(
+        jobs=sum(tried.values()),
+        attempts=sum(n * jobs for n, jobs in tried.items()),
+        most=max(tried, default=0),
+        buckets=buckets,
     )
-    buckets = [AttemptBucket(str(n), row[f"n{n}"]) for n in range(1, ATTEMPT_BUCKETS)]
-    buckets.append(AttemptBucket(f"{ATTEMPT_BUCKETS}+", row[f"n{ATTEMPT_BUCKETS}"]))
-    return AttemptStats(jobs=row["tried"], attempts=row["total"], most=row["most"], buckets=buckets)
 
 
 # --- Outcomes per minute (the chart) --------------------------------------------------
@@ -166,44 +169,77 @@ class MinuteOutcomes:
 
 
 def counts_per_minute(
-    scope: Scope, *, now: datetime, minutes: int, **counts: Count
+    scope: Scope, *, now: datetime, minutes: int, **named: Count
 ) -> list[tuple[datetime, dict[str, int]]]:
     """(minute, {name: count}) for each of the last `minutes` minutes, oldest first,
     ending with the current one, every name 0 in a minute without attempts; an
-    attempt counts in the minute it finished (when its outcome was known)."""
-    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    attempt counts in the minute it finished (when its outcome was known).
+    Counted from the scope's attempts: for a run's page."""
+    end = _minute(now) + timedelta(minutes=1)
     start = end - timedelta(minutes=minutes)
-    # No attempt finishes later than its request timeout after it started, so
-    # bounding started_at too lets the database use the attempt_started index.
-    earliest_start = start - timedelta(seconds=settings.FLEX_REQUEST_TIMEOUT + 60)
-    rows = (
-        scope.attempts()
-        .filter(started_at__gte=earliest_start, finished_at__gte=start, finished_at__lt=end)
-        .annotate(minute=TruncMinute("finished_at"))
-        .values("minute")
-        .annotate(**counts)
-        .order_by("minute")
-    )
-    found = {row["minute"]: row for row in rows}
+    found = {
+        row["minute"]: row
+        for row in counts_per_minute_rows(scope.attempts(), start=start, end=end, **named)
+    }
     series = []
     for offset in range(minutes):
         minute = start + timedelta(minutes=offset)
         row = found.get(minute, {})
-        series.append((minute, {name: row.get(name, 0) for name in counts}))
+        series.append((minute, {name: row.get(name, 0) for name in named}))
     return series
 
 
-def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[MinuteOutcomes]:
-    """Successes, 503s and 429s per minute (counts_per_minute)."""
-    series = counts_per_minute(
-        scope,
-        now=now,
-        minutes=minutes,
+def counts_per_minute_rows(
+    attempts: QuerySet[Attempt], *, start: datetime, end: datetime, **named: Count
+) -> QuerySet:
+    # No attempt finishes later than its request timeout after it started, so
+    # bounding started_at too lets the database use the attempt_started index.
+    earliest_start = start - timedelta(seconds=settings.FLEX_REQUEST_TIMEOUT + 60)
+    return (
+        attempts.filter(started_at__gte=earliest_start, finished_at__gte=start, finished_at__lt=end)
+        .annotate(minute=TruncMinute("finished_at", tzinfo=UTC))
+        .values("minute")
+        .annotate(**named)
+        .order_by("minute")
+    )
+
+
+def attempt_outcomes_by_minute(
+    attempts: QuerySet[Attempt], *, start: datetime, end: datetime
+) -> dict[datetime, counts.Outcomes]:
+    """As counts.outcomes_by_minute, counted from `attempts` (a run's, which
+    the stored tallies do not keep apart)."""
+    rows = counts_per_minute_rows(
+        attempts,
+        start=start,
+        end=end,
+        finished=Count("id"),
         succeeded=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
         http_503=Count("id", filter=Q(http_status=503)),
         http_429=Count("id", filter=Q(http_status=429)),
     )
-    return [MinuteOutcomes(minute=minute, **found) for minute, found in series]
+    return {
+        row["minute"]: counts.Outcomes(
+            row["finished"], row["succeeded"], row["http_503"], row["http_429"]
+        )
+        for row in rows
+    }
+
+
+def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[MinuteOutcomes]:
+    """Successes, 503s and 429s per minute for each of the last `minutes`
+    minutes, oldest first, ending with the current one; an attempt counts in
+    the minute it finished (when its outcome was known)."""
+    end = _minute(now) + timedelta(minutes=1)
+    start = end - timedelta(minutes=minutes)
+    found = scope.outcomes_by_minute(start=start, end=end)
+    none = counts.Outcomes()
+    series = []
+    for offset in range(minutes):
+        minute = start + timedelta(minutes=offset)
+        seen = found.get(minute, none)
+        series.append(MinuteOutcomes(minute, seen.succeeded, seen.http_503, seen.http_429))
+    return series
 
 
 # The windows the chart fits itself to, in minutes, shortest first.
@@ -215,19 +251,15 @@ FIT_SHARE = 0.9
 
 def chart_minutes(scope: Scope, *, now: datetime, hours: int | None) -> int:
     """The chart's window: `hours` when chosen, else the shortest of
-    FIT_WINDOWS that holds every attempt of the last day (an hour when none)."""
+    FIT_WINDOWS that holds every minute with an outcome in the last day (an
+    hour when there is none)."""
     if hours:
         return hours * 60
-    first = (
-        scope.attempts()
-        .filter(started_at__gte=now - timedelta(minutes=FIT_WINDOWS[-1]))
-        .order_by("started_at")
-        .values_list("started_at", flat=True)
-        .first()
-    )
-    if first is None:
+    since = _minute(now) - timedelta(minutes=FIT_WINDOWS[-1] - 1)
+    found = scope.outcomes_by_minute(start=since, end=_minute(now) + timedelta(minutes=1))
+    if not found:
         return 60
-    span = (now - first).total_seconds() / 60 + 1  # and the minute now under way
+    span = (now - min(found)).total_seconds() / 60 + 1  # and the minute now under way
     return next((w for w in FIT_WINDOWS if span <= w * FIT_SHARE), FIT_WINDOWS[-1])
 
 
@@ -283,22 +315,15 @@ class MonthCost:
 
 def month_cost(scope: Scope, *, now: datetime) -> MonthCost:
     """What the answers that arrived this calendar month (in TIME_ZONE) cost,
-    and what the same tokens would have cost on standard."""
+    and what the same tokens would have cost on standard (stored per hour:
+    counts.spent_since)."""
     since = timezone.localtime(now).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    row = (
-        scope.jobs()
-        .filter(finished_at__gte=since, cost_usd__isnull=False)
-        .aggregate(
-            answers=Count("id"),
-            cost=Coalesce(Sum("cost_usd"), Decimal(0)),
-            standard=Coalesce(Sum("standard_cost_usd"), Decimal(0)),
-        )
-    )
+    spent = counts.spent_since(scope.owner_id, since=since)
     return MonthCost(
         since=since,
-        answers=row["answers"],
-        cost_usd=money(row["cost"]),
-        standard_cost_usd=money(row["standard"]),
+        answers=spent.answers,
+        cost_usd=spent.cost_usd,
+        standard_cost_usd=spent.standard_cost_usd,
     )
 
 

@@ -1,7 +1,9 @@
-"""The stored job counts (JobCount, migration 0013) stay exact whatever writes
-the jobs: hundreds of random transitions through the engine's own paths and
-the ORM's bulk ones, on SQLite and on PostgreSQL, then the counts equal a
-fresh count of the table."""
+"""The stored counts (JobCount, migration 0013; JobTally, OutcomeMinute and
+CostHour, migration 0016) stay exact whatever writes the jobs and attempts:
+hundreds of random transitions through the engine's own paths and the ORM's
+bulk ones (submit, run, send, cancel, retry, a crashed claim taken again,
+jobs given to another owner, runs and people deleted), on SQLite and on
+PostgreSQL, then every count equals a fresh count of the tables."""
 
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from jobs.engine import actions, claiming, counts
-from jobs.models import Attempt, Job, JobCount, State
+from jobs.models import Attempt, CostHour, Job, JobCount, JobTally, OutcomeMinute, State
 from jobs.runs import services as runs
 from tests.support import make_run, send_due_jobs, submit, tag
 
@@ -93,8 +95,21 @@ def test_hundreds_of_random_transitions_leave_the_counts_exact(
 
     finally:
         simulator.configure(p503=0.0, p429=0.0)
-    # Hundreds of jobs, each through several states.
+    # Whatever the random errors were, one job surely fails (a 400 is not
+    # retried), one is shed and one is rate limited.
+    refused, *_ = submit(
+        ada, f"{word} refused [sim:400]", f"{word} shed [sim:503x1]", f"{word} limited [sim:429x1]"
+    )
+    send_due_jobs(simulator.url, "generate_content", limit=1000)
+    assert Job.objects.get(pk=refused.pk).state == State.FAILED
+    seen.update(fresh_count())
+    # Hundreds of jobs, each through several states; answers billed, 503s and
+    # 429s tallied per job and per minute.
     assert made > 150, made
+    assert CostHour.objects.aggregate(n=Sum("answers"))["n"] > 0
+    minutes = OutcomeMinute.objects.aggregate(n503=Sum("http_503"), n429=Sum("http_429"))
+    assert minutes["n503"] > 0 and minutes["n429"] > 0, minutes
+    assert JobTally.objects.aggregate(n=Sum("http_503"))["n"] > 0
     assert Attempt.objects.count() > 10, Attempt.objects.count()
     assert seen == set(State.values), seen
     assert_exact(*owners)
@@ -140,11 +155,14 @@ def test_the_triggers_that_keep_the_counts_exist():
             cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
         else:
             cursor.execute(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'jobs_job'::regclass "
-                "AND NOT tgisinternal"
+                "SELECT tgname FROM pg_trigger WHERE tgrelid IN "
+                "('jobs_job'::regclass, 'jobs_attempt'::regclass) AND NOT tgisinternal"
             )
         names = {row[0] for row in cursor.fetchall()}
     assert {"jobs_job_count_insert", "jobs_job_count_delete", "jobs_job_count_update"} <= names
+    for tally in ("jobs_job_jobtally", "jobs_job_costhour", "jobs_attempt_outcomeminute"):
+        assert {f"{tally}_{event}" for event in ("insert", "delete", "update")} <= names
+    assert "jobs_job_outcomeminute_owner" in names
 
 
 @pytest.mark.django_db(transaction=True)

@@ -64,7 +64,9 @@ NO_LIMITS = override_settings(
 
 
 def slowed_without_a_limit(model: str = FLASH) -> ModelLimit:
-    """429s stepped a model with no limits down to about 79% of 3,000 a minute."""
+    """429s stepped a model with no limits down to about 79% of 3,000 a minute
+    (2,367, climbing back 2.5 a second: the tests read "2,3.." so a slow
+    machine does not move the figure out of what they expect)."""
     now = timezone.now()
     return set_limit(
         model,
@@ -157,11 +159,11 @@ def test_a_model_without_a_limit_slowed_by_429s_says_so_in_words_and_rounds(clie
     assert "▼ Slowed" in row and "Throttled" not in row
     assert "of the limit" not in row
     assert re.search(
-        r"429s: 3 in the last minute, so it sends at most 2,36\d requests a minute, "
+        r"429s: 3 in the last minute, so it sends at most 2,3\d\d requests a minute, "
         r"climbing back 5% a minute\.",
         row,
     )
-    assert re.search(r"5 / no limit pacing to 2,36\d ", row)
+    assert re.search(r"5 / no limit pacing to 2,3\d\d ", row)
     assert "29%" in row  # 2.1 of 7.3 recent calls were 429s
     assert not re.search(r"\d\.\d{3}", row)
 
@@ -172,7 +174,7 @@ def test_a_slowed_model_without_a_limit_says_when_no_429_came_lately(client, ada
 
     row = text(weather_row(as_user(client, ada).get("/").content.decode(), FLASH))
 
-    assert "429s earlier, none in the last minute: it sends at most 2,36" in row
+    assert "429s earlier, none in the last minute: it sends at most 2,3" in row
 
 
 @override_settings(FLEX_MAX_IN_FLIGHT=40, FLEX_DISPATCHERS=1)  # a cap of 10 at 25%
@@ -368,7 +370,7 @@ def test_a_model_without_a_limit_reads_slowed_with_rounded_figures(admin_client,
     listing = text(admin_client.get(LIST).content.decode())
     form = text(admin_client.get(f"{LIST}{row.pk}/change/").content.decode())
 
-    assert re.search(r"Slowed: 429s: 3 in the last minute, so it sends at most 2,36\d ", listing)
+    assert re.search(r"Slowed: 429s: 3 in the last minute, so it sends at most 2,3\d\d ", listing)
     assert "of the limit" not in listing
     assert "Recent calls: 7 " in form or "Recent calls 7 " in form
     assert "7.348" not in form
@@ -490,7 +492,7 @@ def test_the_api_rounds_the_figures_of_a_model_without_a_limit(ada):
     assert flash["rpm_pacing"] == pytest.approx(2367.4, abs=1)
     assert flash["rpm_pacing"] == round(flash["rpm_pacing"], 1)
     assert flash["http_429_last_minute"] == 3
-    assert flash["reason"].startswith("429s: 3 in the last minute, so it sends at most 2,36")
+    assert flash["reason"].startswith("429s: 3 in the last minute, so it sends at most 2,3")
     for name, digits in (("share_429", 3), ("share_503", 3), ("recent_calls", 1)):
         assert flash[name] == round(flash[name], digits)
     assert flash["recent_calls"] < 8  # decayed from 7.3 plus the 3 attempts, not counted there

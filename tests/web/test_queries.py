@@ -98,13 +98,19 @@ def test_outcomes_are_counted_in_the_minute_they_finished(ada):
 
 @pytest.mark.parametrize(
     ("minutes_ago", "window"),
-    [(None, 60), (3, 15), (12, 15), (14, 30), (50, 60), (100, 180), (300, 360), (23 * 60, 1440)],
+    [(None, 60), (3, 15), (11, 15), (14, 30), (50, 60), (100, 180), (300, 360), (23 * 60, 1440)],
 )
 def test_the_chart_fits_its_window_to_the_last_days_work(ada, bob, minutes_ago, window):
+    """The window holds every minute in which an attempt of the last day finished."""
     if minutes_ago is not None:
-        attempt(make_job(ada), 1, started=NOW - timedelta(minutes=minutes_ago), finished=NOW)
-    attempt(make_job(bob), 1, started=NOW - timedelta(hours=20))  # not Ada's
-    attempt(make_job(ada), 1, started=NOW - timedelta(days=2))  # not of the last day
+        at = NOW - timedelta(minutes=minutes_ago)
+        attempt(make_job(ada), 1, started=at - timedelta(seconds=30), finished=at)
+        attempt(make_job(ada), 1, started=NOW - timedelta(seconds=5), finished=NOW)
+    bob_at = NOW - timedelta(hours=20)
+    attempt(make_job(bob), 1, started=bob_at, finished=bob_at)  # not Ada's
+    old = NOW - timedelta(days=2)
+    attempt(make_job(ada), 1, started=old, finished=old)  # not of the last day
+    attempt(make_job(ada), 1, started=NOW - timedelta(hours=3))  # still in flight
 
     assert queries.chart_minutes(queries.Scope(owner_id=ada.pk), now=NOW, hours=None) == window
 
@@ -115,14 +121,16 @@ def test_a_chosen_chart_window_is_kept_whatever_the_work(ada):
 
 
 def test_error_totals_use_the_jobs_counters_and_the_last_hours_attempts(ada, bob):
+    """The last hour: attempts that finished in the last 60 minutes, this one included."""
     job = make_job(ada, http_503=4, http_429=2)
     make_job(bob, http_503=100)
-    attempt(job, 1, started=NOW - timedelta(minutes=61), status=503)
-    attempt(job, 2, started=NOW - timedelta(minutes=59), status=503)
-    attempt(job, 3, started=NOW - timedelta(minutes=1), status=429)
+    for number, (minutes_ago, status) in enumerate([(61, 503), (59, 503), (1, 429), (0, 429)]):
+        at = NOW - timedelta(minutes=minutes_ago)
+        attempt(job, number + 1, started=at - timedelta(seconds=20), finished=at, status=status)
+    attempt(job, 5, started=NOW - timedelta(minutes=2), status=503)  # no outcome yet
     totals = queries.error_totals(queries.Scope(owner_id=ada.pk), now=NOW)
     assert totals == queries.ErrorTotals(
-        http_503=4, http_429=2, http_503_last_hour=1, http_429_last_hour=1
+        http_503=4, http_429=2, http_503_last_hour=1, http_429_last_hour=2
     )
 
 

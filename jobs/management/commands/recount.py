@@ -1,5 +1,6 @@
-"""python manage.py recount [--fix]: check the stored job counts against the jobs,
-and the budgets' reservations against the tries in flight."""
+"""python manage.py recount [--fix]: check the stored counts (jobs by state,
+by attempts, outcomes per minute, cost per hour) against the jobs and
+attempts, and the budgets' reservations against the tries in flight."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from jobs.engine import budgets, counts, spending
 
 class Command(BaseCommand):
     help = (
-        "Count the jobs by owner and state and compare with the stored counts the "
-        "pages read, and each budget's reserved amount with its tries in flight; with "
+        "Count the jobs and attempts (by owner and state, by attempts, outcomes per "
+        "minute, cost per hour) and compare with the stored counts the pages read, "
+        "and each budget's reserved amount with its tries in flight; with "
         "--fix, rewrite them from the jobs. Exits 1 when a difference was found and "
         "not fixed."
     )
@@ -24,10 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, fix: bool, **options):
         differences = counts.recount(fix=fix)
         for difference in differences:
-            self.stdout.write(
-                f"owner {difference.owner_id}, {difference.state}: stored "
-                f"{difference.stored:,}, counted {difference.counted:,}"
-            )
+            self.stdout.write(difference.describe())
         reserved = budgets.reservations_recount(fix=fix)
         for difference in reserved:
             self.stdout.write(
