@@ -755,6 +755,24 @@ class OutcomeMinute(models.Model):
         return f"{self.minute:%Y-%m-%d %H:%M}: {self.succeeded} answers (owner {self.owner_id})"
 
 
+class RunTally(models.Model):
+    """Per run and state: how many of its jobs, and what their answers cost
+    and would have cost on standard, in units of 1e-8 USD (the run list and
+    a run's counts). Kept by triggers on the jobs (migration 0016)."""
+
+    run_id = models.IntegerField()
+    state = models.CharField(max_length=16, choices=State)
+    n = models.BigIntegerField(default=0)
+    cost_units = models.BigIntegerField(default=0)
+    standard_cost_units = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["run_id", "state"], name="runtally_run_state")]
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.n} (run {self.run_id})"
+
+
 class CostHour(models.Model):
     """Per owner and hour (UTC) in which answers arrived: how many, and what
     they cost on their tier and would have cost on standard, in units of

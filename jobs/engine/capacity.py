@@ -301,8 +301,9 @@ def weather(now: datetime | None = None, models: Iterable[str] | None = None) ->
     running = Job.objects.filter(state=State.RUNNING)
     rows = ModelLimit.objects.order_by("model")
     if models is not None:
+        # The attempts are not narrowed by model in SQL: joined to the jobs on
+        # model, SQLite's planner scans every job instead of the minute's attempts.
         models = list(models)
-        attempts = attempts.filter(job__model__in=models)
         running = running.filter(model__in=models)
         rows = rows.filter(model__in=models)
     last_minute = _last_minute(attempts)
@@ -353,9 +354,7 @@ def weather(now: datetime | None = None, models: Iterable[str] | None = None) ->
 def pacing_state(row: ModelLimit, now: datetime | None = None) -> tuple[str, str]:
     """One model's pacing state and its reason, worded as in the weather (the admin's column)."""
     now = now or timezone.now()
-    attempts = Attempt.objects.filter(
-        started_at__gte=now - timedelta(seconds=60), job__model=row.model
-    )
+    attempts = Attempt.objects.filter(started_at__gte=now - timedelta(seconds=60))
     _, _, n429 = _last_minute(attempts).get(row.model, (0, 0, 0))
     used_today = pacing.day_used(row.day, row.day_requests, now)
     return _describe(limits_of(row), pacing.observe(pace_of(row), now), now, used_today, n429)

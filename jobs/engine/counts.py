@@ -29,6 +29,7 @@ from jobs.models import (
     JobTally,
     Outcome,
     OutcomeMinute,
+    RunTally,
 )
 
 
@@ -43,6 +44,12 @@ def by_state(owner_id: int | None = None) -> dict[str, int]:
     rows = _owned(JobCount, owner_id)
     totals = rows.order_by().values_list("state").annotate(n=Sum("n"))
     return {state: n for state, n in totals if n}
+
+
+def run_by_state(run_id: int) -> dict[str, int]:
+    """A run's jobs per state: a few rows, whatever the size of the run."""
+    rows = RunTally.objects.filter(run_id=run_id).order_by().values_list("state")
+    return {state: n for state, n in rows.annotate(n=Sum("n")) if n}
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,20 @@ def _count_minutes() -> dict[tuple, tuple]:
     return {(owner, minute): (n, s, n503, n429) for owner, minute, n, s, n503, n429 in rows}
 
 
+def _count_runs() -> dict[tuple, tuple]:
+    # In whole units, as _count_hours.
+    found: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+    rows = Job.objects.filter(run_id__isnull=False).values_list(
+        "run_id", "state", "cost_usd", "standard_cost_usd"
+    )
+    for run_id, state, cost, standard in rows.iterator(chunk_size=10_000):
+        sums = found[(run_id, state)]
+        sums[0] += 1
+        sums[1] += _units(cost)
+        sums[2] += _units(standard)
+    return {key: tuple(sums) for key, sums in found.items()}
+
+
 def _count_hours() -> dict[tuple, tuple]:
     # Summed here, in whole units, as the triggers do: SQLite would sum the
     # decimals as floats.
@@ -230,6 +251,7 @@ STORED = (
         ("finished", "succeeded", "http_503", "http_429"),
         _count_minutes,
     ),
+    Stored(RunTally, ("run_id", "state"), ("n", "cost_units", "standard_cost_units"), _count_runs),
     Stored(
         CostHour,
         ("owner_id", "hour"),
@@ -250,7 +272,7 @@ def fold() -> None:
 @dataclass(frozen=True)
 class Difference:
     table: str
-    owner_id: int
+    whose: str  # "owner 3", "run 7"
     key: object  # the state, the number of attempts, the minute or the hour
     columns: tuple[str, ...]
     stored: tuple
@@ -269,7 +291,7 @@ class Difference:
             return ", ".join(f"{c} {v:,}" for c, v in zip(self.columns, values, strict=True))
 
         return (
-            f"{self.table} owner {self.owner_id}, {key}: stored {show(self.stored)}, "
+            f"{self.table} {self.whose}, {key}: stored {show(self.stored)}, "
             f"counted {show(self.counted)}"
         )
 
@@ -297,11 +319,11 @@ def _differences(stored: Stored, have: dict, counted: dict) -> Iterable[Differen
     found = []
     for key in sorted(have.keys() | counted.keys(), key=repr):
         if have.get(key, zero) != counted.get(key, zero):
-            owner_id, rest = key
+            first, rest = key
             found.append(
                 Difference(
                     stored.model.__name__,
-                    owner_id,
+                    f"{stored.keys[0].removesuffix('_id')} {first}",
                     rest,
                     stored.values,
                     have.get(key, zero),

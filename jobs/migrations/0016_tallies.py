@@ -8,6 +8,8 @@ attempt is written, its tally follows in the same transaction.
   owner takes its attempts' minutes along).
 - CostHour: per (owner, hour an answer arrived) the answers and their cost
   and standard cost in units of 1e-8 USD, from jobs_job.
+- RunTally: per (run, state) the jobs and their cost and standard cost, from
+  jobs_job (the run list and a run's counts).
 
 SQLite: row triggers keep one row per key (a unique index, upserts); a
 decrement touches only a row that exists, so a table emptied in any order
@@ -93,6 +95,24 @@ TALLIES = [
         watched=("owner_id", "finished_at", "cost_usd", "standard_cost_usd"),
     ),
     Tally(
+        table="jobs_runtally",
+        source="jobs_job",
+        keys={"run_id": ("{r}.run_id",) * 2, "state": ("{r}.state",) * 2},
+        values={
+            "n": ("1",) * 2,
+            "cost_units": (
+                "CAST(round(coalesce({r}.cost_usd, 0) * 100000000) AS INTEGER)",
+                "round(coalesce({r}.cost_usd, 0) * 100000000)::bigint",
+            ),
+            "standard_cost_units": (
+                "CAST(round(coalesce({r}.standard_cost_usd, 0) * 100000000) AS INTEGER)",
+                "round(coalesce({r}.standard_cost_usd, 0) * 100000000)::bigint",
+            ),
+        },
+        where="{r}.run_id IS NOT NULL",
+        watched=("run_id", "state", "cost_usd", "standard_cost_usd"),
+    ),
+    Tally(
         table="jobs_outcomeminute",
         source="jobs_attempt",
         keys={
@@ -112,7 +132,7 @@ TALLIES = [
         watched=("finished_at", "outcome", "http_status"),
     ),
 ]
-OUTCOMES = TALLIES[2]
+OUTCOMES = TALLIES[-1]
 
 
 def _name(tally: Tally) -> str:
@@ -378,6 +398,38 @@ class Migration(migrations.Migration):
                     models.Index(fields=["owner_id", "minute"], name="outcomeminute_owner_minute"),
                     models.Index(fields=["minute"], name="outcomeminute_minute"),
                 ],
+            },
+        ),
+        migrations.CreateModel(
+            name="RunTally",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("run_id", models.IntegerField()),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("retrying", "Waiting to retry"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("n", models.BigIntegerField(default=0)),
+                ("cost_units", models.BigIntegerField(default=0)),
+                ("standard_cost_units", models.BigIntegerField(default=0)),
+            ],
+            options={
+                "indexes": [models.Index(fields=["run_id", "state"], name="runtally_run_state")],
             },
         ),
         migrations.RunPython(forwards, backwards),

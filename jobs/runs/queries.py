@@ -17,9 +17,12 @@ from django.db.models import (
     Avg,
     Case,
     Count,
+    DecimalField,
+    ExpressionWrapper,
     F,
     Max,
     Min,
+    OuterRef,
     Q,
     QuerySet,
     Subquery,
@@ -27,11 +30,12 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Length, Substr
+from django.db.models.functions import Coalesce, Length, NullIf, Substr
 
 from jobs.engine import counts, pricing
 from jobs.models import (
     ACTIVE_STATES,
+    COST_UNITS_PER_USD,
     FINISHED_STATES,
     WAITING_STATES,
     ErrorKind,
@@ -39,6 +43,7 @@ from jobs.models import (
     ModelPrice,
     Outcome,
     Run,
+    RunTally,
     State,
     Tier,
 )
@@ -66,9 +71,8 @@ class RunScope(Scope):
         return super().attempts().filter(job__run_id=self.run_id)
 
     def jobs_by_state(self) -> dict[str, int]:
-        # Count("*"), not Count("id"): PostgreSQL can then answer from the
-        # (run, state) index alone; id is in none of the jobs' indexes.
-        return dict(self.jobs().order_by().values_list("state").annotate(n=Count("*")))
+        # The stored counts (RunTally): a few rows, whatever the run's size.
+        return counts.run_by_state(self.run_id)
 
     def jobs_by_attempts(self) -> counts.AttemptsTally:
         rows = list(
@@ -318,19 +322,45 @@ def run_result_list(scope: RunScope, **filters: str) -> QuerySet[Job]:
 
 # --- The list of runs ----------------------------------------------------------------
 def run_list(user) -> QuerySet[Run]:
-    """Newest first, with each run's counts and cost."""
+    """Newest first, with each run's counts and cost, from the stored counts
+    (RunTally): a few index rows per run, whatever the size of the runs."""
     return (
         visible_runs(user)
         .annotate(
-            total=Count("jobs"),
-            finished=Count("jobs", filter=Q(jobs__state__in=FINISHED_STATES)),
-            active=Count("jobs", filter=Q(jobs__state__in=ACTIVE_STATES)),
-            failed=Count("jobs", filter=Q(jobs__state=State.FAILED)),
-            cost=Sum("jobs__cost_usd"),
-            standard_cost=Sum("jobs__standard_cost_usd"),
+            total=_run_tally("n"),
+            finished=_run_tally("n", FINISHED_STATES),
+            active=_run_tally("n", ACTIVE_STATES),
+            failed=_run_tally("n", [State.FAILED]),
+            cost=_run_cost("cost_units"),
+            standard_cost=_run_cost("standard_cost_units"),
         )
         .order_by("-created_at", "-id")
     )
+
+
+def _run_tally(column: str, states=None) -> Coalesce:
+    rows = RunTally.objects.filter(run_id=OuterRef("pk"))
+    if states is not None:
+        rows = rows.filter(state__in=list(states))
+    total = rows.order_by().values("run_id").annotate(total=Sum(column)).values("total")[:1]
+    return Coalesce(Subquery(total), 0)
+
+
+def _run_cost(column: str) -> ExpressionWrapper:
+    """A run's cost in dollars; None before its first answer (every answer
+    costs something), as a sum of its jobs' costs was."""
+    units = Subquery(
+        RunTally.objects.filter(run_id=OuterRef("pk"))
+        .order_by()
+        .values("run_id")
+        .annotate(total=Sum(column))
+        .values("total")[:1]
+    )
+    return ExpressionWrapper(NullIf(units, 0) * COST_PER_UNIT, output_field=COST_FIELD)
+
+
+COST_FIELD = DecimalField(max_digits=14, decimal_places=8)
+COST_PER_UNIT = Value(Decimal(1) / COST_UNITS_PER_USD, output_field=COST_FIELD)
 
 
 # --- Moving to standard ---------------------------------------------------------------
