@@ -269,15 +269,39 @@ class Dispatcher:
         await _db(control.wake_dispatcher)()
 
 
-def _raise_open_file_limit() -> None:
-    # One socket per request in flight: thousands need more than the usual 1024.
+# Files a dispatcher holds besides its sockets: the database, logs, the event loop.
+OPEN_FILES_BESIDES_SOCKETS = 256
+
+
+def _raise_open_file_limit(max_in_flight: int) -> None:
+    """One socket per request in flight: thousands need more than the usual
+    1024. The soft limit goes up to what FLEX_MAX_IN_FLIGHT needs, the hard
+    limit too where this process may raise it (root, CAP_SYS_RESOURCE); where
+    neither reaches, the log says which limit to raise."""
+    needed = max_in_flight + OPEN_FILES_BESIDES_SOCKETS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    infinite = resource.RLIM_INFINITY
+    if hard != infinite and hard < needed:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            soft, hard = needed, needed
+    target = max(soft, needed if hard == infinite else min(needed, hard))
+    if target > soft:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
         except (ValueError, OSError):
-            logger.warning("Could not raise the open-file limit above %s", soft)
+            pass
+    if soft < needed:
+        logger.warning(
+            "FLEX_MAX_IN_FLIGHT=%s needs about %s open files, but this process may open %s "
+            "(hard limit %s): requests beyond that fail to connect. Raise the limit "
+            "(ulimit -Hn, or LimitNOFILE= in a systemd unit).",
+            max_in_flight,
+            needed,
+            soft,
+            "none" if hard == infinite else hard,
+        )
 
 
 def new_owner() -> str:
@@ -343,7 +367,7 @@ def run_dispatcher() -> str:
     slot = control.dispatcher_slot_acquire(owner=owner, ttl_seconds=settings.FLEX_LEASE_SECONDS)
     if slot is None:
         return "busy: every dispatcher slot is taken"
-    _raise_open_file_limit()
+    _raise_open_file_limit(settings.FLEX_MAX_IN_FLIGHT)
     try:
         stats = asyncio.run(_run(owner))
     finally:

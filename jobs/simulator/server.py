@@ -21,6 +21,7 @@ the shapes of bodies are `wire`'s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import resource
@@ -286,10 +287,19 @@ class FlexSimulator:
         admitted.append(now)
 
 
+# Where the process may raise its hard limit (root), the simulator takes this many.
+OPEN_FILES_WANTED = 1 << 17
+
+
 def raise_open_file_limit() -> int:
-    """Lift the soft limit on open files to the hard one (one socket per request in flight);
-    return the soft limit now in force."""
+    """Lift the soft limit on open files to the hard one, and the hard one to
+    OPEN_FILES_WANTED where this process may (one socket per request in
+    flight); return the soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < OPEN_FILES_WANTED:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES_WANTED, OPEN_FILES_WANTED))
+            return OPEN_FILES_WANTED
     if hard != resource.RLIM_INFINITY and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         return hard
