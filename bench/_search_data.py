@@ -78,7 +78,7 @@ def searches(seed: int) -> dict[str, str]:
     return {"one": word, "two": " ".join(topics[7]), "prefix": prefix, "common": COMMON_WORD}
 
 
-def _text(rng: random.Random, vocab: list[str], low: int, high: int) -> str:
+def random_text(rng: random.Random, vocab: list[str], low: int, high: int) -> str:
     return " ".join(rng.choices(vocab, k=rng.randint(low, high)))
 
 
@@ -91,20 +91,20 @@ def _rows(jobs: int, seed: int, owner_ids: list[int]):
     finished = {s for s, _, f in STATES if f}
     step = SPAN / jobs
     for n in range(jobs):
-        prompt = _text(rng, vocab, 24, 48)
+        prompt = random_text(rng, vocab, 24, 48)
         if rng.random() < TOPIC_SHARE:
             a, b = topics[rng.randrange(TOPICS)]
             prompt = f"{a} {prompt} {b}"
         if rng.random() < COMMON_SHARE:
             prompt = f"{COMMON_WORD.capitalize()}: {prompt}."
         state = rng.choices(names, weights)[0]
-        answer = _text(rng, vocab, 12, 36) if state == "succeeded" else ""
+        answer = random_text(rng, vocab, 12, 36) if state == "succeeded" else ""
         submitted = START + step * n
         done = submitted + timedelta(seconds=rng.uniform(5, 600)) if state in finished else None
         yield rng.choice(owner_ids), prompt, answer, state, submitted, done
 
 
-class _Inserter:
+class Inserter:
     """INSERT / COPY of whole rows: the columns every row shares prepared
     once from a template instance, a few per row."""
 
@@ -140,10 +140,52 @@ class _Inserter:
                 cursor.executemany(self.sql, rows)
 
 
+def create_users(researchers: int) -> list[int]:
+    """researcher0, researcher1, ... and one staff user ("staff"); the researchers' ids."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model()
+    made = [users.objects.create_user(f"researcher{i}") for i in range(researchers)]
+    users.objects.create_user("staff", is_staff=True)
+    return [u.pk for u in made]
+
+
+def vacuum_analyze(tables: tuple[str, ...]) -> None:
+    """What autovacuum would do soon after a bulk insert, on PostgreSQL; nothing on SQLite."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"VACUUM ANALYZE {table}")
+
+
+def pg_visibility() -> dict[str, int] | None:
+    """jobs_job's pages and those marked all-visible, on PostgreSQL: index-only
+    scans need the mark, and VACUUM cannot set it while another session's
+    transaction on the server is older."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relpages, relallvisible FROM pg_class WHERE relname = 'jobs_job'")
+        pages, visible = cursor.fetchone()
+    return {"relpages": pages, "relallvisible": visible}
+
+
+def check_job_ids(jobs: int) -> None:
+    """A fresh table numbers the jobs 1, 2, ... in insert order: rows inserted
+    after them (attempts) point at them by that number."""
+    from jobs.models import Job
+
+    if Job.objects.order_by("-id").values_list("id", flat=True).first() != jobs:
+        raise RuntimeError("job ids are not 1..N in insert order: the attempts point elsewhere")
+
+
 def build(jobs: int, seed: int) -> dict[str, Any]:
     """Migrate, make the users, insert `jobs` jobs and their attempts; count
     what each search matches. Returns the timings and the counts."""
-    from django.contrib.auth import get_user_model
     from django.db import connection, transaction
 
     from bench import common
@@ -153,11 +195,8 @@ def build(jobs: int, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     common.migrate_here()
     migrated = time.perf_counter()
-    users = get_user_model()
-    researchers = [users.objects.create_user(f"researcher{i}") for i in range(RESEARCHERS)]
-    users.objects.create_user("staff", is_staff=True)
-    owner_ids = [u.pk for u in researchers]
-    job_insert = _Inserter(
+    owner_ids = create_users(RESEARCHERS)
+    job_insert = Inserter(
         Job,
         Job(owner_id=owner_ids[0], input_text="-", submitted_at=START),
         (
@@ -204,7 +243,7 @@ def build(jobs: int, seed: int) -> dict[str, Any]:
     inserted = time.perf_counter()
     # One attempt per finished job, for the list's latency column. A fresh
     # table numbers the rows 1, 2, ... in insert order (checked at the end).
-    attempt_insert = _Inserter(
+    attempt_insert = Inserter(
         Attempt,
         Attempt(job_id=1, number=1, tier_requested="flex", started_at=START),
         (
@@ -240,23 +279,10 @@ def build(jobs: int, seed: int) -> dict[str, Any]:
                 batch = []
         attempt_insert.execute(batch)
     attempted = time.perf_counter()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("VACUUM ANALYZE jobs_job")
-            cursor.execute("VACUUM ANALYZE jobs_attempt")
+    vacuum_analyze(("jobs_job", "jobs_attempt"))
     analysed = time.perf_counter()
-    visibility = None
-    if connection.vendor == "postgresql":
-        # Index-only scans need the pages marked all-visible; VACUUM cannot mark
-        # them while another session's transaction on the server is older.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'jobs_job'"
-            )
-            pages, visible = cursor.fetchone()
-            visibility = {"relpages": pages, "relallvisible": visible}
-    if Job.objects.order_by("-id").values_list("id", flat=True).first() != jobs:
-        raise RuntimeError("job ids are not 1..N in insert order: the attempts point elsewhere")
+    visibility = pg_visibility()
+    check_job_ids(jobs)
     counts = {
         name: search.matching(Job.objects.all(), text).count()
         for name, text in searches(seed).items()

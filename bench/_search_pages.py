@@ -12,13 +12,17 @@ jobs_job or jobs_attempt its time run again to its last row (the SQLite driver
 steps a streamed query as its rows are fetched, after execute() returned) and
 its plan (EXPLAIN QUERY PLAN on SQLite; EXPLAIN (ANALYZE,
 BUFFERS) on PostgreSQL, outside the request, so without its statement
-timeout). A helper module (bench/_*.py), not a benchmark.
+timeout). `time_page` (one page: warm-up, timed requests, statements,
+plans) is bench/_scale_pages.py's too. A helper module (bench/_*.py), not a
+benchmark.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -149,10 +153,52 @@ def _reads_jobs(sql: str) -> bool:
     return head.startswith("SELECT") and ('"JOBS_JOB"' in head or '"JOBS_ATTEMPT"' in head)
 
 
-def _get(client: Any, url: str, headers: dict[str, str], statuses: set[int]) -> Any:
-    response = client.get(url, headers=headers)
-    statuses.add(response.status_code)
-    return response
+def time_page(
+    request: Callable[[], Any],
+    *,
+    repeat: int,
+    explain: bool,
+    reads: Callable[[str], bool] = _reads_jobs,
+    record: bool = True,
+) -> dict[str, Any]:
+    """One page: `request()` (a test Client's get) once as a warm-up, then
+    `repeat` timed (the median is `ms`), then (unless not `record`) once more
+    recording its statements; with `explain`, each statement `reads` picks run
+    again to its last row and explained. `response` is the last timed request's."""
+    from django.db import connection
+
+    statuses: set[int] = set()
+
+    def get() -> Any:
+        response = request()
+        statuses.add(response.status_code)
+        return response
+
+    get()  # warm-up
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = get()
+        times.append((time.perf_counter() - started) * 1000)
+    recorder = _Recorder()
+    if record:
+        with connection.execute_wrapper(recorder):
+            get()
+    statements = []
+    for sql, params, seconds in recorder.statements:
+        item = {"ms": round(seconds * 1000, 2), "sql": _shown(sql, params)}
+        if explain and reads(sql):
+            item["full_ms"] = _full_ms(sql, params)
+            item["plan"] = _explain(sql, params)
+        statements.append(item)
+    return {
+        "ms": round(statistics.median(times), 2),
+        "ms_all": [round(t, 2) for t in times],
+        "status": sorted(statuses),
+        "bytes": len(response.content),
+        "statements": statements,
+        "response": response,
+    }
 
 
 def measure(seed: int, repeat: int, explain: bool) -> dict[str, Any]:
@@ -178,44 +224,22 @@ def measure(seed: int, repeat: int, explain: bool) -> dict[str, Any]:
             "api": {"Authorization": f"Bearer {token}"},
         }
         for spec in pages(seed):
-            headers = headers_for[spec["kind"]]
-            statuses: set[int] = set()
-            _get(client, spec["url"], headers, statuses)  # warm-up
-            times = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                response = _get(client, spec["url"], headers, statuses)
-                times.append((time.perf_counter() - started) * 1000)
-            recorder = _Recorder()
-            with connection.execute_wrapper(recorder):
-                _get(client, spec["url"], headers, statuses)
-            statements = []
-            for sql, params, seconds in recorder.statements:
-                item = {"ms": round(seconds * 1000, 2), "sql": _shown(sql, params)}
-                if explain and _reads_jobs(sql):
-                    item["full_ms"] = _full_ms(sql, params)
-                    item["plan"] = _explain(sql, params)
-                statements.append(item)
+            timed = time_page(
+                functools.partial(client.get, spec["url"], headers=headers_for[spec["kind"]]),
+                repeat=repeat,
+                explain=explain,
+            )
+            response = timed.pop("response")
             total = (
                 response.json()["total"]
                 if spec["kind"] == "api" and response.status_code == 200
                 else None
             )
-            results.append(
-                {
-                    **spec,
-                    "viewer": viewer,
-                    "ms": round(statistics.median(times), 2),
-                    "ms_all": [round(t, 2) for t in times],
-                    "status": sorted(statuses),
-                    "bytes": len(response.content),
-                    "api_total": total,
-                    "statements": statements,
-                }
-            )
+            results.append({**spec, "viewer": viewer, **timed, "api_total": total})
             print(
                 f"  {viewer:10} {spec['page']:28} {results[-1]['ms']:9.1f} ms "
-                f"(status {','.join(map(str, sorted(statuses)))}, {len(statements)} statements)",
+                f"(status {','.join(map(str, timed['status']))}, "
+                f"{len(timed['statements'])} statements)",
                 flush=True,
             )
     return {"database": connection.vendor, "pages": results}

@@ -24,7 +24,7 @@ ROWS_SHOWN = {"page": 25, "fragment": 25, "api": 50}
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 
-def _size(n: int) -> str:
+def size_label(n: int) -> str:
     if n >= 1_000_000 and n % 1_000_000 == 0:
         return f"{n // 1_000_000}M"
     if n >= 1_000 and n % 1_000 == 0:
@@ -32,7 +32,7 @@ def _size(n: int) -> str:
     return f"{n:,}"
 
 
-def _ms(statement: dict[str, Any]) -> float:
+def statement_ms(statement: dict[str, Any]) -> float:
     """A statement's time: in the request, or run again to its last row (the
     SQLite driver steps a streamed query as its rows are fetched, after
     execute() returned), whichever is longer."""
@@ -90,8 +90,8 @@ def rows(database: dict[str, Any]) -> list[dict[str, Any]]:
                 "small_ms": a["ms"],
                 "large_ms": b["ms"],
                 "ratio": ratio,
-                "small_db_ms": sum(_ms(q) for q in a["statements"]),
-                "large_db_ms": sum(_ms(q) for q in b["statements"]),
+                "small_db_ms": sum(statement_ms(q) for q in a["statements"]),
+                "large_db_ms": sum(statement_ms(q) for q in b["statements"]),
                 "status": [a["status"], b["status"]],
                 "within": None
                 if not judged or not alike
@@ -102,7 +102,7 @@ def rows(database: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def table(database: dict[str, Any]) -> str:
-    small, large = _size(database["jobs_small"]), _size(database["jobs_large"])
+    small, large = size_label(database["jobs_small"]), size_label(database["jobs_large"])
     out = [
         f"| page | viewer | matches {small} / {large} | {small} ms | {large} ms | ratio "
         f"| within {BUDGET}{TIMES}? | SQL ms {small} / {large} |",
@@ -130,8 +130,9 @@ def table(database: dict[str, Any]) -> str:
 
 
 def over_budget(database: dict[str, Any]) -> list[str]:
-    """For the search pages over budget at the large size: each page's
-    slowest statements, then the plan of each distinct slow statement once."""
+    """For the pages over budget at the large size (rows whose `within` is
+    False; bench/_scale_report.py's rows too): each page's slowest
+    statements, then the plan of each distinct slow statement once."""
     large = {(p["viewer"], p["page"]): p for p in database["large"]["pages"]}
     out: list[str] = []
     plans: dict[str, dict[str, Any]] = {}
@@ -139,22 +140,22 @@ def over_budget(database: dict[str, Any]) -> list[str]:
         if row["within"] is not False:
             continue
         page = large[(row["viewer"], row["page"])]
-        statements = sorted(page["statements"], key=_ms, reverse=True)
-        total = sum(_ms(s) for s in statements)
-        slow = [s for s in statements[:3] if _ms(s) >= 1.0]
-        listed = "; ".join(f"{_ms(s):.1f} ms `{_label(s['sql'])[:110]}`" for s in slow)
+        statements = sorted(page["statements"], key=statement_ms, reverse=True)
+        total = sum(statement_ms(s) for s in statements)
+        slow = [s for s in statements[:3] if statement_ms(s) >= 1.0]
+        listed = "; ".join(f"{statement_ms(s):.1f} ms `{_label(s['sql'])[:110]}`" for s in slow)
         out.append(
             f"- **{row['page']}, {row['viewer']}**: {row['large_ms']:.0f} ms, "
             f"{len(statements)} statements, {total:.0f} ms in SQL. Slowest: {listed or '-'}"
         )
         for s in slow:
             shape = _shape(s["sql"])
-            if s.get("plan") and _ms(s) > _ms(plans.get(shape, {"ms": -1.0})):
+            if s.get("plan") and statement_ms(s) > statement_ms(plans.get(shape, {"ms": -1.0})):
                 plans[shape] = s
     if plans:
         out += ["", "Plans of those statements (one per statement shape, at the large size):"]
-    for s in sorted(plans.values(), key=_ms, reverse=True):
-        out += ["", f"{_ms(s):.1f} ms: `{_label(s['sql'])}`", "", "```", s["plan"], "```"]
+    for s in sorted(plans.values(), key=statement_ms, reverse=True):
+        out += ["", f"{statement_ms(s):.1f} ms: `{_label(s['sql'])}`", "", "```", s["plan"], "```"]
     return [*out, ""]
 
 

@@ -33,12 +33,9 @@ bench/_search_pages.py's, the table and files bench/_search_report.py's.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import statistics
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -47,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import _databases, common  # noqa: E402
+from bench import _two_sizes, common  # noqa: E402
 from bench._search_data import searches  # noqa: E402
 from bench._search_report import builds, over_budget, rows, table, write_results  # noqa: E402
 
@@ -77,58 +74,34 @@ def _build(args: argparse.Namespace, sdir: Path, env: dict, database: str, jobs:
     return build
 
 
-def _measure(sdir: Path, env: dict, round_: int | str, **kwargs: Any) -> dict:
-    return common.django_call(
-        "bench._search_pages:measure", env, sdir / f"measure-{round_}.log", timeout=1200, **kwargs
-    )
-
-
 def _both_sizes(
     args: argparse.Namespace, workdir: Path, env_values: dict, database: str
 ) -> dict[str, Any]:
     """Both databases built first, then timed in turns (small, large, small, ...):
     whatever else the machine does meanwhile weighs on both sizes alike."""
-    url = args.postgres_url if database == "postgres" else None
-    sizes = {"small": args.jobs_small, "large": args.jobs_large}
-    with contextlib.ExitStack() as stack:
-        envs, dirs, builds = {}, {}, {}
-        for which, jobs in sizes.items():
-            dirs[which] = workdir / f"{database}-{jobs}"
-            dirs[which].mkdir()
-            name = f"{DATABASE_NAME}_{which}"
-            db = stack.enter_context(_databases.fresh_database(dirs[which], url, name=name))
-            envs[which] = common.clean_env(DATABASE_URL=db.url, **env_values)
-            builds[which] = _build(args, dirs[which], envs[which], database, jobs)
-            server = db.scalar("SHOW server_version") if db.engine == "postgresql" else None
-        started = time.perf_counter()
-        rounds: dict[str, list[dict]] = {"small": [], "large": []}
-        for round_ in range(args.repeat):
-            for which in sizes:
-                rounds[which].append(
-                    _measure(
-                        dirs[which], envs[which], round_, seed=args.seed, repeat=1, explain=False
-                    )
-                )
-        measured = {}
-        for which in sizes:
-            # The statements and their plans, once, after the timed turns.
-            last = _measure(
-                dirs[which], envs[which], "plans", seed=args.seed, repeat=1, explain=True
-            )
-            for n, page in enumerate(last["pages"]):
-                times = [r["pages"][n]["ms"] for r in rounds[which]]
-                page["ms"] = round(statistics.median(times), 2)
-                page["ms_all"] = times
-                page["status"] = sorted({s for r in rounds[which] for s in r["pages"][n]["status"]})
-            if server:
-                last["server"] = server
-            measured[which] = {"build": builds[which], **last}
-        print(
-            f"[{database}] {args.repeat} turns of {len(last['pages'])} pages at each size "
-            f"in {time.perf_counter() - started:.0f} s",
-            flush=True,
+
+    def measure(sdir: Path, env: dict, round_: int | str, explain: bool, build: dict) -> dict:
+        return common.django_call(
+            "bench._search_pages:measure",
+            env,
+            sdir / f"measure-{round_}.log",
+            timeout=1200,
+            seed=args.seed,
+            repeat=1,
+            explain=explain,
         )
-    return measured
+
+    return _two_sizes.both_sizes(
+        workdir=workdir,
+        env_values=env_values,
+        database=database,
+        sizes={"small": args.jobs_small, "large": args.jobs_large},
+        postgres_url=args.postgres_url if database == "postgres" else None,
+        database_name=DATABASE_NAME,
+        build=lambda sdir, env, jobs: _build(args, sdir, env, database, jobs),
+        measure=measure,
+        repeat=args.repeat,
+    )
 
 
 def report(
