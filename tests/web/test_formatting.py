@@ -4,7 +4,7 @@ the relative times static/js/flexdash.js keeps current say what these say."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -106,3 +106,22 @@ def test_no_time_label_runs_off_the_chart(minutes):
 )
 def test_the_chart_scale_shortens_thousands(count, label):
     assert dashboard.count_label(count) == label
+
+
+def test_a_days_window_is_drawn_in_six_minute_steps_with_every_count_kept():
+    end = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    series = [
+        MinuteOutcomes(end - timedelta(minutes=i), 1, i % 2, 0) for i in reversed(range(1440))
+    ]
+
+    chart = dashboard.outcome_chart(series)
+
+    assert chart.bin_minutes == 6 and chart.span == "24 hours"
+    assert len(chart.busy_minutes) <= dashboard.MOST_POINTS + 1
+    assert all(m.minute.minute % 6 == 0 for m in chart.busy_minutes[1:])
+    assert sum(m.succeeded for m in chart.busy_minutes) == 1440
+    assert sum(m.http_503 for m in chart.busy_minutes) == 720
+    assert {line.key: line.total for line in chart.lines}["succeeded"] == 1440
+    assert [tick.label for tick in chart.x_ticks] == [
+        f"{timezone.localtime(end - timedelta(hours=h)):%H:%M}" for h in (20, 16, 12, 8, 4, 0)
+    ]
