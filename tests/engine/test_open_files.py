@@ -1,6 +1,7 @@
 """The dispatcher asks for one open file per request in flight (and some to
-spare), raises the hard limit where it may, and says in the log which limit
-to raise where it may not."""
+spare), raises the hard limit where it may, and where it may not, holds
+fewer in flight (the database must still open its files) and says in the
+log which limit to raise."""
 
 from __future__ import annotations
 
@@ -42,14 +43,14 @@ def limits(monkeypatch):
 
 def test_the_soft_limit_rises_to_what_the_requests_in_flight_need(limits, caplog):
     fake = limits(1024, 1 << 20, privileged=False)
-    dispatch._raise_open_file_limit(20_000)
+    assert dispatch.open_file_room(20_000) == 20_000
     assert fake.soft == 20_000 + dispatch.OPEN_FILES_BESIDES_SOCKETS
     assert not caplog.records
 
 
 def test_a_privileged_process_raises_the_hard_limit_too(limits, caplog):
     fake = limits(20_000, 20_000, privileged=True)
-    dispatch._raise_open_file_limit(20_000)
+    assert dispatch.open_file_room(20_000) == 20_000
     assert fake.soft == fake.hard == 20_000 + dispatch.OPEN_FILES_BESIDES_SOCKETS
     assert not caplog.records
 
@@ -57,8 +58,10 @@ def test_a_privileged_process_raises_the_hard_limit_too(limits, caplog):
 def test_a_limit_that_cannot_be_reached_is_named_in_the_log(limits, caplog):
     fake = limits(1024, 20_000, privileged=False)
     with caplog.at_level(logging.WARNING, logger="jobs.engine.dispatch"):
-        dispatch._raise_open_file_limit(20_000)
+        room = dispatch.open_file_room(20_000)
     assert fake.soft == 20_000  # as far as it goes
+    assert room == 20_000 - dispatch.OPEN_FILES_BESIDES_SOCKETS
     (record,) = caplog.records
     assert "FLEX_MAX_IN_FLIGHT=20000 needs about 20256 open files" in record.getMessage()
-    assert "hard limit 20000" in record.getMessage() and "ulimit -Hn" in record.getMessage()
+    assert "hard limit 20000): it holds at most 19744 requests in flight" in record.getMessage()
+    assert "ulimit -Hn" in record.getMessage()
