@@ -2,8 +2,9 @@
 by owner and state (JobCount, migration 0013), and the tallies of migration
 0016 (JobTally: jobs, 503s and 429s per number of attempts; OutcomeMinute:
 successes, 503s and 429s per minute; CostHour: answers and their cost per
-hour). Read them, fold PostgreSQL's delta rows together, and check them
-against a fresh count of the jobs and attempts.
+hour; RunTally: jobs and their cost per run and state). Read them, fold
+PostgreSQL's delta rows together, and check them against a fresh count of
+the jobs and attempts.
 
 The database's triggers write them; nothing here adds to them, so no code
 path can forget to."""
@@ -11,7 +12,7 @@ path can forget to."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -212,30 +213,28 @@ def _count_minutes() -> dict[tuple, tuple]:
 
 
 def _count_runs() -> dict[tuple, tuple]:
-    # In whole units, as _count_hours.
-    found: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
     rows = Job.objects.filter(run_id__isnull=False).values_list(
         "run_id", "state", "cost_usd", "standard_cost_usd"
     )
-    for run_id, state, cost, standard in rows.iterator(chunk_size=10_000):
-        sums = found[(run_id, state)]
-        sums[0] += 1
-        sums[1] += _units(cost)
-        sums[2] += _units(standard)
-    return {key: tuple(sums) for key, sums in found.items()}
+    return _priced(rows)
 
 
 def _count_hours() -> dict[tuple, tuple]:
-    # Summed here, in whole units, as the triggers do: SQLite would sum the
-    # decimals as floats.
-    found: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
     rows = (
         Job.objects.filter(cost_usd__isnull=False, finished_at__isnull=False)
         .annotate(hour=TruncHour("finished_at", tzinfo=UTC))
         .values_list("owner_id", "hour", "cost_usd", "standard_cost_usd")
     )
-    for owner, hour, cost, standard in rows.iterator(chunk_size=10_000):
-        sums = found[(owner, hour)]
+    return _priced(rows)
+
+
+def _priced(rows: models.QuerySet) -> dict[tuple, tuple]:
+    """{(a, b): (jobs, cost units, standard cost units)} from rows of (a, b,
+    cost, standard cost), summed here in whole units as the triggers do:
+    SQLite would sum the decimals as floats."""
+    found: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for first, second, cost, standard in rows.iterator(chunk_size=10_000):
+        sums = found[(first, second)]
         sums[0] += 1
         sums[1] += _units(cost)
         sums[2] += _units(standard)
@@ -307,14 +306,15 @@ def recount(*, fix: bool = False) -> list[Difference]:
             with connection.cursor() as cursor:
                 cursor.execute("LOCK TABLE jobs_job, jobs_attempt IN SHARE MODE")
         for stored in STORED:
-            found = _differences(stored, stored.stored(), stored.count())
+            counted = stored.count()
+            found = _differences(stored, stored.stored(), counted)
             differences += found
             if fix and found:
-                _rewrite(stored, stored.count())
+                _rewrite(stored, counted)
     return differences
 
 
-def _differences(stored: Stored, have: dict, counted: dict) -> Iterable[Difference]:
+def _differences(stored: Stored, have: dict, counted: dict) -> list[Difference]:
     zero = (0,) * len(stored.values)
     found = []
     for key in sorted(have.keys() | counted.keys(), key=repr):

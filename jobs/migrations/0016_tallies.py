@@ -210,9 +210,10 @@ SQLITE_OWNER_MOVE = [
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
-def _pg_select(tally: Tally, rows: str, sign: str) -> str:
-    keys = tally.expr(tally.keys, POSTGRESQL, "r")
-    sums = [f"{sign}sum({e})" for e in tally.expr(tally.values, POSTGRESQL, "r")]
+def _grouped(tally: Tally, rows: str, sign: str, vendor: int = POSTGRESQL) -> str:
+    """`rows` (a transition table, or the source itself) summed per key."""
+    keys = tally.expr(tally.keys, vendor, "r")
+    sums = [f"{sign}sum({e})" for e in tally.expr(tally.values, vendor, "r")]
     columns = [
         f"{e} AS {c}" for c, e in zip([*tally.keys, *tally.values], keys + sums, strict=True)
     ]
@@ -243,15 +244,15 @@ def _pg_function(name: str, body: str) -> str:
 def _postgresql(tally: Tally) -> tuple[list, list]:
     name, source = _name(tally), tally.source
     bodies = {
-        "insert": (_pg_insert(tally, _pg_select(tally, "new_rows", "")), "NEW TABLE AS new_rows"),
-        "delete": (_pg_insert(tally, _pg_select(tally, "old_rows", "-")), "OLD TABLE AS old_rows"),
+        "insert": (_pg_insert(tally, _grouped(tally, "new_rows", "")), "NEW TABLE AS new_rows"),
+        "delete": (_pg_insert(tally, _grouped(tally, "old_rows", "-")), "OLD TABLE AS old_rows"),
         # Each row's old key counts minus and its new one plus; unchanged rows
         # cancel out. No join of the two transition tables (no index on them).
         "update": (
             _pg_insert(
                 tally,
-                f"{_pg_select(tally, 'old_rows', '-')} UNION ALL "
-                f"{_pg_select(tally, 'new_rows', '')}",
+                f"{_grouped(tally, 'old_rows', '-')} UNION ALL "
+                f"{_grouped(tally, 'new_rows', '')}",
             ),
             "OLD TABLE AS old_rows NEW TABLE AS new_rows",
         ),
@@ -286,15 +287,9 @@ POSTGRESQL_OWNER_MOVE = [
 
 def _fill(tally: Tally, vendor: int) -> str:
     """The rows already there, tallied once (inside the migration's transaction)."""
-    keys = tally.expr(tally.keys, vendor, "r")
     if vendor == SQLITE:
-        return (
-            f"INSERT INTO {tally.table} ({tally.columns}) SELECT {', '.join(keys)}, "
-            + ", ".join(f"sum({e})" for e in tally.expr(tally.values, vendor, "r"))
-            + f" FROM {tally.source} r WHERE {tally.where.format(r='r')} "
-            + f"GROUP BY {', '.join(str(n) for n in range(1, len(keys) + 1))}"
-        )
-    return _pg_insert(tally, _pg_select(tally, tally.source, ""))
+        return f"INSERT INTO {tally.table} ({tally.columns}) {_grouped(tally, tally.source, '', SQLITE)}"
+    return _pg_insert(tally, _grouped(tally, tally.source, ""))
 
 
 def statements(vendor: str) -> tuple[list, list]:

@@ -339,24 +339,23 @@ def run_list(user) -> QuerySet[Run]:
 
 
 def _run_tally(column: str, states=None) -> Coalesce:
-    rows = RunTally.objects.filter(run_id=OuterRef("pk"))
-    if states is not None:
-        rows = rows.filter(state__in=list(states))
-    total = rows.order_by().values("run_id").annotate(total=Sum(column)).values("total")[:1]
-    return Coalesce(Subquery(total), 0)
+    return Coalesce(_run_sum(column, states), 0)
 
 
 def _run_cost(column: str) -> ExpressionWrapper:
     """A run's cost in dollars; None before its first answer (every answer
     costs something), as a sum of its jobs' costs was."""
-    units = Subquery(
-        RunTally.objects.filter(run_id=OuterRef("pk"))
-        .order_by()
-        .values("run_id")
-        .annotate(total=Sum(column))
-        .values("total")[:1]
+    return ExpressionWrapper(NullIf(_run_sum(column), 0) * COST_PER_UNIT, output_field=COST_FIELD)
+
+
+def _run_sum(column: str, states=None) -> Subquery:
+    """The sum of a RunTally column over the run's rows (those of `states`)."""
+    rows = RunTally.objects.filter(run_id=OuterRef("pk"))
+    if states is not None:
+        rows = rows.filter(state__in=list(states))
+    return Subquery(
+        rows.order_by().values("run_id").annotate(total=Sum(column)).values("total")[:1]
     )
-    return ExpressionWrapper(NullIf(units, 0) * COST_PER_UNIT, output_field=COST_FIELD)
 
 
 COST_FIELD = DecimalField(max_digits=14, decimal_places=8)

@@ -175,18 +175,20 @@ def counts_per_minute(
     ending with the current one, every name 0 in a minute without attempts; an
     attempt counts in the minute it finished (when its outcome was known).
     Counted from the scope's attempts: for a run's page."""
-    end = _minute(now) + timedelta(minutes=1)
-    start = end - timedelta(minutes=minutes)
-    found = {
-        row["minute"]: row
-        for row in counts_per_minute_rows(scope.attempts(), start=start, end=end, **named)
-    }
-    series = []
-    for offset in range(minutes):
-        minute = start + timedelta(minutes=offset)
-        row = found.get(minute, {})
-        series.append((minute, {name: row.get(name, 0) for name in named}))
-    return series
+    each = last_minutes(now, minutes)
+    rows = counts_per_minute_rows(
+        scope.attempts(), start=each[0], end=each[-1] + timedelta(minutes=1), **named
+    )
+    found = {row["minute"]: row for row in rows}
+    return [
+        (minute, {name: found.get(minute, {}).get(name, 0) for name in named}) for minute in each
+    ]
+
+
+def last_minutes(now: datetime, minutes: int) -> list[datetime]:
+    """The last `minutes` minutes, oldest first, ending with the current one."""
+    current = _minute(now)
+    return [current - timedelta(minutes=back) for back in reversed(range(minutes))]
 
 
 def counts_per_minute_rows(
@@ -230,14 +232,11 @@ def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[Mi
     """Successes, 503s and 429s per minute for each of the last `minutes`
     minutes, oldest first, ending with the current one; an attempt counts in
     the minute it finished (when its outcome was known)."""
-    end = _minute(now) + timedelta(minutes=1)
-    start = end - timedelta(minutes=minutes)
-    found = scope.outcomes_by_minute(start=start, end=end)
-    none = counts.Outcomes()
+    each = last_minutes(now, minutes)
+    found = scope.outcomes_by_minute(start=each[0], end=each[-1] + timedelta(minutes=1))
     series = []
-    for offset in range(minutes):
-        minute = start + timedelta(minutes=offset)
-        seen = found.get(minute, none)
+    for minute in each:
+        seen = found.get(minute, counts.Outcomes())
         series.append(MinuteOutcomes(minute, seen.succeeded, seen.http_503, seen.http_429))
     return series
 
