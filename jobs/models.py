@@ -30,17 +30,22 @@ class Tier(models.TextChoices):
 
 
 class State(models.TextChoices):
+    # A pipeline's job whose earlier steps have not all answered: never claimed.
+    WAITING = "waiting", "Waiting on earlier steps"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     RETRYING = "retrying", "Waiting to retry"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    # A pipeline's job whose earlier step failed or was cancelled: never sent.
+    SKIPPED = "skipped", "Skipped (an earlier step failed)"
 
 
-ACTIVE_STATES = (State.QUEUED, State.RUNNING, State.RETRYING)
+ACTIVE_STATES = (State.WAITING, State.QUEUED, State.RUNNING, State.RETRYING)
+# Due to be sent (at their next attempt time): what a dispatcher claims.
 WAITING_STATES = (State.QUEUED, State.RETRYING)
-FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.SKIPPED)
 
 
 class DeadlinePolicy(models.TextChoices):
@@ -98,6 +103,14 @@ class Job(models.Model):
     )
     # The line's own id in an uploaded file, echoed back by the downloads.
     custom_id = models.TextField(blank=True)
+    # In a pipeline run: the step this job is (line_number is its row), and for a
+    # step that fans out (for_each), which item of the list it answers.
+    step = models.CharField(max_length=64, blank=True)
+    item = models.PositiveIntegerField(null=True, blank=True)
+    # A step that continues an earlier step's conversation: that answer's
+    # interaction id, sent as previous_interaction_id on the Interactions route
+    # (the request holds the earlier turns too, for generateContent).
+    continues_interaction = models.CharField(max_length=128, blank=True)
     # Before whole requests were kept: what the line asked for, to write it out again.
     request_fields = models.JSONField(default=dict, blank=True)
     # The uploaded line as it came, for the download of lines to upload again.
@@ -217,7 +230,8 @@ class Job(models.Model):
                 fields=["deadline_at"],
                 name="job_deadline",
                 condition=models.Q(
-                    deadline_at__isnull=False, state__in=["queued", "running", "retrying"]
+                    deadline_at__isnull=False,
+                    state__in=["waiting", "queued", "running", "retrying"],
                 ),
             ),
         ]
@@ -464,6 +478,9 @@ class Run(models.Model):
     name = models.CharField(max_length=200)
     source_name = models.CharField("file name", max_length=255, blank=True)
     source_format = models.CharField("file format", max_length=32)
+    # A pipeline run's definition, checked (jobs/engine/pipelines.py): its steps
+    # are rendered from it as their rows' earlier answers arrive. Empty otherwise.
+    pipeline = JSONTextField(null=True, blank=True)
     model = models.CharField(max_length=64, default=DEFAULT_MODEL)
     tier = models.CharField(max_length=16, choices=Tier, default=Tier.FLEX)
     max_attempts = models.PositiveSmallIntegerField(default=8)
@@ -552,6 +569,27 @@ class Run(models.Model):
 
 
 # --- Notifications (jobs/engine/notices.py writes them, jobs/notices/ sends them) ----
+class RunRow(models.Model):
+    """One row of a pipeline run's table: the values its steps' templates read
+    as `row.<column>`, kept once for all the row's jobs (each job names its row
+    by line_number)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="rows")
+    line_number = models.PositiveIntegerField()
+    custom_id = models.TextField(blank=True)
+    values = JSONTextField(default=dict)
+    # The row as uploaded, for the download of rows to run again.
+    source_line = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "line_number"], name="run_row_line"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Row {self.line_number} of run {self.run_id}"
+
+
 class NoticeKind(models.TextChoices):
     """What a notification is about; the value is the webhook's event type."""
 
