@@ -418,7 +418,7 @@ class Pipeline:
 
 
 # --- Checking ---------------------------------------------------------------------------
-def _unknown(field: str, known: Sequence[str]) -> str:
+def unknown_field(field: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(field, known, n=1)
     return f"unknown field {field!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
@@ -589,7 +589,7 @@ def definition_check(raw: Any, *, defaults: JobSpec | None = None) -> Pipeline:
     if not isinstance(raw, dict):
         raise DefinitionError(["the pipeline definition must be a mapping with a name and "
                                f"steps, not {_kind(raw)}"])  # fmt: skip
-    problems = [f"the pipeline: {_unknown(field, TOP_FIELDS)}"
+    problems = [f"the pipeline: {unknown_field(field, TOP_FIELDS)}"
                 for field in raw if field not in TOP_FIELDS]  # fmt: skip
     if not isinstance(raw.get("name"), str) or not raw["name"].strip():
         problems.append("the pipeline needs a name (text)")
@@ -643,7 +643,7 @@ def _draft(index: int, raw: Any, top: dict, defaults: JobSpec | None, drafts: di
         label = str(index + 1)
     for field in raw:
         if field not in STEP_FIELDS:
-            problem(_unknown(field, STEP_FIELDS))
+            problem(unknown_field(field, STEP_FIELDS))
     draft = _Draft(index=index, name=label, raw=raw)
     chosen[label] = _settings(raw, top, defaults, problem)
     draft.request = _request_of(raw, problem)
@@ -939,3 +939,22 @@ def preview_requests(pipeline: Pipeline, row: dict) -> list[tuple[Step, dict | N
         except RenderError as error:
             previews.append((step, None, str(error)))
     return previews
+
+
+def template_problem(source: str) -> str | None:
+    """Why a template over `row` alone does not parse, or uses a name other than row
+    (a grader's expected value, say); None when it is fine."""
+    try:
+        ast = _SANDBOX.parse(source)
+    except jinja2.TemplateSyntaxError as error:
+        return f"the template does not parse: {error.message} (line {error.lineno})"
+    names = meta.find_undeclared_variables(ast) - {"row"}
+    if names:
+        return f"the template uses {', '.join(sorted(names))}; only row is known here"
+    return None
+
+
+def render_text(source: str, *, row: dict, what: str = "text") -> str:
+    """A template over `row` rendered in the sandbox (RenderError on failure)."""
+    context = {"row": row}
+    return _render_text(source, context, _paths_of(context), what)

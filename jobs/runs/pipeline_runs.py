@@ -265,11 +265,13 @@ def pipeline_run_create(
     fmt: str | None = None,
     notify: RunNotify | None = None,
     budget_usd: Decimal | None = None,
+    evaluation: dict | None = None,
 ) -> Run:
     """Create the run, its rows and their jobs, all or nothing, and wake the
     dispatcher once committed. `spec` holds the run's deadline and what its
-    steps do not set. Raises ValidationError for bad settings and RunRejected
-    (the first bad rows) for a bad table."""
+    steps do not set; `evaluation`, an eval's compiled definition when the
+    pipeline is one (jobs/runs/eval_definitions.py). Raises ValidationError for
+    bad settings and RunRejected (the first bad rows) for a bad table."""
     errors = submitting.job_spec_errors(spec)
     if budget_usd is not None and (problem := budgets.budget_error(budget_usd)):
         errors["budget_usd"] = problem
@@ -293,6 +295,7 @@ def pipeline_run_create(
             budget_usd=budget_usd,
             created_at=now,
             pipeline=pipeline.to_json(),
+            evaluation=evaluation,
             **notify.run_fields(),
         )
         if budget_usd is not None:
