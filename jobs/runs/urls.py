@@ -10,6 +10,7 @@ urlpatterns = [
     path("new/<str:token>/", run_views.run_preview, name="run_preview"),
     path("new/<str:token>/discard/", run_views.run_discard, name="run_discard"),
     path("<int:run_id>/", run_views.run_detail, name="run_detail"),
+    path("<int:run_id>/rows/<int:line_number>/", run_views.run_row, name="run_row"),
     path("<int:run_id>/cancel/", run_views.run_cancel, name="run_cancel"),
     path("<int:run_id>/budget/", run_views.run_budget, name="run_budget"),
     path("<int:run_id>/retry/", run_views.run_retry, name="run_retry"),

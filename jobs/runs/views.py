@@ -20,13 +20,20 @@ from django.views.decorators.vary import vary_on_headers
 
 from jobs import formats
 from jobs.engine import actions, budgets, spending
+from jobs.engine.pipelines import DefinitionError, Pipeline
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
-from jobs.runs import downloads, failures, structured
+from jobs.runs import downloads, failures, pipeline_queries, pipeline_runs, structured
 from jobs.runs import limits as run_limits
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.runs import uploads as run_uploads
-from jobs.runs.forms import RunBudgetForm, RunDeadlineForm, RunJobFilterForm, RunUploadForm
+from jobs.runs.forms import (
+    PipelineGridForm,
+    RunBudgetForm,
+    RunDeadlineForm,
+    RunJobFilterForm,
+    RunUploadForm,
+)
 from jobs.runs.reading import RunRejected
 from jobs.web import queries
 from jobs.web.forms import StandardMoveQuote
@@ -54,8 +61,11 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def run_upload(request: HttpRequest) -> HttpResponse:
+    """A file of prompts, or a table and a pipeline definition: read whole and
+    staged for the preview; nothing is created here."""
     form = RunUploadForm(request.POST or None, request.FILES or None)
     rejected: RunRejected | None = None
+    problems: list[str] = []
     if refusal := run_limits.upload_refusal(request):
         # The file was dropped as it streamed in: refused like any file over
         # the limit, the settings kept to upload it again (or a smaller one).
@@ -64,17 +74,30 @@ def run_upload(request: HttpRequest) -> HttpResponse:
     elif request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         spec = form.spec()
+        definition = form.definition()
         try:
-            preview = runs.run_preview(
-                stream=upload, filename=upload.name, spec=spec, fmt=form.cleaned_data["format"]
-            )
+            if definition:
+                pipeline = pipeline_runs.pipeline_read(definition, spec=spec)
+                preview = pipeline_runs.pipeline_preview(
+                    stream=upload,
+                    filename=upload.name,
+                    pipeline=pipeline,
+                    fmt=form.cleaned_data["format"] or None,
+                )
+            else:
+                preview = runs.run_preview(
+                    stream=upload, filename=upload.name, spec=spec, fmt=form.cleaned_data["format"]
+                )
+        except DefinitionError as error:
+            problems = error.problems
         except ValidationError as error:
             form.add_service_errors(error)
         except RunRejected as error:
             rejected = error
         else:
             saved = run_uploads.upload_save(owner=request.user, upload=upload)
-            run_uploads.upload_stage(
+            stage = run_uploads.pipeline_stage if definition else run_uploads.upload_stage
+            stage(
                 owner=request.user,
                 token=saved.token,
                 filename=upload.name,
@@ -89,6 +112,7 @@ def run_upload(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "rejected": rejected,
+        "definition_problems": problems,
         "formats": formats.FORMAT_LABELS,
         "quote": form.standard_move_quote(),
         "previews_kept": settings.FLEX_PREVIEW_MAX_COUNT,
@@ -122,15 +146,16 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
     deadline = RunDeadlineForm.for_staged(staged.spec, posted, staged.budget_usd)
     notify = RunNotifyForm.for_user(request.user, posted)
     if posted is not None and all([deadline.is_valid(), notify.is_valid()]):
+        create = _pipeline_create(staged) if staged.pipeline else runs.run_create
         try:
             with staged.path.open("rb") as stream:
-                run = runs.run_create(
+                run = create(
                     owner=request.user,
                     stream=stream,
                     filename=staged.filename,
                     spec=replace(staged.spec, **deadline.deadline()),
                     name=staged.name,
-                    fmt=staged.preview.format,
+                    fmt=staged.preview.format or None,
                     notify=notify.notify(),
                     budget_usd=deadline.cleaned_data["budget_usd"],
                 )
@@ -144,12 +169,31 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
         except RunRejected as error:
             return _not_created(request, token, error.summary())
         run_uploads.upload_discard(owner=request.user, token=token)
-        count = run.jobs.count()
-        messages.success(
-            request, f"Run “{run.name}” created: {count:,} jobs queued.", extra_tags=CHANGED
-        )
+        messages.success(request, _created_message(run), extra_tags=CHANGED)
         return redirect("jobs:run_detail", run_id=run.pk)
     return _preview_page(request, staged, deadline, notify)
+
+
+def _pipeline_create(staged: run_uploads.StagedUpload):
+    """pipeline_run_create for the staged definition, checked when it was
+    uploaded (its text is not read again)."""
+    pipeline = Pipeline.from_json(staged.pipeline.definition)
+
+    def create(**arguments) -> Run:
+        return pipeline_runs.pipeline_run_create(pipeline=pipeline, **arguments)
+
+    return create
+
+
+def _created_message(run: Run) -> str:
+    count = run.jobs.count()
+    if run.pipeline is None:
+        return f"Run “{run.name}” created: {count:,} jobs queued."
+    rows = run.rows.count()
+    return (
+        f"Pipeline “{run.name}” created: {rows:,} row{_s(rows)}, {count:,} job{_s(count)}; "
+        "each row's later steps start as its earlier ones answer."
+    )
 
 
 def _preview_page(
@@ -162,20 +206,24 @@ def _preview_page(
     quote = StandardMoveQuote(
         extra_usd=estimate.standard_usd - estimate.flex_usd, tier=staged.spec.tier, run=True
     )
+    cost = estimate.cost_on(staged.spec.tier)
+    if staged.pipeline:
+        # Each step is priced at its own tier.
+        cost = staged.pipeline.cost_usd
     budget = staged.budget_usd
     if deadline.is_bound and deadline.is_valid():
         budget = deadline.cleaned_data["budget_usd"]
-    fit = budgets.run_fit(
-        owner=request.user, cost=estimate.cost_on(staged.spec.tier), budget_usd=budget
-    )
+    fit = budgets.run_fit(owner=request.user, cost=cost, budget_usd=budget)
     context = {
         "staged": staged,
         "form": deadline,
         "quote": quote,
         "fit": fit,
+        "fit_cost": cost,
         "notify_form": notify,
     }
-    return render(request, "runs/run_preview.html", context)
+    template = "runs/pipeline_preview.html" if staged.pipeline else "runs/run_preview.html"
+    return render(request, template, context)
 
 
 def _not_created(request: HttpRequest, token: str, reason: str) -> HttpResponse:
@@ -199,14 +247,27 @@ def run_discard(request: HttpRequest, token: str) -> HttpResponse:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """The whole page, or for htmx the fragment that asked: the progress
     (#run-live) or the jobs table (#job-table: the jobs list's rows and
-    filters, with the run's own columns)."""
+    filters, with the run's own columns); for a pipeline, the progress with
+    each step's, and the rows-by-steps grid (#pipeline-grid) for the table."""
     run = _get_run_for_user(request, run_id)
     scope = run_queries.run_scope(run)
     filters = RunJobFilterForm(request.GET, viewer=request.user)
     counts = queries.state_counts(scope)
     context: dict = {"run": run, "filters": filters, "counts": counts}
     wants = request.htmx.target if request.htmx else None
-    if wants != "run-live":
+    if run.pipeline is not None:
+        pipeline = pipeline_queries.run_pipeline(run)
+        if wants != "run-live":
+            grid_filters = PipelineGridForm(request.GET)
+            context["grid_filters"] = grid_filters
+            context["grid"] = pipeline_queries.grid_page(
+                run, pipeline, **grid_filters.grid_filters()
+            )
+            if wants == "pipeline-grid":
+                return render(request, "runs/run_detail.html#pipeline-grid", context)
+        if wants != "pipeline-grid":
+            context["steps"] = pipeline_queries.step_counts(run, pipeline)
+    elif wants != "run-live":
         jobs = run_queries.run_job_list(scope, **filters.filters())
         page = job_page(request, jobs)
         context.update(page=page, live=any(job.is_active for job in page))
@@ -239,6 +300,20 @@ def _deadline_acted(run: Run, *, now) -> int | None:
     if run.deadline_policy == DeadlinePolicy.STANDARD:
         return jobs.filter(tier_requested=Tier.STANDARD).count()
     return None
+
+
+@require_safe
+@login_required
+def run_row(request: HttpRequest, run_id: int, line_number: int) -> HttpResponse:
+    """A pipeline row: its values and every job of it, step by step (the grid's
+    cell of a fanned-out step opens here, at that step)."""
+    run = _get_run_for_user(request, run_id)
+    if run.pipeline is None:
+        raise Http404("This run is not a pipeline: it has no rows.")
+    found = pipeline_queries.row_jobs(run, pipeline_queries.run_pipeline(run), line_number)
+    if found is None:
+        raise Http404("This pipeline has no such row.")
+    return render(request, "runs/pipeline_row.html", {"run": run, "found": found})
 
 
 # --- Actions -----------------------------------------------------------------------
