@@ -175,7 +175,7 @@ class GridPage:
     """A page of the grid, found by its neighbour's line number: `after` for
     the "Later rows" link, `before` for "Earlier rows"; None at either end."""
 
-    steps: list[Step]
+    steps: tuple[Step, ...]
     rows: list[GridRow]
     before: int | None
     after: int | None
@@ -254,15 +254,18 @@ def _page_lines(
     def lines(order: str, **lookup: int) -> list[int]:
         return list(source.filter(**lookup).order_by(order)[: size + 1])
 
+    def beyond(order: str, **lookup: int) -> bool:
+        return bool(source.filter(**lookup).order_by(order)[:1])
+
     found: list[int] = []
     if before is not None and (found := lines("-line_number", line_number__lt=before)):
         more_before = len(found) > size
         found = found[:size][::-1]
-        more_after = bool(lines("line_number", line_number__gt=found[-1]))
+        more_after = beyond("line_number", line_number__gt=found[-1])
     elif after is not None and (found := lines("line_number", line_number__gt=after)):
         more_after = len(found) > size
         found = found[:size]
-        more_before = bool(lines("-line_number", line_number__lt=found[0]))
+        more_before = beyond("-line_number", line_number__lt=found[0])
     if not found:
         found = lines("line_number")
         more_before, more_after = False, len(found) > size

@@ -285,7 +285,9 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     context["budget_form"] = RunBudgetForm(initial={"budget_usd": run.budget_usd})
     if wants == "run-live":
         return render(request, "runs/run_detail.html#run-live", context)
-    context["structured"] = structured.preview(run)
+    if run.pipeline is None:
+        # A pipeline's steps each have their own schema: the grid opens each answer.
+        context["structured"] = structured.preview(run)
     return render(request, "runs/run_detail.html", context)
 
 
