@@ -45,6 +45,7 @@ class Claim:
     route: str
     retry_bad_output: bool = False
     reserved_usd: Decimal = Decimal(0)  # its worst case, held against its budgets
+    previous_interaction_id: str = ""  # the interaction a pipeline step continues
 
 
 def _due_filters(now: datetime) -> list[Q]:
@@ -253,6 +254,7 @@ def _open_attempts(
         "tier_requested",
         "fallback_standard",
         "retry_bad_output",
+        "continues_interaction",
     )
     claims: list[Claim] = []
     attempts: list[Attempt] = []
@@ -289,6 +291,7 @@ def _open_attempts(
                 route=route,
                 retry_bad_output=job.retry_bad_output,
                 reserved_usd=reserved,
+                previous_interaction_id=job.continues_interaction,
             )
         )
     Attempt.objects.bulk_create(attempts)
