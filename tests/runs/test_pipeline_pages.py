@@ -94,6 +94,15 @@ def test_it_refuses_a_definition_file_that_is_not_yaml_or_json(client, ada):
     assert not Run.objects.exists()
 
 
+def test_it_takes_the_definition_as_a_file_or_typed_not_both(client, ada):
+    data = {"model": MODEL, "tier": "flex", "max_attempts": "8", "pipeline_text": TWO_STEPS}
+    data["file"] = SimpleUploadedFile("rows.csv", TABLE)
+    data["pipeline_file"] = SimpleUploadedFile("steps.yml", TWO_STEPS.encode())
+    page = as_user(client, ada).post("/runs/new/", data).content.decode()
+    assert "Give the definition as a file or in the box, not both." in page
+    assert not Run.objects.exists()
+
+
 def test_the_preview_shows_each_steps_estimate_and_the_first_rows_prompts(client, ada):
     data = {"model": MODEL, "tier": "flex", "max_attempts": "8"}
     data["file"] = SimpleUploadedFile("rows.csv", TABLE)
