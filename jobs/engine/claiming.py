@@ -18,7 +18,7 @@ from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs.engine import backoff, budgets, capacity, control, notices, routes
+from jobs.engine import backoff, budgets, capacity, chaining, control, notices, routes
 from jobs.models import (
     WAITING_STATES,
     Attempt,
@@ -233,6 +233,7 @@ def _mark_lost_attempts(job_ids: list[int], now: datetime) -> set[int]:
             updated_at=now,
         )
         logger.error("Gave up on jobs whose workers kept being lost: %s", sorted(given_up))
+        chaining.jobs_ended(job_ids=given_up)
         notices.jobs_ended(job_ids=given_up)
     return given_up
 
