@@ -33,7 +33,7 @@ from jobs.formats.reading import (
     parse,
 )
 from jobs.formats.result_rows import ResultRow
-from jobs.formats.table_rows import TableRow, parse_rows
+from jobs.formats.table_rows import TableRow, detect_row_format, parse_rows
 from jobs.formats.writing import export_csv, export_resubmit, export_results
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "ResultRow",
     "TableRow",
     "detect_format",
+    "detect_row_format",
     "export_csv",
     "export_resubmit",
     "export_results",

@@ -60,7 +60,7 @@ def parse_rows(
     is read alike); None detects it from the name and the first line."""
     head = _read_head(stream)
     if fmt is None:
-        fmt = _row_format(head, filename)
+        fmt = detect_row_format(head, filename)
     elif fmt not in FORMATS:
         raise ValueError(f"Unknown format {fmt!r}; expected one of {', '.join(FORMATS)}.")
     errors = _Errors()
@@ -93,7 +93,7 @@ def parse_rows(
         raise FileRejected(errors.found, errors.total)
 
 
-def _row_format(head: bytes, filename: str) -> str:
+def detect_row_format(head: bytes, filename: str) -> str:
     """ "csv", "jsonl" or "text". Undecodable bytes are left for the reading to refuse,
     line by line."""
     suffix = filename.lower().rpartition(".")[2] if "." in filename else ""

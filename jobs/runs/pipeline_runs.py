@@ -35,7 +35,7 @@ from jobs.engine.pipelines import (
 from jobs.models import DeadlinePolicy, Job, ModelPrice, Run, RunRow, State
 from jobs.notices.choices import RunNotify
 from jobs.redaction import redact_api_key
-from jobs.runs.reading import MAX_LISTED_ERRORS, RunRejected
+from jobs.runs.reading import DETECT_BYTES, MAX_LISTED_ERRORS, RunRejected
 
 INSERT_BATCH = 1000
 PREVIEW_PROMPT_CHARS = 400
@@ -164,6 +164,11 @@ class _Reader:
             self.errors.append((line, message))
 
     def __iter__(self):
+        if self.fmt is None:
+            head = self.stream.read(DETECT_BYTES)
+            self.stream.seek(0)
+            self.fmt = formats.detect_row_format(head, self.filename)
+            self.preview.format = self.fmt
         try:
             for row in formats.parse_rows(
                 self.stream,

@@ -32,12 +32,11 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Length, NullIf, Substr
 
-from jobs.engine import counts, pricing
+from jobs.engine import actions, counts, pricing
 from jobs.models import (
     ACTIVE_STATES,
     COST_UNITS_PER_USD,
     FINISHED_STATES,
-    WAITING_STATES,
     ErrorKind,
     Job,
     ModelPrice,
@@ -147,7 +146,8 @@ class RunProgress:
 
     @property
     def waiting(self) -> int:
-        return sum(self.counts.by_state.get(state, 0) for state in WAITING_STATES)
+        """What a cancel of the run reaches: not yet sent (a pipeline's later steps too)."""
+        return sum(self.counts.by_state.get(state, 0) for state in actions.CANCELLABLE_STATES)
 
     @property
     def failed(self) -> int:
