@@ -1,6 +1,10 @@
 """The /api/batches endpoints: runs uploaded from a file, listed, followed and
 downloaded, and the schemas only they use.
 
+A batch may be a pipeline: a definition (jobs/engine/pipelines.py) run over the
+file's rows, each row's steps one job each; its detail counts every step's jobs,
+and /jobs lists them with their step and row (those parts: pipelines.py).
+
 The API's word for a run (jobs/runs.py) is batch: its paths, path parameter,
 schema names, operation ids, summaries and messages say batch and stay as
 published; the code says run. The endpoints use the same services, queries and
@@ -18,6 +22,8 @@ from ninja import Field, File, Form, Query, Router, Schema, Status, UploadedFile
 from ninja.errors import HttpError
 
 from jobs import formats
+from jobs.api import pipelines
+from jobs.api.pipelines import BatchJobFilters, BatchJobPage, PipelineOut
 from jobs.api.schemas import (
     DEADLINE_DESCRIPTION,
     ERRORS,
@@ -31,10 +37,10 @@ from jobs.api.schemas import (
 )
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import budgets, submitting
-from jobs.models import DeadlinePolicy, Run, State, Tier
+from jobs.models import DeadlinePolicy, Job, Run, State, Tier
 from jobs.notices import choices
 from jobs.notices.choices import RunNotify
-from jobs.runs import downloads
+from jobs.runs import downloads, pipeline_downloads, pipeline_runs
 from jobs.runs import limits as run_limits
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
@@ -49,7 +55,18 @@ class BatchIn(Schema):
     """The run's defaults; a line's own model, system instruction, temperature
     or output length wins. A line's model flex does not run is replaced by `model`."""
 
-    name: Text = Field("", max_length=200, description="Empty: the file's name.")
+    name: Text = Field(
+        "", max_length=200, description="Empty: the pipeline's name, else the file's."
+    )
+    pipeline: Text | None = Field(
+        None,
+        description="A pipeline definition (YAML or JSON) to run over the file's rows, which "
+        "then make a table (CSV columns, JSON keys, a text line as `text`); it may come as a "
+        "file part of the same name instead. model, tier, max_attempts and fallback_standard "
+        "are then the defaults of steps that name none; each step says its own prompt and "
+        "request settings. A definition with problems answers 422 listing each, by step.",
+        json_schema_extra={"maxLength": pipelines.MAX_DEFINITION_BYTES},
+    )
     format: str | None = Field(
         None,
         description="Empty: detected from the file.",
@@ -201,6 +218,15 @@ class BatchProgressOut(Schema):
 
 class BatchDetailOut(BatchOut):
     progress: BatchProgressOut
+    pipeline: PipelineOut | None = Field(
+        None,
+        description="A pipeline's steps with their jobs' counts by state and cost; "
+        "null for a batch of independent prompts.",
+    )
+
+    @staticmethod
+    def resolve_pipeline(run: Run) -> dict | None:
+        return getattr(run, "pipeline_summary", None)
 
 
 class BatchPage(Schema):
@@ -246,6 +272,8 @@ def _run_detail(run: Run) -> Run:
         "projected_cost_usd": decimal_text(progress.projected_cost_usd),
         "projected_standard_cost_usd": decimal_text(progress.projected_standard_cost_usd),
     }
+    if run.pipeline:
+        run.pipeline_summary = pipelines.pipeline_summary(run)
     return run
 
 
@@ -259,7 +287,8 @@ def _run_detail(run: Run) -> Run:
 def create_run(request: HttpRequest, file: File[UploadedFile], options: Form[BatchIn]):
     """Upload a file of prompts (multipart `file`): plain text, JSONL, CSV, or a
     Gemini, OpenAI or Anthropic batch file. All lines or none become jobs; a
-    refused file answers 422 listing the first bad lines by number."""
+    refused file answers 422 listing the first bad lines by number. With a
+    `pipeline` definition the file is a table of rows, each run through its steps."""
     if refusal := run_limits.upload_refusal(request):
         # Another file of this request was dropped as it streamed in.
         raise RunRejected([(None, refusal)], total=1)
@@ -271,6 +300,20 @@ def create_run(request: HttpRequest, file: File[UploadedFile], options: Form[Bat
         budget = budgets.parse_budget(options.budget_usd)
     except ValueError as problem:
         raise DjangoValidationError({"budget_usd": str(problem)}) from None
+    definition = pipelines.definition_sent(request, options)
+    if definition is not None:
+        run = pipeline_runs.pipeline_run_create(
+            owner=request.auth,
+            stream=file,
+            filename=file.name or "",
+            pipeline=pipelines.pipeline_checked(definition, spec),
+            spec=spec,
+            name=options.name,
+            fmt=options.format or None,
+            notify=notify,
+            budget_usd=budget,
+        )
+        return Status(201, _run_detail(_run_for(request, run.pk)))
     # A refused file raises RunRejected, answered as 422 (jobs/api/__init__.py).
     run = runs.run_create(
         owner=request.auth,
@@ -349,3 +392,29 @@ def run_results_csv(request: HttpRequest, batch_id: PathId):
 def run_unfinished(request: HttpRequest, batch_id: PathId):
     """The failed, cancelled and unfinished lines in the uploaded format, to upload again."""
     return downloads.unfinished(_run_for(request, batch_id))
+
+
+@router.get(
+    "/{batch_id}/jobs",
+    response={200: BatchJobPage, **ERRORS},
+    url_name="batch_jobs",
+    operation_id="jobs_api_batch_jobs",
+    summary="Batch Jobs",
+)
+def run_jobs(request: HttpRequest, batch_id: PathId, filters: Query[BatchJobFilters]):
+    """The batch's jobs in file order (row by row; a pipeline's in step order within
+    each row), each with its step, fan-out item, row id and line."""
+    run = _run_for(request, batch_id)
+    jobs = Job.objects.filter(run=run)
+    if filters.step:
+        jobs = jobs.filter(step=filters.step)
+    if filters.state:
+        jobs = jobs.filter(state=filters.state)
+    end = filters.offset + filters.limit
+    page = pipeline_downloads.in_row_order(run, jobs).select_related("owner")
+    return {
+        "items": list(page[filters.offset : end]),
+        "total": jobs.count(),
+        "limit": filters.limit,
+        "offset": filters.offset,
+    }

@@ -2,7 +2,8 @@
 from the answer Gemini sent; a CSV of every job; and the lines that did not succeed,
 as they were uploaded, to upload again. All streaming: one `str` line at a time, each
 ending in a newline. Every CSV cell goes through spreadsheet_cells.neutralise, so no
-spreadsheet computes an id, prompt or answer."""
+spreadsheet computes an id, prompt or answer. A pipeline's table (table_rows.py) is
+written as any CSV (export_table), and its rows to run again as they came (export_rows_again)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from jobs import gemini_shape
 from jobs.formats import anthropic_batch, openai_batch
 from jobs.formats.csv_lines import CSV_PROMPT_COLUMNS, csv_delimiter
 from jobs.formats.result_rows import ResultRow, answer
-from jobs.formats.spreadsheet_cells import FORMULA_STARTS, as_uploaded, neutralise
+from jobs.formats.spreadsheet_cells import FORMULA_STARTS, as_uploaded, neutralise, restore
+from jobs.formats.table_rows import ID_COLUMNS, TableRow
 
 CSV_COLUMNS = (
     "id",
@@ -217,6 +219,91 @@ def _csv_split(source: str) -> tuple[str, str]:
     except (csv.Error, StopIteration):
         taken = 1
     return "\n".join(lines[:taken]), "\n".join(lines[taken:])
+
+
+# --- A pipeline's table ------------------------------------------------------------------
+def export_table(columns: Sequence[str], records: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """Any table as CSV: the header, then each record, every cell as text, neutralised."""
+    write = _csv_writer()
+    yield write(columns)
+    for record in records:
+        yield write(record)
+
+
+def export_rows_again(fmt: str, rows: Iterable[TableRow], columns: Sequence[str]) -> Iterator[str]:
+    """A pipeline table's rows as they were uploaded, ready to run again: a CSV's
+    records under a header of the table's `columns` (the names its header gave), a
+    JSON line or a line of text as it came. A row that named no id gets the one it
+    ran under (its line in the first file), so the second run's rows are keyed as
+    the first's; a line of text has nowhere to say it."""
+    if fmt == "csv":
+        yield from _csv_rows_again(iter(rows), list(columns))
+        return
+    for row in rows:
+        yield (row.source if fmt == "text" else _json_row_with_id(row)) + "\n"
+
+
+def _id_column(columns: Sequence[str]) -> str | None:
+    return next((name for name in ID_COLUMNS if name in columns), None)
+
+
+def _named_its_id(row: TableRow, name: str | None) -> bool:
+    value = row.values.get(name) if name else None
+    return value is not None and str(value).strip() != ""
+
+
+def _json_row_with_id(row: TableRow) -> str:
+    name = _id_column(list(row.values))
+    if _named_its_id(row, name):
+        return row.source
+    if name is not None:  # named, but blank or null: a field before it would be overridden
+        return json.dumps({**row.values, name: row.custom_id}, ensure_ascii=False)
+    start = row.source.index("{") + 1
+    field = f'"id": {json.dumps(row.custom_id, ensure_ascii=False)}, '
+    return row.source[:start] + field + row.source[start:]
+
+
+def _csv_rows_again(rows: Iterator[TableRow], columns: list[str]) -> Iterator[str]:
+    first = next(rows, None)
+    delimiter = _table_delimiter(first, columns) if first is not None else ","
+    write = _csv_writer(delimiter)
+    id_column = _id_column(columns)
+    header = columns if id_column else ["id", *columns]
+    yield write(map(as_uploaded, header), neutralised=True)
+    if first is None:
+        return
+    for row in itertools.chain([first], rows):
+        cells = _record_cells(row.source, delimiter)
+        changed = not _named_its_id(row, id_column)
+        if id_column is None:
+            cells = [row.custom_id, *cells]
+        elif changed:
+            at = columns.index(id_column)
+            cells += [""] * (at + 1 - len(cells))
+            cells[at] = row.custom_id
+        if not changed and not any(cell.startswith(FORMULA_STARTS) for cell in cells):
+            yield row.source + "\n"
+        else:
+            yield write(map(as_uploaded, cells), neutralised=True)
+
+
+def _record_cells(record: str, delimiter: str) -> list[str]:
+    return next(csv.reader(io.StringIO(record + "\n"), delimiter=delimiter), [])
+
+
+def _table_delimiter(row: TableRow, columns: list[str]) -> str:
+    """The delimiter the table was read with: the one that reads the row's record as
+    the values it was stored with (tried in the order the reader detects them)."""
+    expected = [row.values.get(name, "") for name in columns]
+    for delimiter in ",\t;":
+        try:
+            cells = _record_cells(row.source, delimiter)
+        except csv.Error:
+            continue
+        read = [restore(cell) for cell in cells] + [""] * (len(columns) - len(cells))
+        if read == expected:
+            return delimiter
+    return csv_delimiter(row.source)
 
 
 # --- Result lines ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """A run's downloads, streamed: its results in the uploaded format's result
 shape, the same as CSV, and the unfinished lines to upload again. The run
-pages and the API answer with these same responses."""
+pages and the API answer with these same responses. A pipeline run's are one
+line per row of its table (pipeline_downloads.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.http import StreamingHttpResponse
 from jobs import formats
 from jobs.models import FINISHED_STATES, Job, Run, State
 from jobs.redaction import redact_api_key
-from jobs.runs import structured
+from jobs.runs import pipeline_downloads, structured
 
 EXPORT_CHUNK = 2000
 
@@ -37,7 +38,11 @@ def _download(lines, *, run: Run, what: str, extension: str) -> StreamingHttpRes
 
 
 def results(run: Run) -> StreamingHttpResponse:
-    """The finished lines in the uploaded format's result shape (always JSONL)."""
+    """The finished lines in the uploaded format's result shape (always JSONL); a
+    pipeline's rows, each with every step's answer."""
+    if run.pipeline:
+        lines = pipeline_downloads.results_lines(run)
+        return _download(lines, run=run, what="results", extension="jsonl")
     rows = result_rows(run)
     return _download(
         formats.export_results(run.source_format, rows), run=run, what="results", extension="jsonl"
@@ -45,14 +50,23 @@ def results(run: Run) -> StreamingHttpResponse:
 
 
 def results_csv(run: Run) -> StreamingHttpResponse:
-    """Every line as a CSV row; with a response schema, one column per field of it."""
+    """Every line as a CSV row; with a response schema, one column per field of it.
+    A pipeline's rows, with each step's state, answer and its schema's fields."""
+    if run.pipeline:
+        lines = pipeline_downloads.results_csv_lines(run)
+        return _download(lines, run=run, what="results", extension="csv")
     rows = result_rows(run)
     lines = formats.export_csv(rows, json_columns=structured.schema_fields(run))
     return _download(lines, run=run, what="results", extension="csv")
 
 
 def unfinished(run: Run) -> StreamingHttpResponse:
-    """The lines without an answer, in the uploaded format, to upload again."""
+    """The lines without an answer, in the uploaded format, to upload again; of a
+    pipeline, the rows with a step that failed, was cancelled or was skipped."""
+    if run.pipeline:
+        extension = {"text": "txt", "csv": "csv"}.get(pipeline_downloads.table_format(run), "jsonl")
+        lines = pipeline_downloads.rows_again_lines(run)
+        return _download(lines, run=run, what="rows-to-run-again", extension=extension)
     extension = {"text": "txt", "csv": "csv"}.get(run.source_format, "jsonl")
     lines = formats.export_resubmit(run.source_format, resubmit_lines(run))
     return _download(lines, run=run, what="unfinished", extension=extension)

@@ -1,4 +1,8 @@
-"""python manage.py jobs --json [--user NAME] [--status S]"""
+"""python manage.py jobs --json [--user NAME] [--status S] [--batch RUN_ID]
+
+Each job names where it came from: `step` (its pipeline step; null outside
+pipelines), `item` (its index in a step's fan-out), `row` (its row's or line's
+id in the uploaded file) and `line` (that row's line number)."""
 
 from __future__ import annotations
 
@@ -7,14 +11,20 @@ import json
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.models import Job, State
+from jobs.models import Job, Run, State
 from jobs.redaction import redact_api_key
+from jobs.runs import pipeline_downloads
 
 
 def job_record(job: Job) -> dict:
     return {
         "id": job.pk,
         "status": job.state,
+        "run": job.run_id,
+        "step": job.step or None,
+        "item": job.item,
+        "row": job.custom_id or None,
+        "line": job.line_number,
         "model": job.model,
         "tier_requested": job.tier_requested,
         "attempts": job.attempts,
@@ -39,6 +49,12 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="one JSON object per job per line")
         parser.add_argument("--user", help="only this user's jobs")
         parser.add_argument("--status", choices=State.values, help="only jobs in this state")
+        parser.add_argument(
+            "--batch",
+            type=int,
+            metavar="RUN_ID",
+            help="only this run's jobs, in file order (row by row, each row's steps in turn)",
+        )
         parser.add_argument("--limit", type=int, default=None, help="at most this many (newest)")
 
     def handle(self, *args, **options):
@@ -47,6 +63,11 @@ class Command(BaseCommand):
             if not get_user_model().objects.filter(username=options["user"]).exists():
                 raise CommandError(f"No user named {options['user']!r}")
             jobs = jobs.filter(owner__username=options["user"])
+        if options["batch"] is not None:
+            run = Run.objects.filter(pk=options["batch"]).only("pipeline").first()
+            if run is None:
+                raise CommandError(f"No run {options['batch']}")
+            jobs = pipeline_downloads.in_row_order(run, jobs.filter(run=run))
         if options["status"]:
             jobs = jobs.filter(state=options["status"])
         if options["limit"] is not None:

@@ -1,4 +1,5 @@
 """python manage.py submit --user NAME --model M (--prompt TEXT | --request FILE | --file PATH)
+python manage.py submit --user NAME --pipeline DEF.yaml --file ROWS
 
 --prompt is one text prompt, with --system, --temperature, --json-schema, --thinking-level
 and the rest of the flags; --request is one whole request in Gemini's shape (the
@@ -6,6 +7,10 @@ and the rest of the flags; --request is one whole request in Gemini's shape (the
 A file becomes a run (jobs/runs/services.py) in any upload format: plain text, JSONL,
 CSV, or a Gemini, OpenAI or Anthropic batch file; --budget and the --notify-* flags
 are the run's, as on the upload page.
+With --pipeline (a definition in YAML or JSON, jobs/engine/pipelines.py) the file is a
+table of rows and the run a pipeline over them (jobs/runs/pipeline_runs.py); --model,
+--tier, --max-attempts, --fallback-standard and --retry-bad-output are the defaults of
+the steps that name none.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from django.utils import timezone
 from jobs import formats, gemini_shape
 from jobs.catalog import DEFAULT_MODEL, FLEX_MODELS
 from jobs.engine import budgets, submitting
+from jobs.engine.pipelines import DefinitionError
 from jobs.models import DeadlinePolicy, Tier
 from jobs.notices.choices import RunNotify
+from jobs.runs import pipeline_runs
 from jobs.runs import reading as run_reading
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
@@ -151,7 +158,16 @@ class Command(BaseCommand):
             help="a file of prompts, submitted as a run: .txt (one prompt per line), .jsonl, "
             ".csv, or a Gemini, OpenAI or Anthropic batch file",
         )
-        parser.add_argument("--name", default="", help="the run's name (default: the file's)")
+        parser.add_argument(
+            "--pipeline",
+            type=Path,
+            help="with --file: a pipeline definition (YAML or JSON) run over the file's rows",
+        )
+        parser.add_argument(
+            "--name",
+            default="",
+            help="the run's name (default: the pipeline's, else the file's)",
+        )
         parser.add_argument(
             "--budget",
             default=None,
@@ -190,6 +206,8 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"No user named {options['user']!r}") from None
         deadline = parse_deadline(options["deadline"]) if options["deadline"] else None
+        if options["pipeline"] and not options["file"]:
+            raise CommandError("--pipeline: a pipeline runs over a table; give its --file of rows")
         parse_budget_option(options)
         options["notify"] = notify_option(owner, options)
         config = generation_config(options)
@@ -197,7 +215,9 @@ class Command(BaseCommand):
             {**options, "deadline_at": deadline, "generation_config": config}
         )
         try:
-            if options["file"]:
+            if options["pipeline"]:
+                printed = submit_pipeline(owner, options["pipeline"], spec, options)
+            elif options["file"]:
                 printed = submit_file(owner, options["file"], spec, options)
             else:
                 prompt = options["prompt"]
@@ -266,6 +286,12 @@ _PROMPT_ONLY = {
     "thinking_budget": ("--thinking-budget", "generation_config.thinking_config.thinking_budget"),
     "seed": ("--seed", "generation_config.seed"),
 }
+# Where a pipeline's step says what those flags would (the rest: as in a request).
+_IN_A_STEP = {
+    "temperature": "temperature",
+    "max_output_tokens": "max_output_tokens",
+    "json_schema": "response_schema",
+}
 # Those a run's defaults cannot carry: a line's own request says them.
 _GENERATION_FLAGS = ("json_schema", "thinking_level", "thinking_budget", "seed")
 
@@ -278,6 +304,10 @@ def generation_config(options: dict) -> dict | None:
     if options["request_file"] and given:
         flag, inside = _PROMPT_ONLY[given[0]]
         raise CommandError(f"{flag}: with --request, the request says it: set {inside} in it")
+    if options["pipeline"] and given:
+        flag, inside = _PROMPT_ONLY[given[0]]
+        field = _IN_A_STEP.get(given[0], inside)
+        raise CommandError(f"{flag}: with --pipeline, each step says it: set {field} in the step")
     flags = [_PROMPT_ONLY[name][0] for name in given if name in _GENERATION_FLAGS]
     if options["file"] and flags:
         raise CommandError(
@@ -330,15 +360,61 @@ def read_request(path: str) -> dict:
     return request
 
 
-def submit_file(owner, path: Path, spec: submitting.JobSpec, options: dict) -> dict:
-    """Create a run from the file, streamed; prints its job ids and the run's."""
+def _opened(path: Path):
     try:
-        stream = path.open("rb")
+        return path.open("rb")
     except FileNotFoundError:
         raise CommandError(f"{path}: no such file") from None
     except OSError as exc:
         raise CommandError(f"{path}: cannot read it ({exc.strerror})") from None
-    with stream:
+
+
+def _refused(path: Path, rejected: RunRejected) -> CommandError:
+    lines = "\n".join(f"  {message}" for message in rejected.messages())
+    more = f"\n  and at least {rejected.more:,} more" if rejected.more else ""
+    return CommandError(f"{path}: refused, nothing was created:\n{lines}{more}")
+
+
+def _printed(run) -> dict:
+    return {"run": run.pk, "jobs": list(run.jobs.order_by("id").values_list("id", flat=True))}
+
+
+def read_pipeline(path: Path, spec: submitting.JobSpec):
+    """The definition at `path`, checked whole; every problem listed, each naming its step."""
+    with _opened(path) as stream:
+        source = stream.read()
+    try:
+        return pipeline_runs.pipeline_read(source, spec=spec)
+    except DefinitionError as error:
+        problems = "\n".join(f"  {problem}" for problem in error.problems)
+        raise CommandError(f"{path}: the pipeline was refused:\n{problems}") from None
+
+
+def submit_pipeline(owner, path: Path, spec: submitting.JobSpec, options: dict) -> dict:
+    """Create a pipeline run over the --file's rows; prints its job ids and the run's."""
+    pipeline = read_pipeline(path, spec)
+    rows = options["file"]
+    with _opened(rows) as stream:
+        try:
+            run = pipeline_runs.pipeline_run_create(
+                owner=owner,
+                stream=stream,
+                filename=rows.name,
+                pipeline=pipeline,
+                spec=spec,
+                name=options["name"],
+                fmt=options["format"],
+                notify=options["notify"],
+                budget_usd=options["budget_usd"],
+            )
+        except RunRejected as rejected:
+            raise _refused(rows, rejected) from None
+    return _printed(run)
+
+
+def submit_file(owner, path: Path, spec: submitting.JobSpec, options: dict) -> dict:
+    """Create a run from the file, streamed; prints its job ids and the run's."""
+    with _opened(path) as stream:
         try:
             run = runs.run_create(
                 owner=owner,
@@ -355,10 +431,8 @@ def submit_file(owner, path: Path, spec: submitting.JobSpec, options: dict) -> d
             if options["format"] is None and _detected(stream, path) in ("text", "jsonl"):
                 # The words this command has always used for these two formats.
                 read_prompts(path)
-            lines = "\n".join(f"  {message}" for message in rejected.messages())
-            more = f"\n  and at least {rejected.more:,} more" if rejected.more else ""
-            raise CommandError(f"{path}: refused, nothing was created:\n{lines}{more}") from None
-    return {"run": run.pk, "jobs": list(run.jobs.order_by("id").values_list("id", flat=True))}
+            raise _refused(path, rejected) from None
+    return _printed(run)
 
 
 def _detected(stream, path: Path) -> str | None:
