@@ -203,8 +203,7 @@ class _RowSettler:
             clone._state.adding = True
             clone.item = index
             clone.state = State.QUEUED
-            clone.next_attempt_at = self.now
-            clone.submitted_at = self.now
+            clone.next_attempt_at = _due(placeholder)
             clone.continues_interaction = continues
             clone.last_error = ""
             for name, value in submitting.request_columns(request).items():
@@ -235,12 +234,20 @@ class _RowSettler:
             job,
             State.WAITING,
             state=State.QUEUED,
-            next_attempt_at=self.now,
+            next_attempt_at=_due(job),
             continues_interaction=self._continues(step),
             last_error="",
             **submitting.request_columns(request),
             **fields,
         )
+
+
+def _due(job: Job):
+    """When a step made ready is due: when its row was submitted, so it is sent
+    before the later rows' first steps still queued (claims go by due time, then
+    id, and a row's jobs were made together). Due "now" it would queue behind
+    every job already waiting, and a run would move step by step, not row by row."""
+    return job.submitted_at
 
 
 def _parsed(job: Job):
