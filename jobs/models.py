@@ -481,6 +481,9 @@ class Run(models.Model):
     # A pipeline run's definition, checked (jobs/engine/pipelines.py): its steps
     # are rendered from it as their rows' earlier answers arrive. Empty otherwise.
     pipeline = JSONTextField(null=True, blank=True)
+    # An eval run's definition, compiled (jobs/runs/eval_definitions.py): its
+    # candidates, graders and the pipeline steps behind each. Empty otherwise.
+    evaluation = JSONTextField(null=True, blank=True)
     model = models.CharField(max_length=64, default=DEFAULT_MODEL)
     tier = models.CharField(max_length=16, choices=Tier, default=Tier.FLEX)
     max_attempts = models.PositiveSmallIntegerField(default=8)

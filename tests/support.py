@@ -72,7 +72,13 @@ def send_claims(simulator_url: str, route: str, claims: list[claiming.Claim]) ->
         outcomes = []
         try:
             for claim in claims:
-                request = GeminiRequest(claim.model, claim.request, claim.tier, claim.route)
+                request = GeminiRequest(
+                    claim.model,
+                    claim.request,
+                    claim.tier,
+                    claim.route,
+                    previous_interaction_id=claim.previous_interaction_id,
+                )
                 try:
                     outcome = await gateway.generate(request)
                 except GeminiError as error:

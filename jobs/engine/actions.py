@@ -11,21 +11,27 @@ from django.db.models import Case, F, Max, Min, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs.engine import control, notices
+from jobs.engine import chaining, control, notices
 from jobs.models import ACTIVE_STATES, WAITING_STATES, DeadlinePolicy, Job, State, Tier
 
 logger = logging.getLogger(__name__)
 
 
 # --- Actions a person takes --------------------------------------------------------
+# What a person may cancel: not yet sent, or between tries.
+CANCELLABLE_STATES = (State.WAITING, *WAITING_STATES)
+
+
 def job_cancel(*, job: Job) -> bool:
-    """Cancel a job that is waiting (queued or waiting to retry)."""
+    """Cancel a job that is waiting (queued, waiting to retry, or waiting on
+    earlier steps); in a pipeline, the later steps of its row are skipped."""
     now = timezone.now()
     with transaction.atomic():
-        changed = Job.objects.filter(pk=job.pk, state__in=WAITING_STATES).update(
+        changed = Job.objects.filter(pk=job.pk, state__in=CANCELLABLE_STATES).update(
             state=State.CANCELLED, finished_at=now, next_attempt_at=None, updated_at=now
         )
         if changed and job.run_id is not None:
+            chaining.jobs_ended(job_ids=[job.pk], now=now)
             notices.runs_settle(run_ids=[job.run_id])
     job.refresh_from_db()
     return bool(changed)
@@ -48,6 +54,8 @@ def job_retry_now(*, job: Job) -> bool:
             updated_at=now,
         )
         if changed:
+            # In a pipeline, the steps it skipped wait for it again.
+            chaining.jobs_revived(job_ids=[job.pk], now=now)
             transaction.on_commit(control.wake_dispatcher)
     job.refresh_from_db()
     return bool(changed)
@@ -133,7 +141,7 @@ def jobs_apply_deadlines(*, now: datetime | None = None) -> dict[str, int]:
         moved_waiting = to_standard.filter(state__in=WAITING_STATES).update(
             tier_requested=Tier.STANDARD, next_attempt_at=now, updated_at=now
         )
-        moved_running = to_standard.filter(state=State.RUNNING).update(
+        moved_running = to_standard.filter(state__in=(State.RUNNING, State.WAITING)).update(
             tier_requested=Tier.STANDARD, updated_at=now
         )
         if moved_waiting:

@@ -18,7 +18,7 @@ from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs.engine import backoff, budgets, capacity, control, notices, routes
+from jobs.engine import backoff, budgets, capacity, chaining, control, notices, routes
 from jobs.models import (
     WAITING_STATES,
     Attempt,
@@ -45,6 +45,7 @@ class Claim:
     route: str
     retry_bad_output: bool = False
     reserved_usd: Decimal = Decimal(0)  # its worst case, held against its budgets
+    previous_interaction_id: str = ""  # the interaction a pipeline step continues
 
 
 def _due_filters(now: datetime) -> list[Q]:
@@ -232,6 +233,7 @@ def _mark_lost_attempts(job_ids: list[int], now: datetime) -> set[int]:
             updated_at=now,
         )
         logger.error("Gave up on jobs whose workers kept being lost: %s", sorted(given_up))
+        chaining.jobs_ended(job_ids=given_up)
         notices.jobs_ended(job_ids=given_up)
     return given_up
 
@@ -253,6 +255,7 @@ def _open_attempts(
         "tier_requested",
         "fallback_standard",
         "retry_bad_output",
+        "continues_interaction",
     )
     claims: list[Claim] = []
     attempts: list[Attempt] = []
@@ -289,6 +292,7 @@ def _open_attempts(
                 route=route,
                 retry_bad_output=job.retry_bad_output,
                 reserved_usd=reserved,
+                previous_interaction_id=job.continues_interaction,
             )
         )
     Attempt.objects.bulk_create(attempts)

@@ -180,7 +180,11 @@ class Dispatcher:
         """Send one request; its outcome waits in `_outcomes` for the next
         batched write (the job stays in flight, and leased, until then)."""
         request = GeminiRequest(
-            model=claim.model, request=claim.request, tier=claim.tier, route=claim.route
+            model=claim.model,
+            request=claim.request,
+            tier=claim.tier,
+            route=claim.route,
+            previous_interaction_id=claim.previous_interaction_id,
         )
         started = time.monotonic()
         outcome: GeminiResult | GeminiError

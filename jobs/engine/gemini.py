@@ -81,12 +81,15 @@ else:
 @dataclass(frozen=True)
 class GeminiRequest:
     """One try: the whole request in Gemini's shape (jobs/gemini_shape.py), its model
-    and tier, and the route to send it by ("" for the gateway's own)."""
+    and tier, and the route to send it by ("" for the gateway's own).
+    `previous_interaction_id`: the stored interaction this request continues; the
+    Interactions route then sends only the new turns, generateContent all of them."""
 
     model: str
     request: dict
     tier: str
     route: str = ""
+    previous_interaction_id: str = ""
 
     @classmethod
     def text(cls, *, model: str, prompt: str, tier: str, system_instruction: str = "",
@@ -265,7 +268,7 @@ class GeminiGateway:
         return await self._interactions(client, request)
 
     async def _interactions(self, client: genai.Client, request: GeminiRequest) -> GeminiResult:
-        kwargs = routes.interactions_arguments(request.request)
+        kwargs = routes.interactions_arguments(request.request, request.previous_interaction_id)
         kwargs.update(model=request.model, service_tier=request.tier, timeout=self.timeout_seconds)
         try:
             raw = await client.aio.interactions.with_raw_response.create(**kwargs)

@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import gemini_shape
-from jobs.engine import backoff, budgets, capacity, control, notices, pricing
+from jobs.engine import backoff, budgets, capacity, chaining, control, notices, pricing
 from jobs.engine.claiming import Claim
 from jobs.engine.gemini import GeminiError, GeminiResult
 from jobs.models import Attempt, ErrorKind, Job, Outcome, State
@@ -154,6 +154,7 @@ def attempts_record(*, owner: str, outcomes: Sequence[AttemptOutcome]) -> list[s
             budget = budgets.Settlement(item.claim.attempt_id for item in outcomes)
             decisions = [_record(owner, item, budget) for item in outcomes]
             budget.save()
+            chaining.jobs_ended(job_ids=_ended(outcomes, decisions))
             _note_ended(outcomes, decisions)
             return decisions
     except Exception:
@@ -163,6 +164,7 @@ def attempts_record(*, owner: str, outcomes: Sequence[AttemptOutcome]) -> list[s
         try:
             with transaction.atomic():
                 decision = _record(owner, item)
+                chaining.jobs_ended(job_ids=_ended([item], [decision]))
                 _note_ended([item], [decision])
             decisions.append(decision)
         except Exception:
@@ -208,16 +210,21 @@ def attempts_interrupted(*, owner: str, claims: Sequence[Claim]) -> int:
         )
 
 
+def _ended(outcomes: Sequence[AttemptOutcome], decisions: Sequence[str]) -> list[int]:
+    """The jobs these outcomes finished (succeeded, or failed for good)."""
+    return [
+        item.claim.job_id
+        for item, decision in zip(outcomes, decisions, strict=True)
+        if decision in ("succeeded", "fail")
+    ]
+
+
 def _note_ended(outcomes: Sequence[AttemptOutcome], decisions: Sequence[str]) -> None:
     """Settle the runs whose last jobs these were, and note failures past a
     threshold, in the batch's transaction. Notifications are told, never
     in the way: should noting fail, the batch is recorded all the same and
     the minute sweep settles the runs."""
-    ended = [
-        item.claim.job_id
-        for item, decision in zip(outcomes, decisions, strict=True)
-        if decision in ("succeeded", "fail")
-    ]
+    ended = _ended(outcomes, decisions)
     if not ended:
         return
     try:

@@ -95,10 +95,20 @@ def _ratings(holder: dict) -> str:
 
 
 # --- Interactions ----------------------------------------------------------------------
-def interactions_arguments(request: dict) -> dict[str, Any]:
+def interactions_arguments(request: dict, previous_interaction_id: str = "") -> dict[str, Any]:
     """The keyword arguments of interactions.create for `request` (model and tier aside).
-    Call only for a request route_for sends this way."""
-    kwargs: dict[str, Any] = {"input": _input(request["contents"])}
+    Call only for a request route_for sends this way.
+
+    With `previous_interaction_id` the request continues that stored interaction: Google
+    holds its turns (interactions are stored unless `store=False`, which we never send),
+    so only the turns after the request's last model turn go as input. Everything else
+    (system instruction, config, tools) belongs to one interaction and is sent again."""
+    contents = request["contents"]
+    kwargs: dict[str, Any] = {}
+    if previous_interaction_id:
+        kwargs["previous_interaction_id"] = previous_interaction_id
+        contents = contents[_after_last_model_turn(contents) :]
+    kwargs["input"] = _input(contents)
     if system := gemini_shape.system_text(request):
         kwargs["system_instruction"] = system
     config = gemini_shape.generation(request)
@@ -125,6 +135,11 @@ def interactions_arguments(request: dict) -> dict[str, Any]:
     if cached := request.get("cached_content"):
         kwargs["cached_content"] = cached
     return kwargs
+
+
+def _after_last_model_turn(contents: list[dict]) -> int:
+    models = [i for i, turn in enumerate(contents) if turn.get("role") == "model"]
+    return models[-1] + 1 if models else 0
 
 
 def _input(contents: list[dict]) -> Any:

@@ -33,6 +33,7 @@ from jobs.formats.reading import (
     parse,
 )
 from jobs.formats.result_rows import ResultRow
+from jobs.formats.table_rows import TableRow, parse_rows
 from jobs.formats.writing import export_csv, export_resubmit, export_results
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "FileRejected",
     "PromptLine",
     "ResultRow",
+    "TableRow",
     "detect_format",
     "export_csv",
     "export_resubmit",
@@ -50,4 +52,5 @@ __all__ = [
     "file_too_large",
     "json_shape_problem",
     "parse",
+    "parse_rows",
 ]

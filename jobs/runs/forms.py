@@ -1,9 +1,11 @@
-"""Forms for the run pages: the upload (a file and the run's defaults) and the
-run's jobs filter. What may be submitted is decided by jobs/runs/services.py."""
+"""Forms for the run pages: the upload (a file, the run's defaults and, for a
+pipeline, its definition), the run's jobs filter and a pipeline's grid filter.
+What may be submitted is decided by jobs/runs/services.py."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import PurePath
 
 from django import forms
 from django.utils import timezone
@@ -32,9 +34,16 @@ def budget_field() -> forms.DecimalField:
     )
 
 
+# A definition is a page of YAML: anything near this size is not one.
+MAX_DEFINITION_BYTES = 256 * 1024
+DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 class RunUploadForm(JobSubmitForm):
     """The single-prompt form's settings become the run's defaults; a line's
-    own model, system instruction, temperature or output length wins."""
+    own model, system instruction, temperature or output length wins. With a
+    pipeline definition the file is the pipeline's table, and the settings are
+    what its steps name none of."""
 
     prompt = None
     file = forms.FileField(
@@ -52,8 +61,60 @@ class RunUploadForm(JobSubmitForm):
     )
 
     budget_usd = budget_field()
+    pipeline_file = forms.FileField(
+        label="Pipeline definition file",
+        required=False,
+        help_text="Optional: a YAML or JSON file (.yaml, .yml, .json) of steps; the file "
+        "above is then its table, one row per line.",
+    )
+    pipeline_text = forms.CharField(
+        label="Or the definition itself",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
+        help_text="The same YAML or JSON, typed or pasted here.",
+    )
 
     field_order = ["file", "name", "format", "budget_usd", "model", "tier", "max_attempts"]
+
+    def clean_pipeline_file(self) -> str:
+        """The definition file's text ("" when none was given)."""
+        upload = self.cleaned_data.get("pipeline_file")
+        if not upload:
+            return ""
+        if PurePath(upload.name).suffix.lower() not in DEFINITION_SUFFIXES:
+            raise forms.ValidationError(
+                "A pipeline definition is a .yaml, .yml or .json file; this one is not."
+            )
+        if upload.size > MAX_DEFINITION_BYTES:
+            raise forms.ValidationError(
+                f"A pipeline definition may be at most {MAX_DEFINITION_BYTES // 1024} KiB."
+            )
+        try:
+            return upload.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise forms.ValidationError("The definition file is not UTF-8 text.") from None
+
+    def clean_pipeline_text(self) -> str:
+        text = self.cleaned_data.get("pipeline_text") or ""
+        if len(text.encode("utf-8")) > MAX_DEFINITION_BYTES:
+            raise forms.ValidationError(
+                f"A pipeline definition may be at most {MAX_DEFINITION_BYTES // 1024} KiB."
+            )
+        return text
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        from_file, typed = cleaned.get("pipeline_file"), cleaned.get("pipeline_text", "")
+        if from_file and typed.strip():
+            self.add_error(
+                "pipeline_text", "Give the definition as a file or in the box, not both."
+            )
+        return cleaned
+
+    def definition(self) -> str:
+        """The pipeline definition's text; "" for a plain run."""
+        return self.cleaned_data.get("pipeline_file") or self.cleaned_data["pipeline_text"].strip()
 
     def standard_move_quote(self) -> StandardMoveQuote:
         # The file is read only once it is uploaded: the preview has the figure.
@@ -94,3 +155,23 @@ class RunJobFilterForm(JobFilterForm):
     def __init__(self, data, *, viewer) -> None:
         super().__init__(data, viewer=viewer)
         self.fields.pop("user", None)
+
+
+class PipelineGridForm(forms.Form):
+    """A pipeline's rows-by-steps grid: all rows, the rows with a failed or
+    skipped step, or one row; paged by line number (?after=, ?before=)."""
+
+    problems = forms.BooleanField(label="Only rows with a failed or skipped step", required=False)
+    row = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
+    after = forms.IntegerField(min_value=0, required=False, widget=forms.HiddenInput)
+    before = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
+
+    def grid_filters(self) -> dict:
+        """The grid query's keywords; a bad value is ignored, as the jobs filter does."""
+        data = self.cleaned_data if self.is_valid() else {}
+        return {
+            "problems": bool(data.get("problems")),
+            "row": data.get("row"),
+            "after": data.get("after"),
+            "before": data.get("before"),
+        }

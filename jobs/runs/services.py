@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from jobs import formats, gemini_shape
-from jobs.engine import actions, budgets, control, notices, submitting
+from jobs.engine import actions, budgets, chaining, control, notices, submitting
 from jobs.models import (
     WAITING_STATES,
     Attempt,
@@ -272,11 +272,12 @@ class _JobInsert:
 
 # --- Actions on a run -----------------------------------------------------------------
 def run_cancel(*, run: Run) -> int:
-    """Cancel every job of the run that is waiting (queued or waiting to
-    retry). A running job finishes its attempt, as with a single job."""
+    """Cancel every job of the run that is waiting (queued, waiting to retry,
+    or waiting on earlier steps). A running job finishes its attempt, as with
+    a single job; in a pipeline its later steps are cancelled already."""
     now = timezone.now()
     with transaction.atomic():
-        cancelled = Job.objects.filter(run=run, state__in=WAITING_STATES).update(
+        cancelled = Job.objects.filter(run=run, state__in=actions.CANCELLABLE_STATES).update(
             state=State.CANCELLED, finished_at=now, next_attempt_at=None, updated_at=now
         )
         if cancelled:
@@ -304,6 +305,8 @@ def run_resend_permanent(*, run: Run) -> int:
 def _requeue(run: Run, failed) -> int:
     now = timezone.now()
     with transaction.atomic():
+        # In a pipeline, the steps they skipped wait for them again.
+        revived = list(failed.exclude(step="").values_list("pk", flat=True)) if run.pipeline else []
         changed = failed.update(
             state=State.QUEUED,
             next_attempt_at=now,
@@ -313,6 +316,7 @@ def _requeue(run: Run, failed) -> int:
             updated_at=now,
         )
         if changed:
+            chaining.jobs_revived(job_ids=revived, now=now)
             Run.objects.filter(pk=run.pk).update(finished_at=None)
             transaction.on_commit(control.wake_dispatcher)
     run.refresh_from_db(fields=["finished_at"])
@@ -322,14 +326,15 @@ def _requeue(run: Run, failed) -> int:
 def run_move_to_standard(*, run: Run) -> int:
     """Run the unfinished flex jobs on the standard tier from their next
     attempt on. Waiting ones become due now; a running one keeps its current
-    flex attempt (and is billed for it at flex) and uses standard if it retries."""
+    flex attempt (and is billed for it at flex) and uses standard if it
+    retries; a pipeline's later steps go on standard when their turn comes."""
     now = timezone.now()
     unfinished = Job.objects.filter(run=run, tier_requested=Tier.FLEX)
     with transaction.atomic():
         waiting = unfinished.filter(state__in=WAITING_STATES).update(
             tier_requested=Tier.STANDARD, next_attempt_at=now, updated_at=now
         )
-        running = unfinished.filter(state=State.RUNNING).update(
+        running = unfinished.filter(state__in=(State.RUNNING, State.WAITING)).update(
             tier_requested=Tier.STANDARD, updated_at=now
         )
         if waiting:

@@ -3,7 +3,8 @@
 The upload page reads the file once to show what it holds (runs.run_preview);
 the person then confirms, and runs.run_create reads it again. Between the two
 requests the file waits in FLEXDASH_VAR_DIR/uploads/<user id>/ as two files,
-<token>.upload and <token>.json (what the preview found). Each user sees only
+<token>.upload and <token>.json (what the preview found; for a pipeline, its
+checked definition and each step's estimate too). Each user sees only
 their own folder, which holds at most FLEX_PREVIEW_MAX_COUNT previews and
 FLEX_PREVIEW_MAX_BYTES: a new upload discards the oldest to make room, as a
 person who uploads again has moved on from them. A preview is removed when
@@ -28,11 +29,55 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils.crypto import get_random_string
 
 from jobs.engine import submitting
+from jobs.runs import pipeline_runs
 from jobs.runs import reading as run_reading
 from jobs.runs import services as runs
 
 KEEP_SECONDS = 24 * 3600
 _TOKEN = re.compile(r"[a-z0-9]{32}")
+
+
+@dataclass(frozen=True)
+class StagedStep:
+    """One step's estimate as the preview showed it."""
+
+    name: str
+    model: str
+    tier: str
+    jobs: int
+    input_tokens: int
+    output_tokens: int
+    standard_usd: Decimal
+    cost_usd: Decimal
+    unpriced: int
+    rough: bool
+
+
+@dataclass(frozen=True)
+class StagedPipeline:
+    """A pipeline upload's checked definition (Pipeline.to_json()), kept with
+    its preview: confirming creates it without checking the text again."""
+
+    definition: dict
+    rows: int
+    steps: tuple[StagedStep, ...]
+    first_row: tuple[pipeline_runs.StepPreview, ...]
+
+    @property
+    def jobs(self) -> int:
+        return sum(step.jobs for step in self.steps)
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return sum((step.cost_usd for step in self.steps), Decimal(0))
+
+    @property
+    def standard_usd(self) -> Decimal:
+        return sum((step.standard_usd for step in self.steps), Decimal(0))
+
+    @property
+    def unpriced(self) -> int:
+        return sum(step.unpriced for step in self.steps)
 
 
 @dataclass(frozen=True)
@@ -44,6 +89,7 @@ class StagedUpload:
     spec: submitting.JobSpec
     preview: runs.RunPreview
     budget_usd: Decimal | None = None
+    pipeline: StagedPipeline | None = None
 
 
 @dataclass(frozen=True)
@@ -88,17 +134,112 @@ def upload_stage(
     budget_usd: Decimal | None = None,
 ) -> None:
     """Keep what the preview found next to the saved file, until confirmed."""
+    record = _record(filename=filename, name=name, spec=spec, preview=preview, budget=budget_usd)
+    _write(owner, token, record)
+
+
+def _record(
+    *,
+    filename: str,
+    name: str,
+    spec: submitting.JobSpec,
+    preview: runs.RunPreview,
+    budget: Decimal | None,
+) -> dict:
     estimate = preview.estimate
-    record = {
+    return {
         "filename": filename,
         "name": name,
         "spec": {**asdict(spec), "deadline_at": _iso(spec.deadline_at)},
         "format": preview.format,
         "estimate": {**asdict(estimate), "standard_usd": str(estimate.standard_usd)},
         "rows": [asdict(row) for row in preview.rows],
-        "budget_usd": None if budget_usd is None else str(budget_usd),
+        "budget_usd": None if budget is None else str(budget),
     }
+
+
+def _write(owner, token: str, record: dict) -> None:
     (_folder(owner) / f"{token}.json").write_text(json.dumps(record), encoding="utf-8")
+
+
+def pipeline_stage(
+    *,
+    owner,
+    token: str,
+    filename: str,
+    name: str,
+    spec: submitting.JobSpec,
+    preview: pipeline_runs.PipelinePreview,
+    budget_usd: Decimal | None = None,
+) -> None:
+    """Keep a pipeline's checked definition and its preview next to the saved
+    table, as upload_stage keeps a plain run's: the same record, so the same
+    room-making, expiry and discarding apply."""
+    estimate = run_reading.Estimate(
+        prompts=preview.jobs,
+        input_tokens=preview.input_tokens,
+        output_tokens=preview.output_tokens,
+        standard_usd=preview.standard_usd,
+        unpriced_prompts=sum(step.unpriced for step in preview.steps),
+        models=_jobs_by_model(preview),
+    )
+    record = _record(
+        filename=filename,
+        name=name,
+        spec=spec,
+        preview=runs.RunPreview(format=preview.format, estimate=estimate),
+        budget=budget_usd,
+    )
+    record["pipeline"] = {
+        "definition": preview.pipeline.to_json(),
+        "rows": preview.rows,
+        "steps": [
+            {
+                "name": step.step.name,
+                "model": step.step.model,
+                "tier": step.step.tier,
+                "jobs": step.jobs,
+                "input_tokens": step.input_tokens,
+                "output_tokens": step.output_tokens,
+                "standard_usd": str(step.standard_usd),
+                "cost_usd": str(step.cost_usd),
+                "unpriced": step.unpriced,
+                "rough": step.rough,
+            }
+            for step in preview.steps
+        ],
+        "first_row": [asdict(step) for step in preview.first_row],
+    }
+    _write(owner, token, record)
+
+
+def _jobs_by_model(preview: pipeline_runs.PipelinePreview) -> dict[str, int]:
+    models: dict[str, int] = {}
+    for step in preview.steps:
+        models[step.step.model] = models.get(step.step.model, 0) + step.jobs
+    return models
+
+
+def _staged_pipeline(record: dict | None) -> StagedPipeline | None:
+    if record is None:
+        return None
+    steps = tuple(
+        StagedStep(
+            **{
+                **step,
+                "standard_usd": Decimal(step["standard_usd"]),
+                "cost_usd": Decimal(step["cost_usd"]),
+            }
+        )
+        for step in record["steps"]
+    )
+    first_row = tuple(
+        pipeline_runs.StepPreview(**{**step, "parents": tuple(step["parents"])})
+        for step in record["first_row"]
+    )
+    return StagedPipeline(
+        definition=record["definition"], rows=record["rows"], steps=steps, first_row=first_row
+    )
 
 
 def staged_upload(*, owner, token: str) -> StagedUpload | None:
@@ -132,6 +273,7 @@ def staged_upload(*, owner, token: str) -> StagedUpload | None:
             rows=tuple(runs.PreviewRow(**row) for row in record.get("rows", [])),
         ),
         budget_usd=Decimal(record["budget_usd"]) if record.get("budget_usd") else None,
+        pipeline=_staged_pipeline(record.get("pipeline")),
     )
 
 

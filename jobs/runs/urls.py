@@ -2,14 +2,16 @@
 
 from django.urls import path
 
+from jobs.runs import upload_views
 from jobs.runs import views as run_views
 
 urlpatterns = [
     path("", run_views.run_list, name="run_list"),
-    path("new/", run_views.run_upload, name="run_upload"),
-    path("new/<str:token>/", run_views.run_preview, name="run_preview"),
-    path("new/<str:token>/discard/", run_views.run_discard, name="run_discard"),
+    path("new/", upload_views.run_upload, name="run_upload"),
+    path("new/<str:token>/", upload_views.run_preview, name="run_preview"),
+    path("new/<str:token>/discard/", upload_views.run_discard, name="run_discard"),
     path("<int:run_id>/", run_views.run_detail, name="run_detail"),
+    path("<int:run_id>/rows/<int:line_number>/", run_views.run_row, name="run_row"),
     path("<int:run_id>/cancel/", run_views.run_cancel, name="run_cancel"),
     path("<int:run_id>/budget/", run_views.run_budget, name="run_budget"),
     path("<int:run_id>/retry/", run_views.run_retry, name="run_retry"),

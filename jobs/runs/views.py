@@ -1,36 +1,26 @@
-"""The run pages: upload with a preview, the live run page, its actions and
-its downloads. Like jobs/web/views.py, each view checks access, calls one service
+"""The run pages: the list, the live run page (a pipeline's with its steps and
+grid), its actions and its downloads; the upload is jobs/runs/upload_views.py.
+Like jobs/web/views.py, each view checks access, calls one service
 (jobs/runs/services.py) or query (jobs/runs/queries.py), and renders or redirects."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
-from jobs import formats
 from jobs.engine import actions, budgets, spending
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
-from jobs.runs import downloads, failures, structured
-from jobs.runs import limits as run_limits
+from jobs.runs import downloads, failures, pipeline_queries, structured
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
-from jobs.runs import uploads as run_uploads
-from jobs.runs.forms import RunBudgetForm, RunDeadlineForm, RunJobFilterForm, RunUploadForm
-from jobs.runs.reading import RunRejected
+from jobs.runs.forms import PipelineGridForm, RunBudgetForm, RunJobFilterForm
 from jobs.web import queries
-from jobs.web.forms import StandardMoveQuote
-from jobs.web.notifications import RunNotifyForm
 from jobs.web.pages import CHANGED, job_page
 
 RUNS_PER_PAGE = 25
@@ -50,148 +40,6 @@ def run_list(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/run_list.html", {"page": page})
 
 
-# --- Upload, preview, confirm ------------------------------------------------------
-@require_http_methods(["GET", "POST"])
-@login_required
-def run_upload(request: HttpRequest) -> HttpResponse:
-    form = RunUploadForm(request.POST or None, request.FILES or None)
-    rejected: RunRejected | None = None
-    if refusal := run_limits.upload_refusal(request):
-        # The file was dropped as it streamed in: refused like any file over
-        # the limit, the settings kept to upload it again (or a smaller one).
-        rejected = RunRejected([(None, refusal)], total=1)
-        form = RunUploadForm(initial=request.POST.dict())
-    elif request.method == "POST" and form.is_valid():
-        upload = form.cleaned_data["file"]
-        spec = form.spec()
-        try:
-            preview = runs.run_preview(
-                stream=upload, filename=upload.name, spec=spec, fmt=form.cleaned_data["format"]
-            )
-        except ValidationError as error:
-            form.add_service_errors(error)
-        except RunRejected as error:
-            rejected = error
-        else:
-            saved = run_uploads.upload_save(owner=request.user, upload=upload)
-            run_uploads.upload_stage(
-                owner=request.user,
-                token=saved.token,
-                filename=upload.name,
-                name=form.cleaned_data["name"],
-                spec=spec,
-                preview=preview,
-                budget_usd=form.cleaned_data["budget_usd"],
-            )
-            if saved.discarded:
-                messages.info(request, _discarded_message(saved.discarded))
-            return redirect("jobs:run_preview", token=saved.token)
-    context = {
-        "form": form,
-        "rejected": rejected,
-        "formats": formats.FORMAT_LABELS,
-        "quote": form.standard_move_quote(),
-        "previews_kept": settings.FLEX_PREVIEW_MAX_COUNT,
-    }
-    return render(request, "runs/run_upload.html", context)
-
-
-def _discarded_message(count: int) -> str:
-    kept = settings.FLEX_PREVIEW_MAX_COUNT
-    size = filesizeformat(settings.FLEX_PREVIEW_MAX_BYTES)
-    return (
-        f"{count} older unconfirmed preview{_s(count)} discarded to make room: "
-        f"up to {kept} previews ({size} in all) wait to be confirmed, for a day."
-    )
-
-
-def _staged(request: HttpRequest, token: str) -> run_uploads.StagedUpload:
-    staged = run_uploads.staged_upload(owner=request.user, token=token)
-    if staged is None:
-        raise Http404("No such upload: it was confirmed, discarded or has expired.")
-    return staged
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-def run_preview(request: HttpRequest, token: str) -> HttpResponse:
-    """GET shows what the file holds and costs; POST creates the run with
-    the deadline confirmed (or changed) here, where its cost is shown."""
-    staged = _staged(request, token)
-    posted = request.POST if request.method == "POST" else None
-    deadline = RunDeadlineForm.for_staged(staged.spec, posted, staged.budget_usd)
-    notify = RunNotifyForm.for_user(request.user, posted)
-    if posted is not None and all([deadline.is_valid(), notify.is_valid()]):
-        try:
-            with staged.path.open("rb") as stream:
-                run = runs.run_create(
-                    owner=request.user,
-                    stream=stream,
-                    filename=staged.filename,
-                    spec=replace(staged.spec, **deadline.deadline()),
-                    name=staged.name,
-                    fmt=staged.preview.format,
-                    notify=notify.notify(),
-                    budget_usd=deadline.cleaned_data["budget_usd"],
-                )
-        except ValidationError as error:
-            if any(field in deadline.fields for field in getattr(error, "error_dict", {})):
-                # A deadline that passed meanwhile, or a policy without one: choose again.
-                deadline.add_service_errors(error)
-                return _preview_page(request, staged, deadline, notify)
-            # Only when the settings or limits changed since the preview.
-            return _not_created(request, token, " ".join(error.messages))
-        except RunRejected as error:
-            return _not_created(request, token, error.summary())
-        run_uploads.upload_discard(owner=request.user, token=token)
-        count = run.jobs.count()
-        messages.success(
-            request, f"Run “{run.name}” created: {count:,} jobs queued.", extra_tags=CHANGED
-        )
-        return redirect("jobs:run_detail", run_id=run.pk)
-    return _preview_page(request, staged, deadline, notify)
-
-
-def _preview_page(
-    request: HttpRequest,
-    staged: run_uploads.StagedUpload,
-    deadline: RunDeadlineForm,
-    notify: RunNotifyForm,
-) -> HttpResponse:
-    estimate = staged.preview.estimate
-    quote = StandardMoveQuote(
-        extra_usd=estimate.standard_usd - estimate.flex_usd, tier=staged.spec.tier, run=True
-    )
-    budget = staged.budget_usd
-    if deadline.is_bound and deadline.is_valid():
-        budget = deadline.cleaned_data["budget_usd"]
-    fit = budgets.run_fit(
-        owner=request.user, cost=estimate.cost_on(staged.spec.tier), budget_usd=budget
-    )
-    context = {
-        "staged": staged,
-        "form": deadline,
-        "quote": quote,
-        "fit": fit,
-        "notify_form": notify,
-    }
-    return render(request, "runs/run_preview.html", context)
-
-
-def _not_created(request: HttpRequest, token: str, reason: str) -> HttpResponse:
-    run_uploads.upload_discard(owner=request.user, token=token)
-    messages.error(request, f"The run was not created: {reason}")
-    return redirect("jobs:run_upload")
-
-
-@require_POST
-@login_required
-def run_discard(request: HttpRequest, token: str) -> HttpResponse:
-    run_uploads.upload_discard(owner=request.user, token=token)
-    messages.success(request, "The upload was discarded; nothing was created.")
-    return redirect("jobs:run_upload")
-
-
 # --- The run page ------------------------------------------------------------------
 @require_safe
 @login_required
@@ -199,14 +47,27 @@ def run_discard(request: HttpRequest, token: str) -> HttpResponse:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """The whole page, or for htmx the fragment that asked: the progress
     (#run-live) or the jobs table (#job-table: the jobs list's rows and
-    filters, with the run's own columns)."""
+    filters, with the run's own columns); for a pipeline, the progress with
+    each step's, and the rows-by-steps grid (#pipeline-grid) for the table."""
     run = _get_run_for_user(request, run_id)
     scope = run_queries.run_scope(run)
     filters = RunJobFilterForm(request.GET, viewer=request.user)
     counts = queries.state_counts(scope)
     context: dict = {"run": run, "filters": filters, "counts": counts}
     wants = request.htmx.target if request.htmx else None
-    if wants != "run-live":
+    if run.pipeline is not None:
+        pipeline = pipeline_queries.run_pipeline(run)
+        if wants != "run-live":
+            grid_filters = PipelineGridForm(request.GET)
+            context["grid_filters"] = grid_filters
+            context["grid"] = pipeline_queries.grid_page(
+                run, pipeline, **grid_filters.grid_filters()
+            )
+            if wants == "pipeline-grid":
+                return render(request, "runs/run_detail.html#pipeline-grid", context)
+        if wants != "pipeline-grid":
+            context["steps"] = pipeline_queries.step_counts(run, pipeline)
+    elif wants != "run-live":
         jobs = run_queries.run_job_list(scope, **filters.filters())
         page = job_page(request, jobs)
         context.update(page=page, live=any(job.is_active for job in page))
@@ -224,7 +85,9 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     context["budget_form"] = RunBudgetForm(initial={"budget_usd": run.budget_usd})
     if wants == "run-live":
         return render(request, "runs/run_detail.html#run-live", context)
-    context["structured"] = structured.preview(run)
+    if run.pipeline is None:
+        # A pipeline's steps each have their own schema: the grid opens each answer.
+        context["structured"] = structured.preview(run)
     return render(request, "runs/run_detail.html", context)
 
 
@@ -239,6 +102,20 @@ def _deadline_acted(run: Run, *, now) -> int | None:
     if run.deadline_policy == DeadlinePolicy.STANDARD:
         return jobs.filter(tier_requested=Tier.STANDARD).count()
     return None
+
+
+@require_safe
+@login_required
+def run_row(request: HttpRequest, run_id: int, line_number: int) -> HttpResponse:
+    """A pipeline row: its values and every job of it, step by step (the grid's
+    cell of a fanned-out step opens here, at that step)."""
+    run = _get_run_for_user(request, run_id)
+    if run.pipeline is None:
+        raise Http404("This run is not a pipeline: it has no rows.")
+    found = pipeline_queries.row_jobs(run, pipeline_queries.run_pipeline(run), line_number)
+    if found is None:
+        raise Http404("This pipeline has no such row.")
+    return render(request, "runs/pipeline_row.html", {"run": run, "found": found})
 
 
 # --- Actions -----------------------------------------------------------------------

@@ -12,6 +12,12 @@ Every request whose body is JSON is recorded, the latest `SimConfig.keep_request
 read them with `requests()` in process or `GET /_sim/requests[?last=K]` (a JSON list, oldest
 first).
 
+Answered interactions are remembered, the latest `SimConfig.keep_interactions` of them (unless
+sent with `store: false`), as Google stores them: an interaction with `previous_interaction_id`
+continues the one named, and is answered from its stored steps followed by the new input; its
+record also holds `"previous_interaction_id"` and `"conversation"` (those steps). An id not
+remembered is answered 404 NOT_FOUND. `reset()` keeps them, as Google would.
+
 Random behaviour comes from `SimConfig` (latency, 503 shedding of flex requests, random 429s, a
 requests-per-minute limit); deterministic behaviour is planted in the prompt (`directives`).
 Deciding whether, when and how a request is answered, the counters, and serving belong here;
@@ -27,7 +33,7 @@ import random
 import resource
 import signal
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -43,12 +49,16 @@ from jobs.simulator.wire import (
     generate_call,
     interaction_body,
     interaction_call,
+    interaction_steps,
 )
 
 LISTEN_BACKLOG = 8192
 API_VERSION = "{version:v1|v1beta|v1alpha}"
 
 Route = Literal["interactions", "generateContent"]
+# What a request carries between its handler's steps (aiohttp's per-request storage).
+_RECORD = web.RequestKey("record", dict[str, Any])
+_CONVERSATION = web.RequestKey("conversation", list[dict[str, Any]])
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,9 @@ class SimConfig:
     """The one key accepted; None accepts any non-empty key."""
     keep_requests: int = 10_000
     """How many of the latest request bodies `requests()` keeps; 0 keeps none."""
+    keep_interactions: int = 200_000
+    """How many answered interactions are remembered for `previous_interaction_id`, the
+    oldest forgotten first; 0 remembers none."""
     random_lengths: bool = False
     """Each text answer is a random number of tokens long, from 1 to the request's
     maxOutputTokens (to twice its usual length without one)."""
@@ -82,6 +95,8 @@ class SimConfig:
             raise ValueError(f"rpm must be 0 (unlimited) or more, got {self.rpm}")
         if self.keep_requests < 0:
             raise ValueError(f"keep_requests must be 0 or more, got {self.keep_requests}")
+        if self.keep_interactions < 0:
+            raise ValueError(f"keep_interactions must be 0 or more, got {self.keep_interactions}")
 
 
 @dataclass
@@ -104,6 +119,8 @@ class FlexSimulator:
         self._admitted: deque[float] = deque()
         self._seen: Counter[str] = Counter()
         self._requests: deque[dict[str, Any]] = deque(maxlen=config.keep_requests)
+        # id -> the steps of its conversation: what it was asked, then its answer.
+        self._stored: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=20 * 1024 * 1024)
@@ -176,7 +193,32 @@ class FlexSimulator:
         return web.json_response(settings)
 
     async def _interactions(self, request: web.Request) -> web.Response:
-        return await self._serve(request, "interactions", interaction_call, interaction_body)
+        return await self._serve(request, "interactions", self._interaction_call, interaction_body)
+
+    def _interaction_call(self, request: web.Request, body: dict[str, Any]) -> Call:
+        """The call an interaction makes, read from its whole conversation: a continued
+        one's stored steps, then its own input."""
+        steps = interaction_steps(body.get("input"))
+        previous = body.get("previous_interaction_id")
+        if previous is not None:
+            stored = self._stored.get(str(previous))
+            if stored is None:
+                raise ApiError(404, f"Interaction {previous} not found.")
+            steps = [*stored, *steps]
+            body = {**body, "input": steps}
+            if record := request.get(_RECORD):
+                record.update(previous_interaction_id=previous, conversation=steps)
+        if body.get("store") is not False:
+            request[_CONVERSATION] = steps
+        return interaction_call(request, body)
+
+    def _remember(self, request: web.Request, answered: dict[str, Any]) -> None:
+        steps = request.get(_CONVERSATION)
+        if steps is None or not self.config.keep_interactions:
+            return
+        self._stored[answered["id"]] = [*steps, *answered["steps"]]
+        while len(self._stored) > self.config.keep_interactions:
+            self._stored.popitem(last=False)
 
     async def _generate(self, request: web.Request) -> web.Response:
         return await self._serve(request, "generateContent", generate_call, generate_body)
@@ -197,11 +239,12 @@ class FlexSimulator:
             try:
                 call = parse(request, await self._authorised_json(request, route))
                 reply = compose(call, await self._decide(call), self._answer_tokens(call))
-                response = web.json_response(
-                    render(call, reply), headers={"x-gemini-service-tier": call.tier}
-                )
+                answered = render(call, reply)
+                response = web.json_response(answered, headers={"x-gemini-service-tier": call.tier})
                 if reply.outcome == "answer":
                     self._stats.successes += 1
+                    if route == "interactions":
+                        self._remember(request, answered)
             except ApiError as error:
                 response = error_response(error)
             self._stats.by_status[str(response.status)] += 1
@@ -227,7 +270,9 @@ class FlexSimulator:
             model = request.match_info.get("model")
             if model is None and isinstance(body, dict):
                 model = body.get("model")
-            self._requests.append({"route": route, "model": model, "body": body})
+            record = {"route": route, "model": model, "body": body}
+            self._requests.append(record)
+            request[_RECORD] = record
         key = request.headers.get("x-goog-api-key", "")
         if not key:
             raise ApiError(401, "Request is missing an API key (x-goog-api-key).")

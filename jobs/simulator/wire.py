@@ -140,6 +140,26 @@ def _stop_sequences(value: Any) -> tuple[str, ...]:
     return tuple(stop for stop in _list(value) if isinstance(stop, str))
 
 
+def interaction_steps(value: Any) -> list[dict[str, Any]]:
+    """An interaction's `input` as steps, in whichever shape the SDK sent it (a string, a
+    content block, a list of blocks or of steps): what a stored conversation is made of."""
+    if isinstance(value, str):
+        value = {"type": "text", "text": value}
+    steps: list[dict[str, Any]] = []
+    blocks: list[Any] = []
+    for item in [value] if isinstance(value, Mapping) else _list(value):
+        if _mapping(item).get("type") in INTERACTION_STEPS:
+            if blocks:
+                steps.append({"type": "user_input", "content": blocks})
+                blocks = []
+            steps.append(dict(item))
+        else:
+            blocks.append(item)
+    if blocks:
+        steps.append({"type": "user_input", "content": blocks})
+    return steps
+
+
 def interaction_call(request: web.Request, body: dict[str, Any]) -> Call:
     turns = _Input()
     raw = body.get("input")

@@ -23,12 +23,14 @@ register = template.Library()
 
 # A symbol next to each state's word, so a state reads without colour and at a glance.
 _STATE_SYMBOLS = {
+    State.WAITING: "⋯",
     State.QUEUED: "◷",
     State.RUNNING: "▶",
     State.RETRYING: "↻",
     State.SUCCEEDED: "✓",
     State.FAILED: "✗",
     State.CANCELLED: "⊘",
+    State.SKIPPED: "↷",
 }
 
 

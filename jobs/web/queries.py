@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
 from django.utils import timezone
 
 from jobs.catalog import FLEX_MODELS
-from jobs.engine import budgets, capacity, control, counts, pricing
+from jobs.engine import actions, budgets, capacity, control, counts, pricing
 from jobs.models import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -74,6 +74,10 @@ class StateCount:
     count: int
 
 
+# The states only pipelines reach: listed only when some job is in one.
+PIPELINE_STATES = (State.WAITING, State.SKIPPED)
+
+
 @dataclass(frozen=True)
 class StateCounts:
     by_state: dict[str, int]
@@ -89,8 +93,11 @@ class StateCounts:
 
     @property
     def rows(self) -> list[StateCount]:
+        """Every state, the two only pipelines have only when some job is in them."""
         return [
-            StateCount(state, label, self.by_state.get(state, 0)) for state, label in State.choices
+            StateCount(state, label, self.by_state.get(state, 0))
+            for state, label in State.choices
+            if state not in PIPELINE_STATES or self.by_state.get(state)
         ]
 
 
@@ -463,7 +470,7 @@ def job_list_total(
 # --- One job ------------------------------------------------------------------------
 # The states actions.job_cancel and actions.job_retry_now act on, to offer
 # only the buttons that can work.
-CANCELLABLE_STATES = WAITING_STATES
+CANCELLABLE_STATES = actions.CANCELLABLE_STATES
 RETRYABLE_STATES = (State.FAILED, State.RETRYING)
 
 

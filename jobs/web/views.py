@@ -18,6 +18,7 @@ from jobs.models import Job
 from jobs.web import answers, queries
 from jobs.web.forms import JobFilterForm, OverviewFilterForm
 from jobs.web.pages import CHANGED, newest_first_page
+from jobs.web.pipeline_job import pipeline_place
 from jobs.web.request_form import JobRequestForm
 
 
@@ -107,6 +108,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "can_cancel": job.state in queries.CANCELLABLE_STATES,
         "can_retry": job.state in queries.RETRYABLE_STATES,
         "retry_grant": actions.retry_grants(Job.objects.filter(pk=job.pk)),
+        "pipeline": pipeline_place(job),
     }
     return _page_or_fragment(request, "jobs/job_detail.html", "job-live", context)
 

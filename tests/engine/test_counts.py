@@ -7,6 +7,7 @@ PostgreSQL, then every count equals a fresh count of the tables."""
 
 from __future__ import annotations
 
+import io
 import random
 import threading
 from datetime import timedelta
@@ -19,9 +20,11 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from jobs.engine import actions, claiming, counts
-from jobs.models import Attempt, CostHour, Job, JobCount, JobTally, OutcomeMinute, State
+from jobs.engine.submitting import JobSpec
+from jobs.models import Attempt, CostHour, Job, JobCount, JobTally, OutcomeMinute, Run, State
+from jobs.runs import pipeline_runs
 from jobs.runs import services as runs
-from tests.support import make_run, send_due_jobs, submit, tag
+from tests.support import MODEL, make_run, send_due_jobs, submit, tag
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +39,30 @@ def assert_exact(*owners) -> None:
     assert counts.by_state() == fresh_count()
     for owner in owners:
         assert counts.by_state(owner.pk) == fresh_count(owner.pk)
+
+
+PIPELINE = """
+name: counted
+steps:
+  - name: first
+    prompt: "{{ row.text }}"
+  - name: second
+    prompt: "after {{ steps.first.output }}"
+"""
+
+
+def make_pipeline(owner, texts: list[str]) -> Run:
+    """A two-step pipeline run: its second steps wait on the first, and are
+    skipped when the first fails."""
+    spec = JobSpec(model=MODEL, max_attempts=2)
+    table = ("text\n" + "\n".join(texts) + "\n").encode()
+    return pipeline_runs.pipeline_run_create(
+        owner=owner,
+        stream=io.BytesIO(table),
+        filename="rows.csv",
+        pipeline=pipeline_runs.pipeline_read(PIPELINE, spec=spec),
+        spec=spec,
+    )
 
 
 def test_hundreds_of_random_transitions_leave_the_counts_exact(
@@ -53,9 +80,8 @@ def test_hundreds_of_random_transitions_leave_the_counts_exact(
     try:
         for step in range(60):
             owner = rng.choice(owners)
-            move = rng.choice(
-                ["submit", "run", "send", "send", "cancel", "retry", "lost", "bulk", "delete"]
-            )
+            moves = ["submit", "run", "pipeline", "send", "send", "cancel", "retry", "lost"]
+            move = rng.choice([*moves, "bulk", "delete"])
             if move == "submit":
                 made += len(
                     submit(owner, *[f"{word} {step} {i}" for i in range(rng.randint(1, 40))])
@@ -64,10 +90,15 @@ def test_hundreds_of_random_transitions_leave_the_counts_exact(
                 lines = [(f"r{i}", f"{word} run {step} {i}") for i in range(rng.randint(1, 60))]
                 runs_made.append(make_run(owner, lines, max_attempts=2))
                 made += len(lines)
+            elif move == "pipeline":
+                texts = [f"{word} pipe {step} {i}" for i in range(rng.randint(1, 20))]
+                runs_made.append(make_pipeline(owner, texts))
+                made += 2 * len(texts)
             elif move == "send":
                 send_due_jobs(simulator.url, "generate_content", limit=rng.randint(1, 80))
             elif move == "cancel":
-                for job in Job.objects.filter(state__in=[State.QUEUED, State.RETRYING])[:10]:
+                cancellable = [State.WAITING, State.QUEUED, State.RETRYING]
+                for job in Job.objects.filter(state__in=cancellable)[:10]:
                     actions.job_cancel(job=job)
             elif move == "retry":
                 for job in Job.objects.filter(state__in=[State.FAILED, State.RETRYING])[:10]:
@@ -100,8 +131,12 @@ def test_hundreds_of_random_transitions_leave_the_counts_exact(
     refused, *_ = submit(
         ada, f"{word} refused [sim:400]", f"{word} shed [sim:503x1]", f"{word} limited [sim:429x1]"
     )
+    # ...and one pipeline step waits on one that fails, and is skipped after it.
+    piped = make_pipeline(bob, [f"{word} piped [sim:400]"])
+    seen.update(fresh_count())
     send_due_jobs(simulator.url, "generate_content", limit=1000)
     assert Job.objects.get(pk=refused.pk).state == State.FAILED
+    assert Job.objects.get(run=piped, step="second").state == State.SKIPPED
     seen.update(fresh_count())
     # Hundreds of jobs, each through several states; answers billed, 503s and
     # 429s tallied per job and per minute.

@@ -144,12 +144,14 @@ def test_it_offers_only_the_actions_the_state_allows(client, ada):
         ]
         assert ">Run again as a new job</button>" in page
     assert buttons == {
+        "waiting": ["Yes, cancel it"],
         "queued": ["Yes, cancel it"],
         "running": [],
         "retrying": ["Yes, cancel it", "Retry now"],
         "succeeded": [],
         "failed": ["Retry with 8 more attempts"],
         "cancelled": [],
+        "skipped": [],
     }
 
 
