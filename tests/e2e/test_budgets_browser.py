@@ -25,7 +25,7 @@ def test_a_run_budget_is_set_seen_holding_work_and_raised(live_server, browser, 
     word = tag()
 
     page.goto(f"{base}/runs/new/")
-    page.locator("input[type=file]").set_input_files(
+    page.locator("input[type=file][name=file]").set_input_files(
         files=[
             {
                 "name": "prompts.txt",
