@@ -111,8 +111,7 @@ def jobs_claim(*, owner: str, limit: int, lease_seconds: int) -> list[Claim]:
         plan.save()
         given_up = _mark_lost_attempts(reclaimed, now)
         claimed = [job_id for job_id in claimed if job_id not in given_up]
-        # Stamped when taken: the locks may have kept this claim waiting since `now`.
-        claims = _open_attempts(claimed, owner, timezone.now(), money) if claimed else []
+        claims = _open_attempts(claimed, owner, now, money) if claimed else []
         money.save({claim.job_id: claim.reserved_usd for claim in claims})
         return claims
 
