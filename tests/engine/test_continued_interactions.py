@@ -5,18 +5,16 @@ Through the real SDK against the simulator, whose record says what arrived."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import pytest
 
 from jobs import gemini_shape
-from jobs.engine import backoff, claiming, recording, routes
-from jobs.engine.gemini import GeminiError, GeminiGateway, GeminiRequest
+from jobs.engine import backoff, claiming, routes
 from jobs.models import Attempt, ErrorKind, Job, State
 from jobs.simulator import ANSWER_PREFIX
-from tests.support import submit, wire_requests
+from tests.support import send_claims, submit, wire_requests
 
 SYSTEM = {"parts": [{"text": "Answer tersely."}]}
 
@@ -30,32 +28,10 @@ def _turn(role: str, text: str) -> dict:
 
 
 def _send_due(simulator_url: str, route: str) -> list[claiming.Claim]:
-    """One dispatcher turn in this process: claim, send each claim through the real
-    gateway as the dispatcher does (its previous interaction included), record."""
+    """One dispatcher turn in this process: claim, then send and record each claim
+    through the real gateway as the dispatcher does (its previous interaction included)."""
     claims = claiming.jobs_claim(owner="test", limit=10, lease_seconds=60)
-
-    async def send() -> list[recording.AttemptOutcome]:
-        gateway = GeminiGateway(api_key="test-key", base_url=simulator_url, route=route)
-        outcomes = []
-        try:
-            for claim in claims:
-                request = GeminiRequest(
-                    claim.model,
-                    claim.request,
-                    claim.tier,
-                    claim.route,
-                    previous_interaction_id=claim.previous_interaction_id,
-                )
-                try:
-                    outcome = await gateway.generate(request)
-                except GeminiError as error:
-                    outcome = error
-                outcomes.append(recording.AttemptOutcome(claim, outcome, 0.1))
-        finally:
-            await gateway.aclose()
-        return outcomes
-
-    recording.attempts_record(owner="test", outcomes=asyncio.run(send()))
+    send_claims(simulator_url, route, claims)
     return claims
 
 
