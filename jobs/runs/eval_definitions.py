@@ -109,6 +109,7 @@ def eval_check(raw: Any, *, spec: JobSpec) -> CompiledEval:
             compiled_graders.append({
                 "name": grader["name"], "kind": kind, "model": grader["raw"]["model"],
                 "score": grader["raw"].get("score", "score"),
+                "scale": _scale(grader["raw"]),
                 "steps": {key: step["name"] for key, step in made.items()},
             })  # fmt: skip
         else:
@@ -303,6 +304,15 @@ def _judge(grader: dict, where: str, problems: list[str]) -> bool:
                         "give as an integer or number")  # fmt: skip
         ok = False
     return ok
+
+
+def _scale(grader: dict) -> list[float] | None:
+    """The judge's score range, [minimum, maximum], when its schema gives both: the
+    leaderboard reads a score at or above the middle as the judge's pass."""
+    field = grader["response_schema"]["properties"][grader.get("score", "score")]
+    low, high = field.get("minimum"), field.get("maximum")
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+    return [low, high] if numbers and low < high else None
 
 
 def _pairwise(grader: dict, candidates: list[dict], where: str, problems: list[str]):
