@@ -2,9 +2,10 @@
 every endpoint shares.
 
 One router per resource: jobs.py (/api/jobs), runs.py (/api/batches, runs
-uploaded from a file), capacity.py (/api/capacity). Shared schemas are in
-schemas.py (the jobs' own in job_schemas.py), token auth in auth.py, the docs
-page in docs.py, the URLconf in urls.py.
+uploaded from a file), capacity.py (/api/capacity), evals.py (/api/evals, an
+eval batch's leaderboard). Shared schemas are in schemas.py (the jobs' own in
+job_schemas.py), token auth in auth.py, the docs page in docs.py, the URLconf
+in urls.py.
 
 Here: the gate on the OpenAPI document and the error handlers, which answer
 through this object. Every error answers `{"detail": "..."}`, an unexpected
@@ -37,7 +38,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
 from jobs import formats
-from jobs.api import capacity, jobs, runs
+from jobs.api import capacity, evals, jobs, runs
 from jobs.api.auth import BearerToken
 from jobs.runs import limits as run_limits
 from jobs.runs.reading import RunRejected
@@ -90,6 +91,7 @@ api = NinjaAPI(
 api.add_router("/jobs", jobs.router)
 api.add_router("/batches", runs.router)
 api.add_router("/capacity", capacity.router)
+api.add_router("/evals", evals.router)
 
 
 # --- Errors --------------------------------------------------------------------

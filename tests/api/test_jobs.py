@@ -97,6 +97,7 @@ def test_the_openapi_document_needs_a_login_or_a_token(ada, as_ada):
         "/api/batches/{batch_id}/unfinished",
         "/api/batches/{batch_id}/jobs",
         "/api/capacity",
+        "/api/evals/{eval_id}",
     }
 
 
