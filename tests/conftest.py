@@ -233,8 +233,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # A scenario with one cluster checks what the engine does, which
             # the database does not change; the claim and the record on
             # PostgreSQL are the DB tests' and the two-cluster scenarios'.
-            one_cluster = item.get_closest_marker("engine") and not item.get_closest_marker(
-                "two_clusters"
+            # (A one-cluster scenario marked both_databases runs here too: its figures
+            # are counted by SQL that each database plans its own way.)
+            one_cluster = item.get_closest_marker("engine") and not (
+                item.get_closest_marker("two_clusters") or item.get_closest_marker("both_databases")
             )
             once = browser or rates or one_cluster
             (kept if uses_db and not once else skipped).append(item)

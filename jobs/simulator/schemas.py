@@ -1,4 +1,4 @@
-"""The smallest JSON value a response or parameters schema accepts, and one that breaks it.
+"""A small JSON value a response or parameters schema accepts, and one that breaks it.
 
 Two schema dialects reach the simulator: Gemini's OpenAPI subset (generateContent
 `responseSchema` and function `parameters`: upper-case types such as "OBJECT", `nullable`,
@@ -14,8 +14,10 @@ The instance (`schema_instance`):
 - a string is its first `enum` value, an example of its `format`, or "<name>-<digest>" (the
   property's name and 8 hex digits of the seed's SHA-256, the seed being the prompt), padded or cut
   to `minLength`/`maxLength`;
-- an integer or number is 1 if its bounds allow, else the nearest value they do; a boolean is
-  true; `anyOf`/`oneOf` and a list of types take the first option; `allOf` merges its parts.
+- an integer with both bounds (a judge's 1 to 10 score) is a value between them picked by the seed's
+  digest, so a grade varies with the prompt, as a real judge's does; any other integer or
+  number is 1 if its bounds allow, else the nearest value they do; a boolean is true;
+  `anyOf`/`oneOf` and a list of types take the first option; `allOf` merges its parts.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ class _Builder:
         if kind == "array":
             return self.array(schema, name, depth)
         if kind in ("integer", "number"):
-            return _number(schema, integer=kind == "integer")
+            return _number(schema, integer=kind == "integer", digest=self.digest)
         if kind == "boolean":
             return True
         if kind == "null":
@@ -211,7 +213,7 @@ def _bound(schema: Mapping[str, Any], key: str, exclusive_key: str) -> tuple[flo
     return (None if inclusive is None else float(inclusive)), False
 
 
-def _number(schema: Mapping[str, Any], *, integer: bool) -> int | float:
+def _number(schema: Mapping[str, Any], *, integer: bool, digest: str) -> int | float:
     low, low_open = _bound(schema, "minimum", "exclusiveMinimum")
     high, high_open = _bound(schema, "maximum", "exclusiveMaximum")
     if integer:
@@ -220,6 +222,8 @@ def _number(schema: Mapping[str, Any], *, integer: bool) -> int | float:
         if high is not None:
             high = math.ceil(high) - 1 if high_open else math.floor(high)
         low_open = high_open = False
+        if low is not None and high is not None and low <= high:
+            return int(low + int(digest, 16) % (high - low + 1))
 
     def allowed(value: float) -> bool:
         above = low is None or value > low or (value == low and not low_open)

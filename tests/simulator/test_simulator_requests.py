@@ -577,6 +577,17 @@ def test_instance_of_one_json_schema(schema, expected):
     jsonschema.validate(expected, schema)
 
 
+def test_a_bounded_integer_varies_with_the_seed_within_its_bounds():
+    schema = {
+        "type": "object",
+        "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 10}},
+    }
+    scores = {schema_instance(schema, f"prompt {n}")["score"] for n in range(200)}
+    assert scores == set(range(1, 11))
+    assert schema_instance(schema, "prompt 7") == schema_instance(schema, "prompt 7")
+    assert schema_instance({"type": "integer", "minimum": 4, "maximum": 4}, "x") == 4
+
+
 def test_strings_derive_from_the_seed_and_array_items_differ():
     schema = {"type": "array", "items": {"type": "string"}, "minItems": 2, "uniqueItems": True}
     first, other = schema_instance(schema, "one"), schema_instance(schema, "two")
