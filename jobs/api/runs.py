@@ -3,7 +3,9 @@ downloaded, and the schemas only they use.
 
 A batch may be a pipeline: a definition (jobs/engine/pipelines.py) run over the
 file's rows, each row's steps one job each; its detail counts every step's jobs,
-and /jobs lists them with their step and row (those parts: pipelines.py).
+and /jobs lists them with their step and row (those parts: pipelines.py). An eval
+(jobs/runs/eval_definitions.py) is such a batch whose steps are its candidates'
+answers and its judges' grades; its `evaluation` says which step is whose.
 
 The API's word for a run (jobs/runs.py) is batch: its paths, path parameter,
 schema names, operation ids, summaries and messages say batch and stay as
@@ -23,7 +25,7 @@ from ninja.errors import HttpError
 
 from jobs import formats
 from jobs.api import pipelines
-from jobs.api.pipelines import BatchJobFilters, BatchJobPage, PipelineOut
+from jobs.api.pipelines import BatchJobFilters, BatchJobPage, EvaluationOut, PipelineOut
 from jobs.api.schemas import (
     DEADLINE_DESCRIPTION,
     ERRORS,
@@ -56,7 +58,7 @@ class BatchIn(Schema):
     or output length wins. A line's model flex does not run is replaced by `model`."""
 
     name: Text = Field(
-        "", max_length=200, description="Empty: the pipeline's name, else the file's."
+        "", max_length=200, description="Empty: the pipeline's or eval's name, else the file's."
     )
     pipeline: Text | None = Field(
         None,
@@ -65,6 +67,16 @@ class BatchIn(Schema):
         "file part of the same name instead. model, tier, max_attempts and fallback_standard "
         "are then the defaults of steps that name none; each step says its own prompt and "
         "request settings. A definition with problems answers 422 listing each, by step.",
+        json_schema_extra={"maxLength": pipelines.MAX_DEFINITION_BYTES},
+    )
+    eval: Text | None = Field(
+        None,
+        description="An eval definition (YAML or JSON: name, candidates, prompt, graders) to "
+        "run over the file's rows, its dataset; it may come as a file part of the same name "
+        "instead, and not beside a `pipeline`. Each candidate answers every row and each "
+        "judge grades every answer, as the steps of a pipeline the eval compiles to; model, "
+        "tier, max_attempts and fallback_standard are the defaults of those that name none. "
+        "A definition with problems answers 422 listing each, by candidate or grader.",
         json_schema_extra={"maxLength": pipelines.MAX_DEFINITION_BYTES},
     )
     format: str | None = Field(
@@ -155,6 +167,11 @@ class BatchOut(Schema):
     estimated_cost_usd: str
     estimated_standard_cost_usd: str
     budget_usd: str | None
+    evaluation: EvaluationOut | None = Field(
+        None,
+        description="An eval's candidates and graders, each with the steps whose jobs are "
+        "its answers or grades, and its seed; null for a batch that is not an eval.",
+    )
 
     @staticmethod
     def resolve_owner(run: Run) -> str:
@@ -288,7 +305,8 @@ def create_run(request: HttpRequest, file: File[UploadedFile], options: Form[Bat
     """Upload a file of prompts (multipart `file`): plain text, JSONL, CSV, or a
     Gemini, OpenAI or Anthropic batch file. All lines or none become jobs; a
     refused file answers 422 listing the first bad lines by number. With a
-    `pipeline` definition the file is a table of rows, each run through its steps."""
+    `pipeline` definition the file is a table of rows, each run through its steps;
+    with an `eval` definition, the dataset its candidates answer and its judges grade."""
     if refusal := run_limits.upload_refusal(request):
         # Another file of this request was dropped as it streamed in.
         raise RunRejected([(None, refusal)], total=1)
@@ -300,13 +318,15 @@ def create_run(request: HttpRequest, file: File[UploadedFile], options: Form[Bat
         budget = budgets.parse_budget(options.budget_usd)
     except ValueError as problem:
         raise DjangoValidationError({"budget_usd": str(problem)}) from None
-    definition = pipelines.definition_sent(request, options)
-    if definition is not None:
+    sent = pipelines.definition_sent(request, options)
+    if sent is not None:
+        definition = pipelines.definition_checked(sent, spec)
         run = pipeline_runs.pipeline_run_create(
             owner=request.auth,
             stream=file,
             filename=file.name or "",
-            pipeline=pipelines.pipeline_checked(definition, spec),
+            pipeline=definition.pipeline,
+            evaluation=definition.evaluation,
             spec=spec,
             name=options.name,
             fmt=options.format or None,

@@ -184,7 +184,11 @@ def _thinking_nested(step: dict) -> dict:
     """generation_config's thinking_level (the shorthand evals are written with)
     where Gemini keeps it: in thinking_config."""
     config = step.get("generation_config")
-    if isinstance(config, dict) and any(name in config for name in _THINKING):
+    if (
+        isinstance(config, dict)
+        and any(name in config for name in _THINKING)
+        and isinstance(config.get("thinking_config") or {}, dict)
+    ):
         config = dict(config)
         thinking = dict(config.get("thinking_config") or {})
         for name in _THINKING:
@@ -248,7 +252,8 @@ def _check(grader: dict, where: str, problems: list[str]) -> dict | None:
         extra = ", ".join(sorted(set(grader) - {"name", "check"}))
         problems.append(f"{where}: a check takes only name and check, not {extra}")
     check = grader["check"]
-    if not isinstance(check, dict) or check.get("type") not in CHECK_TYPES:
+    if not isinstance(check, dict) or not isinstance(check.get("type"), str) \
+            or check["type"] not in CHECK_TYPES:  # fmt: skip
         problems.append(f"{where}: check.type must be one of {', '.join(CHECK_TYPES)}")
         return None
     kind = check["type"]
@@ -260,7 +265,9 @@ def _check(grader: dict, where: str, problems: list[str]) -> dict | None:
     normalize = check.get("normalize", [])
     if isinstance(normalize, str):
         normalize = [normalize]
-    if not isinstance(normalize, list) or set(normalize) - set(NORMALIZERS):
+    if not isinstance(normalize, list) or any(
+        not isinstance(name, str) or name not in NORMALIZERS for name in normalize
+    ):
         problems.append(f"{where}: normalize takes {', '.join(NORMALIZERS)}")
     for field in ("expected", "value", "pattern"):
         if isinstance(check.get(field), str) and (
@@ -293,13 +300,17 @@ def _judge(grader: dict, where: str, problems: list[str]) -> bool:
             problems.append(f"{where}: a judge needs a {field}")
             ok = False
     score = grader.get("score", "score")
+    if not isinstance(score, str):
+        problems.append(f"{where}: score names the field of the judge's answer that is its "
+                        "score (a text)")  # fmt: skip
+        return False
     schema = grader.get("response_schema")
     if not isinstance(schema, dict):
         problems.append(f"{where}: a judge needs a response_schema whose {score!r} field is "
                         "its score (a number)")  # fmt: skip
         return False
-    kind = ((schema.get("properties") or {}).get(score) or {}).get("type")
-    if kind not in ("integer", "number"):
+    field = _properties(schema).get(score)
+    if not isinstance(field, dict) or field.get("type") not in ("integer", "number"):
         problems.append(f"{where}: score names {score!r}, which the response_schema does not "
                         "give as an integer or number")  # fmt: skip
         ok = False
@@ -336,10 +347,20 @@ def _pairwise(grader: dict, candidates: list[dict], where: str, problems: list[s
             return None
     verdict = grader.get("verdict", "winner")
     schema = grader.get("response_schema", PAIRWISE_SCHEMA)
-    if verdict not in ((schema or {}).get("properties") or {}):
+    if not isinstance(verdict, str) or not isinstance(schema, dict):
+        problems.append(f"{where}: verdict names a field of the response_schema (a mapping) "
+                        "whose value is the winner")  # fmt: skip
+        return None
+    if verdict not in _properties(schema):
         problems.append(f"{where}: verdict names {verdict!r}, which the response_schema lacks")
         return None
     return found
+
+
+def _properties(schema: dict) -> dict:
+    """A JSON Schema's properties; none when they are not a mapping."""
+    properties = schema.get("properties")
+    return properties if isinstance(properties, dict) else {}
 
 
 def _grader_step(grader: dict, name: str, prefix: str, *, retry: bool) -> dict:

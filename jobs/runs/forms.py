@@ -74,26 +74,22 @@ class RunUploadForm(JobSubmitForm):
         widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
         help_text="The same YAML or JSON, typed or pasted here.",
     )
+    eval_file = forms.FileField(
+        label="Eval definition file",
+        required=False,
+        help_text="Optional: a YAML or JSON file (.yaml, .yml, .json) of candidates and "
+        "graders; the file above is then its dataset, one row per line.",
+    )
 
     field_order = ["file", "name", "format", "budget_usd", "model", "tier", "max_attempts"]
 
     def clean_pipeline_file(self) -> str:
         """The definition file's text ("" when none was given)."""
-        upload = self.cleaned_data.get("pipeline_file")
-        if not upload:
-            return ""
-        if PurePath(upload.name).suffix.lower() not in DEFINITION_SUFFIXES:
-            raise forms.ValidationError(
-                "A pipeline definition is a .yaml, .yml or .json file; this one is not."
-            )
-        if upload.size > MAX_DEFINITION_BYTES:
-            raise forms.ValidationError(
-                f"A pipeline definition may be at most {MAX_DEFINITION_BYTES // 1024} KiB."
-            )
-        try:
-            return upload.read().decode("utf-8")
-        except UnicodeDecodeError:
-            raise forms.ValidationError("The definition file is not UTF-8 text.") from None
+        return _definition_text(self.cleaned_data.get("pipeline_file"), "A pipeline")
+
+    def clean_eval_file(self) -> str:
+        """The eval definition file's text ("" when none was given)."""
+        return _definition_text(self.cleaned_data.get("eval_file"), "An eval")
 
     def clean_pipeline_text(self) -> str:
         text = self.cleaned_data.get("pipeline_text") or ""
@@ -110,15 +106,40 @@ class RunUploadForm(JobSubmitForm):
             self.add_error(
                 "pipeline_text", "Give the definition as a file or in the box, not both."
             )
+        if cleaned.get("eval_file") and (from_file or typed.strip()):
+            # An eval compiles to a pipeline of its own: there is no second one to run.
+            self.add_error("eval_file", "Give a pipeline or an eval definition, not both.")
         return cleaned
 
     def definition(self) -> str:
         """The pipeline definition's text; "" for a plain run."""
         return self.cleaned_data.get("pipeline_file") or self.cleaned_data["pipeline_text"].strip()
 
+    def eval_definition(self) -> str:
+        """The eval definition's text; "" when the run is not an eval."""
+        return self.cleaned_data.get("eval_file", "")
+
     def standard_move_quote(self) -> StandardMoveQuote:
         # The file is read only once it is uploaded: the preview has the figure.
         return StandardMoveQuote(extra_usd=None, tier=self.data.get("tier") or Tier.FLEX, run=True)
+
+
+def _definition_text(upload, what: str) -> str:
+    """A definition file's text ("" when none was given); `what` names its kind."""
+    if not upload:
+        return ""
+    if PurePath(upload.name).suffix.lower() not in DEFINITION_SUFFIXES:
+        raise forms.ValidationError(
+            f"{what} definition is a .yaml, .yml or .json file; this one is not."
+        )
+    if upload.size > MAX_DEFINITION_BYTES:
+        raise forms.ValidationError(
+            f"{what} definition may be at most {MAX_DEFINITION_BYTES // 1024} KiB."
+        )
+    try:
+        return upload.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise forms.ValidationError("The definition file is not UTF-8 text.") from None
 
 
 class RunDeadlineForm(DeadlineForm):

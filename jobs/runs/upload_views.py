@@ -1,5 +1,6 @@
-"""The run upload: a file of prompts (or a table and a pipeline definition)
-read whole and staged, its preview, and the confirmation that creates the run.
+"""The run upload: a file of prompts (or a table and a pipeline or eval
+definition) read whole and staged, its preview, and the confirmation that
+creates the run.
 Like jobs/runs/views.py, each view checks access, calls one service and renders
 or redirects."""
 
@@ -20,10 +21,11 @@ from jobs import formats
 from jobs.engine import budgets
 from jobs.engine.pipelines import DefinitionError, Pipeline
 from jobs.models import Run
+from jobs.runs import eval_definitions, eval_preview, pipeline_runs
 from jobs.runs import limits as run_limits
-from jobs.runs import pipeline_runs
 from jobs.runs import services as runs
 from jobs.runs import uploads as run_uploads
+from jobs.runs.eval_definitions import CompiledEval
 from jobs.runs.forms import RunDeadlineForm, RunUploadForm
 from jobs.runs.reading import RunRejected
 from jobs.web.forms import StandardMoveQuote
@@ -35,8 +37,8 @@ from jobs.web.pages import CHANGED
 @require_http_methods(["GET", "POST"])
 @login_required
 def run_upload(request: HttpRequest) -> HttpResponse:
-    """A file of prompts, or a table and a pipeline definition: read whole and
-    staged for the preview; nothing is created here."""
+    """A file of prompts, or a table and a pipeline or eval definition: read
+    whole and staged for the preview; nothing is created here."""
     form = RunUploadForm(request.POST or None, request.FILES or None)
     rejected: RunRejected | None = None
     problems: list[str] = []
@@ -48,10 +50,9 @@ def run_upload(request: HttpRequest) -> HttpResponse:
     elif request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         spec = form.spec()
-        definition = form.definition()
         try:
-            if definition:
-                pipeline = pipeline_runs.pipeline_read(definition, spec=spec)
+            pipeline, evaluation = _definition_read(form, spec)
+            if pipeline is not None:
                 preview = pipeline_runs.pipeline_preview(
                     stream=upload,
                     filename=upload.name,
@@ -70,16 +71,19 @@ def run_upload(request: HttpRequest) -> HttpResponse:
             rejected = error
         else:
             saved = run_uploads.upload_save(owner=request.user, upload=upload)
-            stage = run_uploads.pipeline_stage if definition else run_uploads.upload_stage
-            stage(
-                owner=request.user,
-                token=saved.token,
-                filename=upload.name,
-                name=form.cleaned_data["name"],
-                spec=spec,
-                preview=preview,
-                budget_usd=form.cleaned_data["budget_usd"],
-            )
+            staged = {
+                "owner": request.user,
+                "token": saved.token,
+                "filename": upload.name,
+                "name": form.cleaned_data["name"],
+                "spec": spec,
+                "preview": preview,
+                "budget_usd": form.cleaned_data["budget_usd"],
+            }
+            if pipeline is not None:
+                run_uploads.pipeline_stage(**staged, evaluation=evaluation)
+            else:
+                run_uploads.upload_stage(**staged)
             if saved.discarded:
                 messages.info(request, _discarded_message(saved.discarded))
             return redirect("jobs:run_preview", token=saved.token)
@@ -87,11 +91,23 @@ def run_upload(request: HttpRequest) -> HttpResponse:
         "form": form,
         "rejected": rejected,
         "definition_problems": problems,
+        "definition_kind": "eval" if "eval_file" in request.FILES else "pipeline",
         "formats": formats.FORMAT_LABELS,
         "quote": form.standard_move_quote(),
         "previews_kept": settings.FLEX_PREVIEW_MAX_COUNT,
     }
     return render(request, "runs/run_upload.html", context)
+
+
+def _definition_read(form: RunUploadForm, spec) -> tuple[Pipeline | None, dict | None]:
+    """The pipeline the upload's definition makes (an eval's compiled one, with
+    its Run.evaluation), or (None, None) for a plain run. Raises DefinitionError."""
+    if source := form.eval_definition():
+        compiled = eval_definitions.eval_read(source, spec=spec)
+        return compiled.pipeline, compiled.evaluation
+    if source := form.definition():
+        return pipeline_runs.pipeline_read(source, spec=spec), None
+    return None, None
 
 
 def _discarded_message(count: int) -> str:
@@ -149,11 +165,15 @@ def run_preview(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _pipeline_create(staged: run_uploads.StagedUpload):
-    """pipeline_run_create for the staged definition, checked when it was
-    uploaded (its text is not read again)."""
+    """pipeline_run_create (eval_run_create for an eval) for the staged
+    definition, checked when it was uploaded (its text is not read again)."""
     pipeline = Pipeline.from_json(staged.pipeline.definition)
+    evaluation = staged.pipeline.evaluation
 
     def create(**arguments) -> Run:
+        if evaluation is not None:
+            compiled = CompiledEval(evaluation=evaluation, pipeline=pipeline)
+            return eval_definitions.eval_run_create(compiled=compiled, **arguments)
         return pipeline_runs.pipeline_run_create(pipeline=pipeline, **arguments)
 
     return create
@@ -164,6 +184,13 @@ def _created_message(run: Run) -> str:
     if run.pipeline is None:
         return f"Run “{run.name}” created: {count:,} jobs queued."
     rows = run.rows.count()
+    if run.evaluation is not None:
+        candidates = len(run.evaluation["candidates"])
+        return (
+            f"Eval “{run.name}” created: {rows:,} row{_s(rows)}, {candidates} "
+            f"candidate{_s(candidates)}, {count:,} job{_s(count)}; each answer is graded as "
+            "it comes."
+        )
     return (
         f"Pipeline “{run.name}” created: {rows:,} row{_s(rows)}, {count:,} job{_s(count)}; "
         "each row's later steps start as its earlier ones answer."
@@ -195,7 +222,12 @@ def _preview_page(
         "fit": fit,
         "fit_cost": cost,
         "notify_form": notify,
+        "eval_estimate": None,
     }
+    if staged.pipeline and staged.pipeline.evaluation is not None:
+        context["eval_estimate"] = eval_preview.eval_estimate(
+            evaluation=staged.pipeline.evaluation, steps=staged.pipeline.steps
+        )
     template = "runs/pipeline_preview.html" if staged.pipeline else "runs/run_preview.html"
     return render(request, template, context)
 

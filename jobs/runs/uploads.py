@@ -4,7 +4,8 @@ The upload page reads the file once to show what it holds (runs.run_preview);
 the person then confirms, and runs.run_create reads it again. Between the two
 requests the file waits in FLEXDASH_VAR_DIR/uploads/<user id>/ as two files,
 <token>.upload and <token>.json (what the preview found; for a pipeline, its
-checked definition and each step's estimate too). Each user sees only
+checked definition and each step's estimate too, and for an eval its compiled
+definition as well). Each user sees only
 their own folder, which holds at most FLEX_PREVIEW_MAX_COUNT previews and
 FLEX_PREVIEW_MAX_BYTES: a new upload discards the oldest to make room, as a
 person who uploads again has moved on from them. A preview is removed when
@@ -56,12 +57,14 @@ class StagedStep:
 @dataclass(frozen=True)
 class StagedPipeline:
     """A pipeline upload's checked definition (Pipeline.to_json()), kept with
-    its preview: confirming creates it without checking the text again."""
+    its preview: confirming creates it without checking the text again. An
+    eval's is the pipeline it compiled to, with `evaluation` (Run.evaluation)."""
 
     definition: dict
     rows: int
     steps: tuple[StagedStep, ...]
     first_row: tuple[pipeline_runs.StepPreview, ...]
+    evaluation: dict | None = None
 
     @property
     def jobs(self) -> int:
@@ -171,10 +174,12 @@ def pipeline_stage(
     spec: submitting.JobSpec,
     preview: pipeline_runs.PipelinePreview,
     budget_usd: Decimal | None = None,
+    evaluation: dict | None = None,
 ) -> None:
     """Keep a pipeline's checked definition and its preview next to the saved
     table, as upload_stage keeps a plain run's: the same record, so the same
-    room-making, expiry and discarding apply."""
+    room-making, expiry and discarding apply. For an eval, `evaluation` is its
+    compiled definition, kept to create the run with."""
     estimate = run_reading.Estimate(
         prompts=preview.jobs,
         input_tokens=preview.input_tokens,
@@ -209,6 +214,7 @@ def pipeline_stage(
             for step in preview.steps
         ],
         "first_row": [asdict(step) for step in preview.first_row],
+        "evaluation": evaluation,
     }
     _write(owner, token, record)
 
@@ -238,7 +244,11 @@ def _staged_pipeline(record: dict | None) -> StagedPipeline | None:
         for step in record["first_row"]
     )
     return StagedPipeline(
-        definition=record["definition"], rows=record["rows"], steps=steps, first_row=first_row
+        definition=record["definition"],
+        rows=record["rows"],
+        steps=steps,
+        first_row=first_row,
+        evaluation=record.get("evaluation"),
     )
 
 

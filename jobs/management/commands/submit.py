@@ -1,5 +1,6 @@
 """python manage.py submit --user NAME --model M (--prompt TEXT | --request FILE | --file PATH)
 python manage.py submit --user NAME --pipeline DEF.yaml --file ROWS
+python manage.py submit --user NAME --eval DEF.yaml --file ROWS
 
 --prompt is one text prompt, with --system, --temperature, --json-schema, --thinking-level
 and the rest of the flags; --request is one whole request in Gemini's shape (the
@@ -11,6 +12,9 @@ With --pipeline (a definition in YAML or JSON, jobs/engine/pipelines.py) the fil
 table of rows and the run a pipeline over them (jobs/runs/pipeline_runs.py); --model,
 --tier, --max-attempts, --fallback-standard and --retry-bad-output are the defaults of
 the steps that name none.
+With --eval (candidates and graders, jobs/runs/eval_definitions.py) the file is the
+eval's dataset and the run the pipeline it compiles to, with the eval kept on the run;
+the same flags are the defaults of its candidates and judges.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from jobs.engine import budgets, submitting
 from jobs.engine.pipelines import DefinitionError
 from jobs.models import DeadlinePolicy, Tier
 from jobs.notices.choices import RunNotify
-from jobs.runs import pipeline_runs
+from jobs.runs import eval_definitions, pipeline_runs
 from jobs.runs import reading as run_reading
 from jobs.runs import services as runs
 from jobs.runs.reading import RunRejected
@@ -158,15 +162,22 @@ class Command(BaseCommand):
             help="a file of prompts, submitted as a run: .txt (one prompt per line), .jsonl, "
             ".csv, or a Gemini, OpenAI or Anthropic batch file",
         )
-        parser.add_argument(
+        definition = parser.add_mutually_exclusive_group()
+        definition.add_argument(
             "--pipeline",
             type=Path,
             help="with --file: a pipeline definition (YAML or JSON) run over the file's rows",
         )
+        definition.add_argument(
+            "--eval",
+            type=Path,
+            help="with --file: an eval definition (YAML or JSON): its candidates answer the "
+            "file's rows and its graders grade them",
+        )
         parser.add_argument(
             "--name",
             default="",
-            help="the run's name (default: the pipeline's, else the file's)",
+            help="the run's name (default: the pipeline's or eval's, else the file's)",
         )
         parser.add_argument(
             "--budget",
@@ -208,6 +219,8 @@ class Command(BaseCommand):
         deadline = parse_deadline(options["deadline"]) if options["deadline"] else None
         if options["pipeline"] and not options["file"]:
             raise CommandError("--pipeline: a pipeline runs over a table; give its --file of rows")
+        if options["eval"] and not options["file"]:
+            raise CommandError("--eval: an eval runs over a dataset; give its --file of rows")
         parse_budget_option(options)
         options["notify"] = notify_option(owner, options)
         config = generation_config(options)
@@ -217,6 +230,8 @@ class Command(BaseCommand):
         try:
             if options["pipeline"]:
                 printed = submit_pipeline(owner, options["pipeline"], spec, options)
+            elif options["eval"]:
+                printed = submit_eval(owner, options["eval"], spec, options)
             elif options["file"]:
                 printed = submit_file(owner, options["file"], spec, options)
             else:
@@ -308,6 +323,13 @@ def generation_config(options: dict) -> dict | None:
         flag, inside = _PROMPT_ONLY[given[0]]
         field = _IN_A_STEP.get(given[0], inside)
         raise CommandError(f"{flag}: with --pipeline, each step says it: set {field} in the step")
+    if options["eval"] and given:
+        flag, inside = _PROMPT_ONLY[given[0]]
+        field = _IN_A_STEP.get(given[0], inside)
+        raise CommandError(
+            f"{flag}: with --eval, each candidate and judge says it: set {field} in the "
+            "candidate (or the judge)"
+        )
     flags = [_PROMPT_ONLY[name][0] for name in given if name in _GENERATION_FLAGS]
     if options["file"] and flags:
         raise CommandError(
@@ -401,6 +423,40 @@ def submit_pipeline(owner, path: Path, spec: submitting.JobSpec, options: dict) 
                 stream=stream,
                 filename=rows.name,
                 pipeline=pipeline,
+                spec=spec,
+                name=options["name"],
+                fmt=options["format"],
+                notify=options["notify"],
+                budget_usd=options["budget_usd"],
+            )
+        except RunRejected as rejected:
+            raise _refused(rows, rejected) from None
+    return _printed(run)
+
+
+def read_eval(path: Path, spec: submitting.JobSpec) -> eval_definitions.CompiledEval:
+    """The eval definition at `path`, checked whole; every problem listed, each
+    naming its candidate or grader."""
+    with _opened(path) as stream:
+        source = stream.read()
+    try:
+        return eval_definitions.eval_read(source, spec=spec)
+    except DefinitionError as error:
+        problems = "\n".join(f"  {problem}" for problem in error.problems)
+        raise CommandError(f"{path}: the eval was refused:\n{problems}") from None
+
+
+def submit_eval(owner, path: Path, spec: submitting.JobSpec, options: dict) -> dict:
+    """Create an eval run over the --file's rows; prints its job ids and the run's."""
+    compiled = read_eval(path, spec)
+    rows = options["file"]
+    with _opened(rows) as stream:
+        try:
+            run = eval_definitions.eval_run_create(
+                compiled=compiled,
+                owner=owner,
+                stream=stream,
+                filename=rows.name,
                 spec=spec,
                 name=options["name"],
                 fmt=options["format"],
