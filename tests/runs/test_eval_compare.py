@@ -16,6 +16,7 @@ import pytest
 from jobs.engine.submitting import JobSpec
 from jobs.models import Job, State
 from jobs.runs import eval_compare, eval_definitions
+from tests.runs import test_leaderboard
 from tests.support import MODEL, as_user, make_run
 
 pytestmark = pytest.mark.django_db
@@ -270,3 +271,41 @@ def test_only_the_owner_compares_and_only_two_evals(client, ada, bob, two_runs):
     assert client.get(f"/runs/{now.pk}/eval/compare/{plain.pk}/").status_code == 404
     assert client.get(f"/runs/{plain.pk}/eval/compare/{now.pk}/").status_code == 404
     assert client.get(f"/runs/{now.pk}/eval/compare/{now.pk}/").status_code == 404
+
+
+def test_a_pairwise_grader_is_compared_by_its_first_candidates_wins(ada):
+    """tests/runs/test_leaderboard.py's eval (big against small in a duel) run twice;
+    the later run gives the duel to small in both orders on rows 1-10, which big
+    won before: big's win rate falls by 10 rows' worth out of 40."""
+    runs = []
+    for seed in (1, 2):
+        compiled = eval_definitions.eval_read(
+            test_leaderboard.DEFINITION.replace("seed: 11", f"seed: {seed}"), spec=SPEC
+        )
+        table = "question,reference\n" + "".join(f"q{n},{n}\n" for n in range(1, 41))
+        run = eval_definitions.eval_run_create(
+            compiled=compiled,
+            owner=ada,
+            stream=io.BytesIO(table.encode()),
+            filename="qa.csv",
+            spec=SPEC,
+        )
+        for n in range(1, 41):
+            for key in ("big", "small"):
+                _finish(run, f"answer_{key}", n, result_text=str(n))
+                _finish(run, f"judge_{key}", n, output_json={"score": 7})
+            small_wins = seed == 2 and n <= 10
+            _finish(run, "duel_ab", n, output_json={"winner": "B" if small_wins else "A"})
+            _finish(run, "duel_ba", n, output_json={"winner": "A" if small_wins else "B"})
+        runs.append(run)
+    comparison = eval_compare.compare(*runs)
+    duel = next(d for d in comparison.deltas if d.grader == "duel")
+    assert (duel.candidate, duel.kind, duel.paired) == ("big", "pairwise", 40)
+    assert (duel.before, duel.now) == (1.0, pytest.approx(30 / 40))
+    low, high = _resample_interval([1.0] * 40, [0.0] * 10 + [1.0] * 30)
+    assert duel.low == pytest.approx(low, abs=0.03) and duel.high == pytest.approx(high, abs=0.03)
+    assert duel.verdict == "regression"
+    assert comparison.changed == 10
+    assert [
+        (c.grader, c.before_words, c.now_words) for c in comparison.changed_rows[0].changes
+    ] == [("duel", "won", "lost")]
