@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from jobs.runs import upload_views
+from jobs.runs import eval_compare_views, eval_matrix_views, upload_views
 from jobs.runs import views as run_views
 
 urlpatterns = [
@@ -22,4 +22,20 @@ urlpatterns = [
     path("<int:run_id>/results.jsonl", run_views.run_results, name="run_results"),
     path("<int:run_id>/results.csv", run_views.run_results_csv, name="run_results_csv"),
     path("<int:run_id>/unfinished/", run_views.run_unfinished, name="run_unfinished"),
+    path("<int:run_id>/eval/matrix/", eval_matrix_views.eval_matrix_page, name="eval_matrix"),
+    path(
+        "<int:run_id>/eval/compare/",
+        eval_compare_views.eval_compare_choose,
+        name="eval_compare_choose",
+    ),
+    path(
+        "<int:run_id>/eval/compare/<int:other_id>/",
+        eval_compare_views.eval_compare_page,
+        name="eval_compare",
+    ),
+    path(
+        "<int:run_id>/eval/compare/<int:other_id>.json",
+        eval_compare_views.eval_compare_json,
+        name="eval_compare_json",
+    ),
 ]
