@@ -28,7 +28,15 @@ from django.db.models import Count, QuerySet
 from scipy import stats
 
 from jobs.models import Run
-from jobs.runs.leaderboard import ACTIVE, CONFIDENCE, RESAMPLES, Grade, GradedRow, graded_rows
+from jobs.runs.leaderboard import (
+    ACTIVE,
+    BOOTSTRAP_BATCH,
+    CONFIDENCE,
+    RESAMPLES,
+    Grade,
+    GradedRow,
+    graded_rows,
+)
 
 CHANGED_LISTED = 200  # changed rows listed (all are counted)
 REGRESSION, IMPROVEMENT, UNCLEAR = "regression", "improvement", "unclear"
@@ -76,6 +84,7 @@ def paired_interval(
         method="percentile",
         vectorized=True,
         rng=np.random.default_rng([seed, *place]),
+        batch=BOOTSTRAP_BATCH,
     )
     low, high = result.confidence_interval
     return float(low), float(high)
