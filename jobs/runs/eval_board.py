@@ -97,6 +97,9 @@ class Board:
         usage = self.leaderboard.usage
         return usage.input_tokens + usage.output_tokens + usage.thought_tokens
 
+    def stacked(self) -> tuple[list[eval_chart.Placed], int, int]:
+        return eval_chart.stacked(self.charts)
+
 
 def board(run: Run) -> Board:
     """The run's leaderboard, counted now from its jobs, written out."""

@@ -17,7 +17,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from jobs.engine import actions, budgets, spending
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
-from jobs.runs import downloads, eval_board, failures, pipeline_queries, structured
+from jobs.runs import downloads, eval_board, eval_downloads, failures, pipeline_queries, structured
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.runs.forms import PipelineGridForm, RunBudgetForm, RunJobFilterForm
@@ -256,3 +256,41 @@ def run_results_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
 @login_required
 def run_unfinished(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
     return downloads.unfinished(_get_run_for_user(request, run_id))
+
+
+# --- An eval's leaderboard and graded rows, downloaded --------------------------------
+def _get_eval_for_user(request: HttpRequest, run_id: int) -> Run:
+    run = _get_run_for_user(request, run_id)
+    if not run.evaluation:
+        raise Http404("This run is not an eval: it has no leaderboard.")
+    return run
+
+
+@require_safe
+@login_required
+def eval_leaderboard_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    return eval_downloads.leaderboard_csv(_get_eval_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def eval_leaderboard_json(request: HttpRequest, run_id: int) -> HttpResponse:
+    return eval_downloads.leaderboard_json(_get_eval_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def eval_chart_svg(request: HttpRequest, run_id: int) -> HttpResponse:
+    return eval_downloads.chart_svg(_get_eval_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def eval_rows_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    return eval_downloads.rows_csv(_get_eval_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def eval_rows_jsonl(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    return eval_downloads.rows_jsonl(_get_eval_for_user(request, run_id))

@@ -1,15 +1,22 @@
-"""An eval run's page: the leaderboard section with the board's figures (each
-beside its interval, overlapping ranks as ties), the fragment the page polls
-while the eval runs, and the chart."""
+"""An eval run's page and downloads: the leaderboard section with the board's
+figures (each beside its interval, overlapping ranks as ties), the fragment the
+page polls while the eval runs, the chart, the leaderboard as CSV and JSON and
+every graded row as CSV and JSONL; who may download what."""
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import re
+from decimal import Decimal
+from xml.etree import ElementTree
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from jobs.models import Job, Run, State
+from jobs.models import Job, Run, RunRow, State
 from jobs.runs import eval_board, eval_definitions, leaderboard
 from tests.runs import test_leaderboard
 from tests.runs.test_leaderboard import DEFINITION, ROWS, SPEC
@@ -19,6 +26,8 @@ pytestmark = pytest.mark.django_db
 
 # The finished eval of tests/runs/test_leaderboard.py: big and small over 40 rows.
 graded_eval = test_leaderboard.graded_eval
+DOWNLOADS = ("leaderboard.csv", "leaderboard.json", "chart.svg", "rows.csv", "rows.jsonl")
+SVG = "{http://www.w3.org/2000/svg}"
 DASH = "\N{EN DASH}"
 
 
@@ -165,9 +174,145 @@ def test_a_run_that_is_not_an_eval_has_no_leaderboard(client, ada):
     run = Run.objects.create(owner=ada, name="plain", model="gemini-2.5-flash")
     page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
     assert 'id="eval-board"' not in page
+    for name in DOWNLOADS:
+        assert client.get(f"/runs/{run.pk}/eval/{name}").status_code == 404
 
 
 def test_another_researchers_eval_is_not_found(client, bob, graded_eval):
     run, *_ = graded_eval
     as_user(client, bob)
     assert client.get(f"/runs/{run.pk}/").status_code == 404
+    for name in DOWNLOADS:
+        assert client.get(f"/runs/{run.pk}/eval/{name}").status_code == 404
+
+
+def test_the_page_links_every_download(client, ada, graded_eval):
+    run, *_ = graded_eval
+    section = board_section(as_user(client, ada).get(f"/runs/{run.pk}/").content.decode())
+    for name in DOWNLOADS:
+        assert f'href="/runs/{run.pk}/eval/{name}"' in section
+
+
+def streamed(response) -> str:
+    assert response.status_code == 200
+    return b"".join(response.streaming_content).decode()
+
+
+def test_the_leaderboard_json_is_the_boards(client, ada, graded_eval):
+    run, *_ = graded_eval
+    response = as_user(client, ada).get(f"/runs/{run.pk}/eval/leaderboard.json")
+    assert response["Content-Type"] == "application/json"
+    assert 'filename="run-' in response["Content-Disposition"]
+    assert json.loads(response.content) == leaderboard.leaderboard(run).as_json()
+
+
+def test_the_leaderboard_csv_has_a_line_per_candidate_with_every_figure(client, ada, graded_eval):
+    run, *_ = graded_eval
+    big = leaderboard.leaderboard(run).standings[0]
+    response = as_user(client, ada).get(f"/runs/{run.pk}/eval/leaderboard.csv")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    records = list(csv.DictReader(io.StringIO(streamed(response))))
+    assert [r["key"] for r in records] == ["big", "small"]
+    first, second = records
+    assert float(first["judge.mean"]) == big.scores["judge"].mean
+    assert float(first["judge.low"]) == big.scores["judge"].low
+    assert float(first["judge.high"]) == big.scores["judge"].high
+    assert (first["judge.graded"], first["judge.ungraded"], first["judge.rank"]) == ("37", "3", "1")
+    assert first["judge.tied"] == "false"
+    assert float(second["exact.mean"]) == pytest.approx(13 / 39)
+    assert (second["answered"], second["failed"]) == ("39", "1")
+    assert Decimal(first["cost_usd"]) == Decimal("0.04")
+    assert Decimal(first["standard_cost_usd"]) == Decimal("0.08")
+    assert (first["http_503"], first["seed"], first["resamples"]) == ("20", "11", "9999")
+    # The duel from each side: big's win rate, and small's as its mirror.
+    assert (first["duel.opponent"], first["duel.wins"], first["duel.losses"]) == (
+        "small",
+        "20",
+        "5",
+    )
+    assert (second["duel.wins"], second["duel.flips"]) == ("5", "15")
+    assert float(first["duel.win_rate"]) + float(second["duel.win_rate"]) == pytest.approx(1)
+    assert float(first["duel.low"]) == pytest.approx(1 - float(second["duel.high"]))
+
+
+def test_the_chart_downloads_as_one_drawing_that_stands_alone(client, ada, graded_eval):
+    run, *_ = graded_eval
+    board = eval_board.board(run)
+    response = as_user(client, ada).get(f"/runs/{run.pk}/eval/chart.svg")
+    assert response["Content-Type"] == "image/svg+xml"
+    drawing = ElementTree.fromstring(response.content)  # well-formed XML
+    assert drawing.tag == f"{SVG}svg"
+    nested = drawing.findall(f"{SVG}svg")
+    assert [chart.find(f"{SVG}title").text.split(":")[0] for chart in nested] == [
+        "exact",
+        "judge",
+        "duel",
+    ]
+    judge = nested[1]
+    figures = [t.text for t in judge.iter(f"{SVG}text") if t.get("class") == "eval-figure"]
+    assert figures == [row.figures[1].text for row in board.rows]
+    bars = [b for b in judge.iter(f"{SVG}line") if b.get("class") == "eval-bar"]
+    assert len(bars) == 2 and all(float(b.get("x1")) < float(b.get("x2")) for b in bars)
+    assert float(nested[1].get("y")) > float(nested[0].get("y"))
+
+
+def test_the_graded_rows_csv_has_every_answer_grade_and_verdict(client, ada, graded_eval):
+    run, *_ = graded_eval
+    response = as_user(client, ada).get(f"/runs/{run.pk}/eval/rows.csv")
+    records = list(csv.DictReader(io.StringIO(streamed(response))))
+    assert len(records) == ROWS
+    row5 = records[4]
+    assert (row5["line"], row5["question"], row5["reference"]) == ("6", "q5", "5")
+    assert (row5["big.state"], row5["big.answer"]) == ("succeeded", " 5 ")
+    assert (row5["big.exact.state"], row5["big.exact.value"]) == ("graded", "1.0")
+    assert (row5["big.judge.state"], row5["big.judge.note"]) == ("ungraded", "score is missing")
+    assert (row5["duel.ab"], row5["duel.ba"], row5["duel.flipped"]) == ("A", "B", "false")
+    last = records[-1]
+    assert (last["small.state"], last["small.exact.state"]) == ("failed", "no-answer")
+    assert (last["duel.ab"], last["duel.ba"], last["duel.flipped"]) == ("A", "A", "true")
+    assert last["duel.outcome"] == "0.5"
+
+
+def test_the_graded_rows_jsonl_has_a_line_per_row_with_its_jobs(client, ada, graded_eval):
+    run, *_ = graded_eval
+    response = as_user(client, ada).get(f"/runs/{run.pk}/eval/rows.jsonl")
+    lines = [json.loads(line) for line in streamed(response).splitlines()]
+    assert [line["line"] for line in lines] == list(range(2, ROWS + 2))
+    row7 = lines[6]
+    assert row7["row"] == {"question": "q7", "reference": "7"}
+    judged = row7["candidates"]["big"]["grades"]["judge"]
+    assert judged["state"] == "ungraded"
+    assert judged["job_id"] == Job.objects.get(run=run, step="judge_big", line_number=8).pk
+    assert row7["candidates"]["small"]["grades"]["judge"] == {
+        "state": "graded",
+        "value": 6.0,
+        "note": "",
+        "job_id": Job.objects.get(run=run, step="judge_small", line_number=8).pk,
+    }
+    assert row7["pairwise"]["duel"]["ab"] == "A" and row7["pairwise"]["duel"]["ba"] == "B"
+    assert row7["pairwise"]["duel"]["first_outcome"] == 1.0
+
+
+def test_the_downloads_never_carry_the_gemini_key(client, ada, graded_eval, settings):
+    run, *_ = graded_eval
+    key = settings.GEMINI_API_KEY = "AIzaSyTESTKEY0123456789abcdefghijklmnopq"
+    RunRow.objects.filter(run=run, line_number=2).update(
+        values={"question": f"leaked {key}", "reference": "1"}
+    )
+    Job.objects.filter(run=run, step="answer_big", line_number=2).update(result_text=f"1 {key}")
+    as_user(client, ada)
+    for name in ("rows.csv", "rows.jsonl"):
+        body = streamed(client.get(f"/runs/{run.pk}/eval/{name}"))
+        assert "leaked [GEMINI_API_KEY]" in body and key not in body
+        assert "1 [GEMINI_API_KEY]" in body
+
+
+def test_the_graded_rows_stream_a_chunk_of_rows_at_a_time(client, ada, graded_eval, monkeypatch):
+    run, *_ = graded_eval
+    monkeypatch.setattr(leaderboard, "ROWS_PER_FETCH", 15)
+    as_user(client, ada)
+    with CaptureQueriesContext(connection) as queries:
+        body = streamed(client.get(f"/runs/{run.pk}/eval/rows.jsonl"))
+    assert len(body.splitlines()) == ROWS
+    fetches = [q for q in queries.captured_queries if 'FROM "jobs_job"' in q["sql"]]
+    assert len(fetches) == 3  # 40 rows, 15 at a time
