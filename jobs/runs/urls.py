@@ -38,4 +38,17 @@ urlpatterns = [
         eval_compare_views.eval_compare_json,
         name="eval_compare_json",
     ),
+    path(
+        "<int:run_id>/eval/leaderboard.csv",
+        run_views.eval_leaderboard_csv,
+        name="eval_leaderboard_csv",
+    ),
+    path(
+        "<int:run_id>/eval/leaderboard.json",
+        run_views.eval_leaderboard_json,
+        name="eval_leaderboard_json",
+    ),
+    path("<int:run_id>/eval/chart.svg", run_views.eval_chart_svg, name="eval_chart_svg"),
+    path("<int:run_id>/eval/rows.csv", run_views.eval_rows_csv, name="eval_rows_csv"),
+    path("<int:run_id>/eval/rows.jsonl", run_views.eval_rows_jsonl, name="eval_rows_jsonl"),
 ]

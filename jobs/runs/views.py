@@ -1,5 +1,6 @@
 """The run pages: the list, the live run page (a pipeline's with its steps and
-grid), its actions and its downloads; the upload is jobs/runs/upload_views.py.
+grid, an eval's with its leaderboard), its actions and its downloads; the
+upload is jobs/runs/upload_views.py.
 Like jobs/web/views.py, each view checks access, calls one service
 (jobs/runs/services.py) or query (jobs/runs/queries.py), and renders or redirects."""
 
@@ -16,7 +17,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from jobs.engine import actions, budgets, spending
 from jobs.models import DeadlinePolicy, Job, Run, State, Tier
-from jobs.runs import downloads, failures, pipeline_queries, structured
+from jobs.runs import downloads, eval_board, eval_downloads, failures, pipeline_queries, structured
 from jobs.runs import queries as run_queries
 from jobs.runs import services as runs
 from jobs.runs.forms import PipelineGridForm, RunBudgetForm, RunJobFilterForm
@@ -48,13 +49,18 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """The whole page, or for htmx the fragment that asked: the progress
     (#run-live) or the jobs table (#job-table: the jobs list's rows and
     filters, with the run's own columns); for a pipeline, the progress with
-    each step's, and the rows-by-steps grid (#pipeline-grid) for the table."""
+    each step's, and the rows-by-steps grid (#pipeline-grid) for the table;
+    for an eval, its leaderboard (#eval-board) above them all."""
     run = _get_run_for_user(request, run_id)
+    wants = request.htmx.target if request.htmx else None
+    # The leaderboard reads every job of the run: counted once, for the page or its fragment.
+    board = eval_board.board(run) if run.evaluation and wants in (None, "eval-board") else None
+    if board is not None and wants == "eval-board":
+        return render(request, "runs/run_detail.html#eval-board", {"run": run, "board": board})
     scope = run_queries.run_scope(run)
     filters = RunJobFilterForm(request.GET, viewer=request.user)
     counts = queries.state_counts(scope)
-    context: dict = {"run": run, "filters": filters, "counts": counts}
-    wants = request.htmx.target if request.htmx else None
+    context: dict = {"run": run, "filters": filters, "counts": counts, "board": board}
     if run.pipeline is not None:
         pipeline = pipeline_queries.run_pipeline(run)
         if wants != "run-live":
@@ -250,3 +256,41 @@ def run_results_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
 @login_required
 def run_unfinished(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
     return downloads.unfinished(_get_run_for_user(request, run_id))
+
+
+# --- An eval's leaderboard and graded rows, downloaded --------------------------------
+def _get_eval_for_user(request: HttpRequest, run_id: int) -> Run:
+    run = _get_run_for_user(request, run_id)
+    if not run.evaluation:
+        raise Http404("This run is not an eval: it has no leaderboard.")
+    return run
+
+
+@require_safe
+@login_required
+def eval_leaderboard_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    return eval_downloads.leaderboard_csv(_get_eval_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def eval_leaderboard_json(request: HttpRequest, run_id: int) -> HttpResponse:
+    return eval_downloads.leaderboard_json(_get_eval_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def eval_chart_svg(request: HttpRequest, run_id: int) -> HttpResponse:
+    return eval_downloads.chart_svg(_get_eval_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def eval_rows_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    return eval_downloads.rows_csv(_get_eval_for_user(request, run_id))
+
+
+@require_safe
+@login_required
+def eval_rows_jsonl(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    return eval_downloads.rows_jsonl(_get_eval_for_user(request, run_id))
