@@ -3,23 +3,27 @@
 real cluster against the simulator, with planted 503s and 429s, a candidate
 that fails some rows, and a judge that breaks its schema on others: every
 figure of the leaderboard (and of GET /api/evals/{id} and manage.py eval)
-equals a recount from the jobs written here, without the leaderboard's code."""
+equals a recount from the jobs written here, without the leaderboard's code,
+and the run page shows those figures."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import statistics
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 
 from jobs.engine.submitting import JobSpec
 from jobs.models import Job, State
 from jobs.runs import eval_definitions, leaderboard
-from tests.support import MODEL, api_client, engine_env, qcluster, tag, wait_for
+from jobs.templatetags.dashboard import duration, usd
+from tests.support import MODEL, api_client, as_user, engine_env, qcluster, tag, wait_for
 
 pytestmark = [
     pytest.mark.engine,
@@ -67,6 +71,10 @@ def table(word: str) -> bytes:
         judge = "[sim:bad-json]" if n % 15 == 7 else ""
         lines.append(f"{question},{reference},{fail},{judge}")
     return ("\n".join(lines) + "\n").encode()
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
 def recount(run) -> dict:
@@ -179,6 +187,25 @@ def test_an_eval_of_300_rows_through_a_cluster_adds_up_to_its_jobs(
     plain = standings["plain"].answers
     # On flex, half of standard (each job's cost rounded to 1e-8 USD).
     assert abs(plain.cost_usd * 2 - plain.standard_cost_usd) <= Decimal("2e-8") * plain.jobs
+
+    # The run page shows the same figures, each as the recount gives it.
+    page = as_user(Client(), ada).get(f"/runs/{run.pk}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for key in ("plain", "terse", "thinking"):
+        theirs = expected[key]
+        row = _text(re.search(rf'<tr id="eval-candidate-{key}".*?</tr>', html, re.DOTALL).group(0))
+        assert f"{theirs['pass_rate'] * 100:.0f}% (" in row, (key, row)
+        assert f"{theirs['checked']} graded" in row, (key, row)
+        assert f"{theirs['mean_score']:.1f} (" in row, (key, row)
+        assert f"{theirs['judged']} graded, {theirs['unjudged']} ungraded" in row, (key, row)
+        assert f"{theirs['answered']} / {theirs['failed']} / 0" in row, (key, row)
+        assert usd(theirs["cost"] + theirs["grading_cost"]) in row, (key, row)
+        assert duration(theirs["median_latency"]) in row, (key, row)
+        assert f"{theirs['retries']} {theirs['http_503']} / {theirs['http_429']}" in row, (key, row)
+    total = _text(re.search(r'<tr id="eval-total".*?</tr>', html, re.DOTALL).group(0))
+    assert usd(expected["total_cost"]) in total
+    assert f"seed {2026}" in _text(html)
 
     # The API and the command give the same figures.
     board_json = board.as_json()
