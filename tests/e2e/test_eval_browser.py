@@ -1,4 +1,5 @@
-"""An eval's leaderboard in a real browser: the run page of an eval (two
+"""An eval in a real browser: uploaded with its definition file, previewed
+(jobs and cost per candidate and grader), created; its run page (two
 candidates, a check, a judge and a pairwise judge over three rows) says it is
 still running, fills in by the page's own polling as a real qcluster answers
 on the shared simulator, draws a chart per grader, and its leaderboard
@@ -13,12 +14,16 @@ import io
 import pytest
 from playwright.sync_api import expect
 
-from jobs.engine.submitting import JobSpec
-from jobs.runs import eval_definitions
+from jobs.models import Run
 from tests.e2e.browsing import SCREENSHOTS, log_in
-from tests.support import MODEL, tag
+from tests.support import tag
 
-pytestmark = [pytest.mark.e2e, pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.engine,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("uploads_in_tmp"),
+]
 DEFINITION = """
 name: browser-eval
 seed: 7
@@ -55,18 +60,34 @@ def test_an_evals_leaderboard_fills_in_draws_its_chart_and_downloads(
         f"e2e eval {word}: beta,gamma\n"
         f"e2e eval {word}: delta,delta\n"
     )
-    spec = JobSpec(model=MODEL)
-    run = eval_definitions.eval_run_create(
-        compiled=eval_definitions.eval_read(DEFINITION, spec=spec),
-        owner=ada,
-        stream=io.BytesIO(table.encode()),
-        filename="questions.csv",
-        spec=spec,
-    )
     context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     log_in(page, base, ada_password)
-    page.goto(f"{base}/runs/{run.pk}/")
+
+    # Uploaded with its definition, previewed (jobs and cost per candidate and
+    # grader, on flex and on standard), then created.
+    page.goto(f"{base}/runs/new/")
+    page.locator("#id_file").set_input_files(
+        files=[{"name": "questions.csv", "mimeType": "text/csv", "buffer": table.encode()}]
+    )
+    page.get_by_text("An eval: several models answer the table").click()
+    page.locator("#id_eval_file").set_input_files(
+        files=[{"name": "eval.yaml", "mimeType": "text/yaml", "buffer": DEFINITION.encode()}]
+    )
+    page.get_by_role("button", name="Upload and preview").click()
+    expect(page.locator("#eval-seed")).to_have_text("7")
+    expect(page.locator("#candidate-big")).to_contain_text("gemini-2.5-flash")
+    expect(page.locator("#candidate-big td").nth(2)).to_have_text("3")  # one answer per row
+    expect(page.locator("#grader-mentions")).to_contain_text("free: no model is called")
+    expect(page.locator("#grader-judge td").nth(2)).to_have_text("6")  # per row per candidate
+    expect(page.locator("#grader-duel td").nth(2)).to_have_text("6")  # per row, both orders
+    expect(page.locator("#eval-jobs")).to_have_text("18")
+    page.screenshot(path=SCREENSHOTS / "eval-preview.png", full_page=True)
+    assert not Run.objects.exists()
+    page.get_by_role("button", name="Create the eval: 3 rows, 2 candidates, 3 graders").click()
+    run = Run.objects.get()
+    assert run.evaluation["seed"] == 7 and run.owner == ada
+    expect(page).to_have_url(f"{base}/runs/{run.pk}/")
     page.evaluate("window.__sameDocument = true")
 
     board = page.locator("#eval-board")
@@ -103,4 +124,8 @@ def test_an_evals_leaderboard_fills_in_draws_its_chart_and_downloads(
     assert sorted(r["key"] for r in records) == ["big", "small"]
     assert {r["mentions.graded"] for r in records} == {"3"}
     assert {r["seed"] for r in records} == {"7"}
+
+    # The leaderboard leads to every answer, row by row.
+    page.get_by_role("link", name="Every answer and its grades, row by row").click()
+    expect(page.get_by_role("heading", name="Eval browser-eval: every answer")).to_be_visible()
     context.close()
