@@ -25,9 +25,10 @@ candidates whose interval lies wholly above this one's.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -230,64 +231,37 @@ def _money(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.00000001')):f}"
 
 
-def _usage_json(usage: Usage) -> dict:
+def _fields_json(value: Any, **shaped: Callable[[Any], Any]) -> dict:
+    """A dataclass's fields as JSON, in their order, those named in `shaped` shaped so."""
     return {
-        "jobs": usage.jobs,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "thought_tokens": usage.thought_tokens,
-        "cost_usd": _money(usage.cost_usd),
-        "standard_cost_usd": _money(usage.standard_cost_usd),
+        f.name: shaped[f.name](getattr(value, f.name))
+        if f.name in shaped
+        else getattr(value, f.name)
+        for f in fields(value)
     }
+
+
+def _usage_json(usage: Usage) -> dict:
+    return _fields_json(usage, cost_usd=_money, standard_cost_usd=_money)
 
 
 def _score_json(score: Score) -> dict:
-    return {
-        "grader": score.grader,
-        "kind": score.kind,
-        "mean": score.mean,
-        "low": score.low,
-        "high": score.high,
-        "graded": score.graded,
-        "ungraded": score.ungraded,
-        "rank": score.rank,
-        "tied": score.tied,
-    }
+    return _fields_json(score)
 
 
 def _standing_json(standing: Standing) -> dict:
-    return {
-        "key": standing.key,
-        "label": standing.label,
-        "model": standing.model,
-        "answered": standing.answered,
-        "failed": standing.failed,
-        "pending": standing.pending,
-        "scores": {name: _score_json(score) for name, score in standing.scores.items()},
-        "answers": _usage_json(standing.answers),
-        "grading": _usage_json(standing.grading),
-        "retries": standing.retries,
-        "http_503": standing.http_503,
-        "http_429": standing.http_429,
-        "median_latency_s": standing.median_latency_s,
-    }
+    return _fields_json(
+        standing,
+        scores=lambda scores: {name: _score_json(score) for name, score in scores.items()},
+        answers=_usage_json,
+        grading=_usage_json,
+    )
 
 
 def _pair_json(pair: PairStanding) -> dict:
-    return {
-        "grader": pair.grader,
-        "first": pair.first,
-        "second": pair.second,
-        "compared": pair.compared,
-        "ungraded": pair.ungraded,
-        "first_wins": pair.first_wins,
-        "second_wins": pair.second_wins,
-        "even": pair.even,
-        "flips": pair.flips,
-        "flip_rate": pair.flip_rate,
-        "first_win_rate": _score_json(pair.win_rate),
-        "usage": _usage_json(pair.usage),
-    }
+    found = _fields_json(pair, usage=_usage_json)
+    win_rate = _score_json(found.pop("win_rate"))
+    return {**found, "flip_rate": pair.flip_rate, "first_win_rate": win_rate}
 
 
 # --- Reading the jobs -------------------------------------------------------------------

@@ -401,71 +401,53 @@ def _printed(run) -> dict:
     return {"run": run.pk, "jobs": list(run.jobs.order_by("id").values_list("id", flat=True))}
 
 
-def read_pipeline(path: Path, spec: submitting.JobSpec):
-    """The definition at `path`, checked whole; every problem listed, each naming its step."""
+def _definition(path: Path, read, what: str):
+    """The definition at `path` read by `read` and checked whole; every problem
+    listed, each naming its step (or candidate or grader)."""
     with _opened(path) as stream:
         source = stream.read()
     try:
-        return pipeline_runs.pipeline_read(source, spec=spec)
+        return read(source)
     except DefinitionError as error:
         problems = "\n".join(f"  {problem}" for problem in error.problems)
-        raise CommandError(f"{path}: the pipeline was refused:\n{problems}") from None
+        raise CommandError(f"{path}: the {what} was refused:\n{problems}") from None
+
+
+def _submit_table(create, options: dict, **arguments) -> dict:
+    """Create a run over the --file's rows with `create`; prints its job ids and the run's."""
+    rows = options["file"]
+    with _opened(rows) as stream:
+        try:
+            run = create(
+                stream=stream,
+                filename=rows.name,
+                name=options["name"],
+                fmt=options["format"],
+                notify=options["notify"],
+                budget_usd=options["budget_usd"],
+                **arguments,
+            )
+        except RunRejected as rejected:
+            raise _refused(rows, rejected) from None
+    return _printed(run)
 
 
 def submit_pipeline(owner, path: Path, spec: submitting.JobSpec, options: dict) -> dict:
-    """Create a pipeline run over the --file's rows; prints its job ids and the run's."""
-    pipeline = read_pipeline(path, spec)
-    rows = options["file"]
-    with _opened(rows) as stream:
-        try:
-            run = pipeline_runs.pipeline_run_create(
-                owner=owner,
-                stream=stream,
-                filename=rows.name,
-                pipeline=pipeline,
-                spec=spec,
-                name=options["name"],
-                fmt=options["format"],
-                notify=options["notify"],
-                budget_usd=options["budget_usd"],
-            )
-        except RunRejected as rejected:
-            raise _refused(rows, rejected) from None
-    return _printed(run)
-
-
-def read_eval(path: Path, spec: submitting.JobSpec) -> eval_definitions.CompiledEval:
-    """The eval definition at `path`, checked whole; every problem listed, each
-    naming its candidate or grader."""
-    with _opened(path) as stream:
-        source = stream.read()
-    try:
-        return eval_definitions.eval_read(source, spec=spec)
-    except DefinitionError as error:
-        problems = "\n".join(f"  {problem}" for problem in error.problems)
-        raise CommandError(f"{path}: the eval was refused:\n{problems}") from None
+    """A pipeline run over the --file's rows."""
+    pipeline = _definition(
+        path, lambda text: pipeline_runs.pipeline_read(text, spec=spec), "pipeline"
+    )
+    return _submit_table(
+        pipeline_runs.pipeline_run_create, options, owner=owner, pipeline=pipeline, spec=spec
+    )
 
 
 def submit_eval(owner, path: Path, spec: submitting.JobSpec, options: dict) -> dict:
-    """Create an eval run over the --file's rows; prints its job ids and the run's."""
-    compiled = read_eval(path, spec)
-    rows = options["file"]
-    with _opened(rows) as stream:
-        try:
-            run = eval_definitions.eval_run_create(
-                compiled=compiled,
-                owner=owner,
-                stream=stream,
-                filename=rows.name,
-                spec=spec,
-                name=options["name"],
-                fmt=options["format"],
-                notify=options["notify"],
-                budget_usd=options["budget_usd"],
-            )
-        except RunRejected as rejected:
-            raise _refused(rows, rejected) from None
-    return _printed(run)
+    """An eval run over the --file's rows."""
+    compiled = _definition(path, lambda text: eval_definitions.eval_read(text, spec=spec), "eval")
+    return _submit_table(
+        eval_definitions.eval_run_create, options, owner=owner, compiled=compiled, spec=spec
+    )
 
 
 def submit_file(owner, path: Path, spec: submitting.JobSpec, options: dict) -> dict:
