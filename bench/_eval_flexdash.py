@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import time
 from collections import Counter
 from decimal import Decimal
@@ -28,6 +29,7 @@ SAMPLE_SECONDS = 1.0
 PACE_SHARE = 0.95  # what the dispatcher paces to (jobs/engine/pacing.py), for the timeout only
 FINISHED = ("succeeded", "failed", "cancelled", "skipped")
 _UNITS = Decimal("0.00000001")  # RunTally keeps dollars in units of 1e-8 USD
+JUDGE_ATTEMPTS = 4  # jobs/runs/eval_definitions.py's default for a judge step
 
 
 # --- Inside Django (through common.django_call) ----------------------------------------
@@ -167,6 +169,7 @@ def analyse(run_id: int, rows: int, seed: int, started: float, prices_path: str)
     )
     times = attempts.aggregate(first=Min("started_at"), last=Max("finished_at"))
     last = Job.objects.filter(run=run).aggregate(last=Max("finished_at"))["last"]
+    ends = sorted(_offset(job["finished_at"], started) for job in jobs if job["finished_at"])
     return {
         "jobs": len(jobs),
         "states": dict(Counter(job["state"] for job in jobs)),
@@ -178,6 +181,8 @@ def analyse(run_id: int, rows: int, seed: int, started: float, prices_path: str)
         "bad_outputs": sum(job["bad_outputs"] for job in jobs),
         "first_sent_s": _offset(times["first"], started),
         "last_finished_s": _offset(last, started),
+        # The retry tail: when 99 % of the jobs had finished.
+        "p99_finished_s": ends[max(0, math.ceil(0.99 * len(ends)) - 1)] if ends else None,
         "rows": rows,
         "answers": answers,
         "grades": grades,
@@ -206,6 +211,20 @@ def _offset(when: Any, started: float) -> float | None:
 
 
 # --- One part: a database, a simulator, a cluster --------------------------------------
+def longest_backoffs() -> float:
+    """Seconds an answer and then its judge may wait between tries at most, with
+    FlexDash's default backoff (5 s base, 600 s cap, full jitter): 8 tries for an
+    answer, JUDGE_ATTEMPTS for the judge."""
+    from jobs.engine.backoff import backoff_delay
+
+    def most(attempts: int) -> float:
+        return sum(
+            backoff_delay(n, base=5.0, cap=600.0, rand=lambda: 1.0) for n in range(1, attempts)
+        )
+
+    return most(8) + most(JUDGE_ATTEMPTS)
+
+
 def simulator_args(args: argparse.Namespace) -> list[str]:
     """The simulator's options for every part (the same 503 shedding, latency and seed)."""
     return ["--p503", f"{args.p503:g}", "--p429", "0", "--rpm", "0", "--seed", str(args.seed)]
@@ -253,11 +272,11 @@ def run_part(tier: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
             env["GEMINI_BASE_URL"] = sim_url = common.simulator_url(
                 simulator, part_dir / "simulator.log"
             )
-            # The judge's model carries half the requests, paced to FLEX_RPM_LIMIT alone.
+            # The judge's model carries half the requests, paced to FLEX_RPM_LIMIT alone;
+            # then the unlucky row whose answer and judge draw every backoff at its ceiling.
             judge_requests = n_jobs / 2 / (1 - (args.p503 if tier == "flex" else 0))
-            timeout = args.timeout or max(
-                300.0, 2.5 * judge_requests / (args.rpm * PACE_SHARE) * 60
-            )
+            paced = judge_requests / (args.rpm * PACE_SHARE) * 60
+            timeout = args.timeout or 2 * paced + longest_backoffs() + 300
             started = time.time()
             cluster = common.start_qcluster(env, part_dir / "qcluster.log")
             print(f"[{label}] simulator {sim_url}; qcluster pid {cluster.pid}", flush=True)
