@@ -1,4 +1,5 @@
-"""The naive design bench/throughput.py compares FlexDash with (not a benchmark itself).
+"""The naive designs bench/throughput.py and bench/eval.py compare FlexDash with (not a
+benchmark itself).
 
 One django-q2 task per prompt, written the way the Flex spec's example does it
 (shared/seed/flex-inference.md, "Implement retries"): the synchronous
@@ -15,6 +16,9 @@ Kept fair on purpose:
 - the SDK's per-call pydantic model cache from jobs/engine/gemini.py is applied, so
   the memory figure is the design's, not google-genai 3.3.0's leak.
 
+`call_with_retry` is that loop alone, for any call: bench/_eval_naive.py's script
+runs every request of an eval through it (with the spec's own 3 tries).
+
 Rows live in a table of their own, `bench_naive_job`, created by
 `create_table` in the benchmark's fresh database (never FlexDash's Job table,
 which the dispatcher would pick up). Times are Unix seconds (time.time()).
@@ -26,6 +30,8 @@ bench` from running it as a benchmark.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -61,7 +67,7 @@ def create_table() -> None:
         )
 
 
-def _sdk_client() -> Any:
+def sdk_client() -> Any:
     """One synchronous client per worker process, as the spec's example has."""
     global _client
     if _client is None:
@@ -93,44 +99,64 @@ def _update(row_id: int, **values: Any) -> None:
         cursor.execute(f"UPDATE {TABLE} SET {columns} WHERE id = %s", [*values.values(), row_id])
 
 
-def run_prompt(row_id: int, prompt: str, model: str) -> str:
-    """The django-q2 task: one prompt, retried by sleeping in this worker."""
-    client = _sdk_client()
-    _update(row_id, state="running", started_at=time.time())
-    counts = {"http_503": 0, "http_429": 0, "other_errors": 0}
-    slept = 0.0
-    last_error = ""
-    for attempt in range(MAX_ATTEMPTS):
+@dataclass
+class Tries:
+    """What one call's retry loop went through: its tries by outcome, its sleeps."""
+
+    attempts: int = 0
+    http_503: int = 0
+    http_429: int = 0
+    other_errors: int = 0
+    slept_seconds: float = 0.0
+    last_error: str = ""
+
+
+def call_with_retry(
+    send: Callable[[], Any], *, max_attempts: int = MAX_ATTEMPTS, base_delay: float = BASE_DELAY
+) -> tuple[Any, Tries]:
+    """The spec's retry example: call `send()` up to `max_attempts` times, sleeping
+    `base_delay * 2**attempt` (at most MAX_DELAY) after each failure but the last,
+    whatever the exception. Returns (its answer, or None when every try failed;
+    the tries)."""
+    tries = Tries()
+    for attempt in range(max_attempts):
+        tries.attempts = attempt + 1
         try:
-            interaction = client.interactions.create(model=model, input=prompt, service_tier="flex")
-            text = interaction.steps[-1].content[0].text
+            return send(), tries
         except Exception as exc:  # the spec's example catches everything
             status = _status(exc)
-            key = {503: "http_503", 429: "http_429"}.get(status, "other_errors")
-            counts[key] += 1
-            last_error = f"{type(exc).__name__} {status}: {exc}"[:500]
-            if attempt < MAX_ATTEMPTS - 1:
-                delay = min(MAX_DELAY, BASE_DELAY * (2**attempt))  # exponential backoff
+            if status == 503:
+                tries.http_503 += 1
+            elif status == 429:
+                tries.http_429 += 1
+            else:
+                tries.other_errors += 1
+            tries.last_error = f"{type(exc).__name__} {status}: {exc}"[:500]
+            if attempt < max_attempts - 1:
+                delay = min(MAX_DELAY, base_delay * (2**attempt))  # exponential backoff
                 time.sleep(delay)
-                slept += delay
-            continue
-        _update(
-            row_id,
-            state="succeeded",
-            attempts=attempt + 1,
-            result_text=text or "",
-            slept_seconds=slept,
-            finished_at=time.time(),
-            **counts,
-        )
-        return "succeeded"
-    _update(
-        row_id,
-        state="failed",
-        attempts=MAX_ATTEMPTS,
-        last_error=last_error,
-        slept_seconds=slept,
-        finished_at=time.time(),
-        **counts,
+                tries.slept_seconds += delay
+    return None, tries
+
+
+def run_prompt(row_id: int, prompt: str, model: str) -> str:
+    """The django-q2 task: one prompt, retried by sleeping in this worker."""
+    client = sdk_client()
+    _update(row_id, state="running", started_at=time.time())
+    interaction, tries = call_with_retry(
+        lambda: client.interactions.create(model=model, input=prompt, service_tier="flex")
     )
-    return "failed"
+    counts = {
+        "http_503": tries.http_503,
+        "http_429": tries.http_429,
+        "other_errors": tries.other_errors,
+        "slept_seconds": tries.slept_seconds,
+        "attempts": tries.attempts,
+        "finished_at": time.time(),
+    }
+    if interaction is None:
+        _update(row_id, state="failed", last_error=tries.last_error, **counts)
+        return "failed"
+    text = interaction.steps[-1].content[0].text
+    _update(row_id, state="succeeded", result_text=text or "", **counts)
+    return "succeeded"
