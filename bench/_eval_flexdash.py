@@ -29,7 +29,6 @@ SAMPLE_SECONDS = 1.0
 PACE_SHARE = 0.95  # what the dispatcher paces to (jobs/engine/pacing.py), for the timeout only
 FINISHED = ("succeeded", "failed", "cancelled", "skipped")
 _UNITS = Decimal("0.00000001")  # RunTally keeps dollars in units of 1e-8 USD
-JUDGE_ATTEMPTS = 4  # jobs/runs/eval_definitions.py's default for a judge step
 
 
 # --- Inside Django (through common.django_call) ----------------------------------------
@@ -214,7 +213,7 @@ def _offset(when: Any, started: float) -> float | None:
 def longest_backoffs() -> float:
     """Seconds an answer and then its judge may wait between tries at most, with
     FlexDash's default backoff (5 s base, 600 s cap, full jitter): 8 tries for an
-    answer, JUDGE_ATTEMPTS for the judge."""
+    answer, and 8 for its judge (a judge step has the run's attempts)."""
     from jobs.engine.backoff import backoff_delay
 
     def most(attempts: int) -> float:
@@ -222,7 +221,7 @@ def longest_backoffs() -> float:
             backoff_delay(n, base=5.0, cap=600.0, rand=lambda: 1.0) for n in range(1, attempts)
         )
 
-    return most(8) + most(JUDGE_ATTEMPTS)
+    return 2 * most(8)
 
 
 def simulator_args(args: argparse.Namespace) -> list[str]:

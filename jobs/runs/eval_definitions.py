@@ -53,8 +53,6 @@ JUDGE_FIELDS = {"name", "model", "tier", "max_attempts", "prompt", "system_instr
 PAIRWISE_FIELDS = (JUDGE_FIELDS - {"score"}) | {"compare", "verdict"}
 MAX_CANDIDATES = 8
 MAX_GRADERS = 8
-# A judge answer that breaks its schema is asked again this often (within its attempts).
-JUDGE_ATTEMPTS = 4
 PAIRWISE_SCHEMA = {
     "type": "object",
     "properties": {
@@ -369,8 +367,11 @@ def _grader_step(grader: dict, name: str, prefix: str, *, retry: bool) -> dict:
     step = {k: copy.deepcopy(v) for k, v in raw.items() if k in keep}
     step["name"] = name
     step["prompt"] = prefix + raw["prompt"]
+    # A judge's answer that breaks its schema is asked again, within its attempts: the
+    # grader's max_attempts, else the eval's, else the run's (8 by default). Fewer by
+    # default would leave a judge ungraded for want of capacity alone: on flex its 503s
+    # use the same attempts (bench/eval.py saw 4 of 3,000 judges fail so at 4).
     step["retry_bad_output"] = retry
-    step.setdefault("max_attempts", JUDGE_ATTEMPTS)
     return _thinking_nested(step)
 
 
