@@ -80,6 +80,13 @@ class RunUploadForm(JobSubmitForm):
         help_text="Optional: a YAML or JSON file (.yaml, .yml, .json) of candidates and "
         "graders; the file above is then its dataset, one row per line.",
     )
+    eval_text = forms.CharField(
+        label="Or the eval definition itself",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
+        help_text="The same YAML or JSON, typed or pasted here (the eval builder posts it).",
+    )
 
     field_order = ["file", "name", "format", "budget_usd", "model", "tier", "max_attempts"]
 
@@ -92,12 +99,10 @@ class RunUploadForm(JobSubmitForm):
         return _definition_text(self.cleaned_data.get("eval_file"), "An eval")
 
     def clean_pipeline_text(self) -> str:
-        text = self.cleaned_data.get("pipeline_text") or ""
-        if len(text.encode("utf-8")) > MAX_DEFINITION_BYTES:
-            raise forms.ValidationError(
-                f"A pipeline definition may be at most {MAX_DEFINITION_BYTES // 1024} KiB."
-            )
-        return text
+        return _typed_definition(self.cleaned_data.get("pipeline_text"), "A pipeline")
+
+    def clean_eval_text(self) -> str:
+        return _typed_definition(self.cleaned_data.get("eval_text"), "An eval")
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -106,9 +111,17 @@ class RunUploadForm(JobSubmitForm):
             self.add_error(
                 "pipeline_text", "Give the definition as a file or in the box, not both."
             )
-        if cleaned.get("eval_file") and (from_file or typed.strip()):
+        eval_file, eval_typed = cleaned.get("eval_file"), cleaned.get("eval_text", "")
+        if eval_file and eval_typed.strip():
+            self.add_error(
+                "eval_text", "Give the eval definition as a file or in the box, not both."
+            )
+        if (eval_file or eval_typed.strip()) and (from_file or typed.strip()):
             # An eval compiles to a pipeline of its own: there is no second one to run.
-            self.add_error("eval_file", "Give a pipeline or an eval definition, not both.")
+            self.add_error(
+                "eval_file" if eval_file else "eval_text",
+                "Give a pipeline or an eval definition, not both.",
+            )
         return cleaned
 
     def definition(self) -> str:
@@ -117,11 +130,26 @@ class RunUploadForm(JobSubmitForm):
 
     def eval_definition(self) -> str:
         """The eval definition's text; "" when the run is not an eval."""
-        return self.cleaned_data.get("eval_file", "")
+        return self.cleaned_data.get("eval_file") or self.cleaned_data.get("eval_text", "").strip()
+
+    def definition_kind(self) -> str:
+        """Which definition was sent, as the page names it: "eval" or "pipeline"."""
+        eval_sent = self.files.get("eval_file") or self.data.get("eval_text", "").strip()
+        return "eval" if eval_sent else "pipeline"
 
     def standard_move_quote(self) -> StandardMoveQuote:
         # The file is read only once it is uploaded: the preview has the figure.
         return StandardMoveQuote(extra_usd=None, tier=self.data.get("tier") or Tier.FLEX, run=True)
+
+
+def _typed_definition(text: str | None, what: str) -> str:
+    """A definition typed or pasted in a box, refused when it is too large to be one."""
+    text = text or ""
+    if len(text.encode("utf-8")) > MAX_DEFINITION_BYTES:
+        raise forms.ValidationError(
+            f"{what} definition may be at most {MAX_DEFINITION_BYTES // 1024} KiB."
+        )
+    return text
 
 
 def _definition_text(upload, what: str) -> str:

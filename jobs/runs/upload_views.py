@@ -91,7 +91,7 @@ def run_upload(request: HttpRequest) -> HttpResponse:
         "form": form,
         "rejected": rejected,
         "definition_problems": problems,
-        "definition_kind": "eval" if "eval_file" in request.FILES else "pipeline",
+        "definition_kind": form.definition_kind(),
         "formats": formats.FORMAT_LABELS,
         "quote": form.standard_move_quote(),
         "previews_kept": settings.FLEX_PREVIEW_MAX_COUNT,

@@ -57,4 +57,18 @@
       window.location.assign(row.dataset.href);
     });
   });
+  // The eval builder's checks: only the fields the chosen check reads are shown
+  // (each names its checks in data-check-for). Without script all are shown,
+  // each labelled with the checks that read it.
+  document.querySelectorAll("select[data-check-type]").forEach(function (select) {
+    var row = select.closest("fieldset");
+    function show() {
+      row.querySelectorAll("[data-check-for]").forEach(function (input) {
+        var users = input.getAttribute("data-check-for").split(" ");
+        input.closest(".field").hidden = users.indexOf(select.value) === -1;
+      });
+    }
+    select.addEventListener("change", show);
+    show();
+  });
 })();

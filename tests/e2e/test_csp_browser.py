@@ -158,6 +158,12 @@ def test_no_page_breaks_the_content_security_policy(live_server, work, watched, 
     page.screenshot(path=SCREENSHOTS / "csp-run.png", full_page=True)
     visit(page, f"{base}/runs/{work['run']}/results/")
     visit(page, f"{base}/runs/new/")
+    # The eval builder: runs.js shows a check's own fields; a row is added by a post.
+    visit(page, f"{base}/runs/new/eval/")
+    page.locator("#id_checks-0-check_type").select_option("regex")
+    expect(page.get_by_label("Pattern (regex)")).to_be_visible()
+    page.get_by_role("button", name="Add a candidate").click()
+    expect(page.locator("#candidates-2")).to_be_visible()
     visit(page, f"{base}/account/")
 
     # The submit page's cost quote is an htmx post as the prompt is typed;

@@ -215,3 +215,42 @@ def test_a_steps_tier_other_than_flex_is_priced_as_chosen_too(client, ada):
     page = client.get(upload(as_user(client, ada), definition)["Location"]).content.decode()
     assert row_of(page, "candidate-lite")[2] == "standard"
     assert 'id="eval-as-chosen"' in page
+
+
+def upload_text(client, text: str, **fields):
+    """The dataset with the eval definition typed or pasted in the box (as the eval
+    builder's continue form posts it), no file."""
+    data = {"model": MODEL, "tier": "flex", "max_attempts": "8", "eval_text": text, **fields}
+    data["file"] = SimpleUploadedFile("qa.csv", TABLE)
+    return client.post("/runs/new/", data)
+
+
+def test_an_eval_definition_typed_in_the_box_is_previewed_as_a_file_is(client, ada):
+    response = upload_text(as_user(client, ada), DEFINITION)
+    assert response.status_code == 302, response.content.decode()
+    page = client.get(response["Location"]).content.decode()
+    assert "Preview the eval" in page and "The eval: qa-regression" in page
+    assert "Create the eval: 3 rows, 2 candidates, 3 graders" in page
+
+
+def test_an_eval_given_as_a_file_and_in_the_box_is_refused_plainly(client, ada, settings):
+    eval_file = SimpleUploadedFile("eval.yaml", DEFINITION.encode())
+    page = upload_text(as_user(client, ada), DEFINITION, eval_file=eval_file).content.decode()
+    assert "Give the eval definition as a file or in the box, not both." in page
+    assert '<details class="eval-definition" open>' in page
+    assert not staged_files(settings) and not Run.objects.exists()
+
+
+def test_an_eval_in_the_box_is_not_given_with_a_pipeline(client, ada, settings):
+    pipeline = "name: p\nsteps:\n  - {name: only, prompt: 'Say {{ row.question }}'}\n"
+    page = upload_text(as_user(client, ada), DEFINITION, pipeline_text=pipeline).content.decode()
+    assert "Give a pipeline or an eval definition, not both." in page
+    assert not staged_files(settings)
+
+
+def test_a_refused_eval_in_the_box_is_named_an_eval_and_kept_to_correct(client, ada, settings):
+    page = upload_text(as_user(client, ada), "name: broken\n").content.decode()
+    assert "The eval definition was refused; nothing was created." in page
+    assert "the eval: candidates is required" in page
+    assert "name: broken\n</textarea>" in page
+    assert not staged_files(settings)
