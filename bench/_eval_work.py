@@ -4,8 +4,8 @@ the prices every cost is computed from.
 
 The rows carry a random nonce, so one row's answer or grade cannot pass for
 another's. The simulator answers "Simulated answer to: " + the prompt, and a
-schema with its smallest instance (a judge's score of 1, a reason derived from
-the prompt), so every answer and every judge's prompt is known in advance: the
+schema with an instance of it (a judge's score from 1 to 10 and a reason, both
+derived from the prompt), so every answer and every judge's prompt is known in advance: the
 parts check what they stored or got back against `expected_answer` and
 `judge_prompt`.
 """
