@@ -49,6 +49,9 @@ graders:
     prompt: "Q: {{ row.question }} Expected: {{ row.reference }} Answer: {{ answer }} {{ row.judge }}"
     response_schema: {type: object, properties: {score: {type: integer, minimum: 1, maximum: 10}, reason: {type: string}}, required: [score, reason]}
 """
+# The default launch rate (50 a second) would make this 1,800-job test a minute of
+# waiting on it; what is tested is the figures, not the pacing.
+LAUNCH = {"FLEX_LAUNCH_RATE": 400, "FLEX_MAX_IN_FLIGHT": 200}
 ACTIVE = [State.WAITING, State.QUEUED, State.RUNNING, State.RETRYING]
 
 
@@ -144,7 +147,7 @@ def test_an_eval_of_300_rows_through_a_cluster_adds_up_to_its_jobs(
     )
     jobs = Job.objects.filter(run=run)
     assert jobs.count() == ROWS * 6
-    with qcluster(engine_env(simulator.url, FLEX_MAX_IN_FLIGHT=60), tmp_path / "cluster.log"):
+    with qcluster(engine_env(simulator.url, **LAUNCH), tmp_path / "cluster.log"):
         wait_for(lambda: not jobs.filter(state__in=ACTIVE).exists(), timeout=240, interval=1.0,
                  what="every answer and grade")  # fmt: skip
 
