@@ -23,19 +23,17 @@ import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 from django.db.models import Count, QuerySet
-from scipy import stats
 
 from jobs.models import Run
 from jobs.runs.leaderboard import (
     ACTIVE,
-    BOOTSTRAP_BATCH,
     CONFIDENCE,
     RESAMPLES,
     Grade,
     GradedRow,
     graded_rows,
+    interval,
 )
 
 CHANGED_LISTED = 200  # changed rows listed (all are counted)
@@ -64,30 +62,9 @@ def paired_interval(
     before: list[float], now: list[float], *, seed: int, place: tuple[int, ...]
 ) -> tuple[float, float] | None:
     """The 95% percentile bootstrap interval of mean(now) - mean(before), resampling
-    the pairs (None below two)."""
-    if len(now) < 2:
-        return None
-    a, b = np.asarray(now, dtype=float), np.asarray(before, dtype=float)
-    differences = a - b
-    if np.all(differences == differences[0]):
-        return float(differences[0]), float(differences[0])
-
-    def delta(now_sample, before_sample, axis=-1):
-        return np.mean(now_sample, axis=axis) - np.mean(before_sample, axis=axis)
-
-    result = stats.bootstrap(
-        (a, b),
-        delta,
-        paired=True,
-        confidence_level=CONFIDENCE,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        vectorized=True,
-        rng=np.random.default_rng([seed, *place]),
-        batch=BOOTSTRAP_BATCH,
-    )
-    low, high = result.confidence_interval
-    return float(low), float(high)
+    the pairs (None below two): the interval of the mean of the pairs' differences,
+    as leaderboard.interval draws it (resampling the pairs is resampling those)."""
+    return interval([n - b for n, b in zip(now, before, strict=True)], seed=seed, place=place)
 
 
 def verdict(low: float | None, high: float | None) -> str | None:
