@@ -41,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
@@ -398,6 +399,26 @@ def own_cpu_seconds() -> float:
     """User + system CPU seconds this process has used so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def run_parts(
+    kinds: list[str], run_part: Callable[[str], dict[str, Any]]
+) -> tuple[dict[str, Any], bool]:
+    """Each part of a benchmark run in turn (`run_part(kind)` gives its figures), every
+    process it started stopped on the way out: a part that raised is printed and kept
+    as {"error": ...} while the others still run. Returns the parts and whether one
+    raised; Ctrl-C and SIGTERM propagate as KeyboardInterrupt."""
+    parts: dict[str, Any] = {}
+    failed = False
+    with stopping_on_exit():
+        for kind in kinds:
+            try:
+                parts[kind] = run_part(kind)
+            except Exception as exc:
+                failed = True
+                traceback.print_exc()
+                parts[kind] = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:300]}
+    return parts, failed
 
 
 def end_run(workdir: Path, *, keep: bool, failed: bool = False, interrupted: bool = False) -> int:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import traceback
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -328,17 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     workdir = Path(tempfile.mkdtemp(prefix="flexdash-bench-eval-"))
-    parts: dict[str, Any] = {}
-    failed = False
     try:
-        with common.stopping_on_exit():
-            for kind in kinds:
-                try:
-                    parts[kind] = run_part(kind, args, workdir)
-                except Exception as exc:
-                    failed = True
-                    traceback.print_exc()
-                    parts[kind] = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:300]}
+        parts, failed = common.run_parts(kinds, lambda kind: run_part(kind, args, workdir))
     except KeyboardInterrupt:
         return common.end_run(workdir, keep=args.keep, interrupted=True)
     text, notes, ok = report(parts, args)
