@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, QuerySet
 
-from jobs.models import Run
+from jobs.models import ACTIVE_STATES, Run
 from jobs.runs.leaderboard import (
-    ACTIVE,
     CONFIDENCE,
     RESAMPLES,
     Grade,
@@ -333,7 +332,7 @@ def compare(run: Run, other: Run) -> Comparison:
     changed, listed, pending = 0, [], False
     for (row_before, jobs_before), (row_now, jobs_now) in _matched_rows(before, now, counts):
         jobs = [*jobs_before.values(), *jobs_now.values()]
-        pending = pending or any(job["state"] in ACTIVE for job in jobs)
+        pending = pending or any(job["state"] in ACTIVE_STATES for job in jobs)
         changes = []
         for pairing, (was, is_now) in zip(pairings, values, strict=True):
             grade_before = _grade(row_before, pairing, pairing.before_key)

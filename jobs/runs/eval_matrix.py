@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from jobs.models import Run
+from jobs.models import ACTIVE_STATES, Run
 from jobs.runs import queries as run_queries
-from jobs.runs.leaderboard import ACTIVE, Cell, Grade, GradedRow, PairCell, graded_rows
+from jobs.runs.leaderboard import Cell, Grade, GradedRow, PairCell, graded_rows
+from jobs.runs.pipeline_downloads import UNANSWERED_STATES
 
 ROWS_PER_PAGE = 50
 
@@ -35,17 +36,11 @@ def _cant_grade(row: GradedRow, jobs: dict[str, dict], evaluation: dict) -> bool
     """An answer that failed, a grade the grader could not give, or a pairwise
     comparison whose two jobs finished without both verdicts."""
     for cell in row.cells.values():
-        if cell.state not in ACTIVE and cell.job_id is not None and cell.state != "succeeded":
+        if cell.job_id is not None and cell.state in UNANSWERED_STATES:
             return True
         if any(grade.state == "ungraded" for grade in cell.grades.values()):
             return True
-    for grader in evaluation["graders"]:
-        if grader["kind"] != "pairwise" or row.pairs[grader["name"]].outcome is not None:
-            continue
-        steps = [jobs.get(step) for step in grader["steps"].values()]
-        if all(job is not None and job["state"] not in ACTIVE for job in steps):
-            return True
-    return False
+    return any(pair.ungraded for pair in row.pairs.values())
 
 
 @dataclass(frozen=True)
@@ -210,7 +205,7 @@ def _row_shown(row: GradedRow, evaluation: dict) -> MatrixRow:
 
 
 def _pending(row: GradedRow, jobs: dict[str, dict]) -> bool:
-    return any(job["state"] in ACTIVE for job in jobs.values()) or any(
+    return any(job["state"] in ACTIVE_STATES for job in jobs.values()) or any(
         grade.state == "pending" for cell in row.cells.values() for grade in cell.grades.values()
     )
 

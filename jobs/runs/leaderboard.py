@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from jobs.models import Job, Run, RunRow, State
+from jobs.models import ACTIVE_STATES, Job, Run, RunRow, State
 from jobs.redaction import redact_api_key
 from jobs.runs import eval_checks
 
@@ -43,7 +43,6 @@ RESAMPLES = 9999
 # and memory (9,999 x 1,000 rows at once is 80 MB).
 BOOTSTRAP_BATCH = 500
 ROWS_PER_FETCH = 200
-ACTIVE = (State.QUEUED, State.WAITING, State.RUNNING, State.RETRYING)
 VERDICTS = {"a": "A", "b": "B", "tie": "tie"}  # the pairwise answer, read case-blind
 _JOB_FIELDS = (
     "id",
@@ -94,7 +93,8 @@ class Cell:
 class PairCell:
     """A pairwise grader's two verdicts on one row (A/B/tie as the judge gave them in
     each order; None when that order has no verdict) and the row's outcome for the
-    first candidate (1 won, 0 lost, ½ even)."""
+    first candidate (1 won, 0 lost, ½ even). Ungraded: both its jobs finished, yet
+    without a verdict in each order."""
 
     ab: str | None
     ba: str | None
@@ -102,6 +102,7 @@ class PairCell:
     ba_job: int | None
     outcome: float | None
     flipped: bool | None
+    ungraded: bool = False
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,7 @@ def _row_chunks(run: Run) -> Iterator[tuple[list[dict], dict[int, dict[str, dict
 
 
 def _judge_grade(job: dict | None, score_field: str) -> Grade:
-    if job is None or job["state"] in ACTIVE:
+    if job is None or job["state"] in ACTIVE_STATES:
         return Grade("pending", job_id=job and job["id"])
     if job["state"] != State.SUCCEEDED:
         why = job["last_error"] or f"the judge's job was {job['state']}"
@@ -328,7 +329,11 @@ def _pair_cell(grader: dict, jobs: dict[str, dict]) -> PairCell:
     if ab is not None and ba is not None:
         first, second = _FOR_FIRST["ab"][ab], _FOR_FIRST["ba"][ba]
         outcome, flipped = (first + second) / 2, first != second
-    return PairCell(ab, ba, ab_job and ab_job["id"], ba_job and ba_job["id"], outcome, flipped)
+    done = all(job is not None and job["state"] not in ACTIVE_STATES for job in (ab_job, ba_job))
+    return PairCell(
+        ab, ba, ab_job and ab_job["id"], ba_job and ba_job["id"], outcome, flipped,
+        ungraded=outcome is None and done,
+    )  # fmt: skip
 
 
 def _passes(grader: dict, grade: Grade) -> bool | None:
@@ -352,7 +357,7 @@ def _graded_row(evaluation: dict, values: dict, jobs: dict[str, dict]) -> Graded
         for grader in graders:
             if grader["kind"] == "pairwise":
                 continue
-            if answer is None or state in ACTIVE:
+            if answer is None or state in ACTIVE_STATES:
                 grades[grader["name"]] = Grade("pending")
             elif state != State.SUCCEEDED:
                 grades[grader["name"]] = Grade("no-answer")
@@ -498,7 +503,7 @@ class _Count:
 
     def add_job(self, job: dict) -> None:
         self.usage.add(job)
-        self.pending += job["state"] in ACTIVE
+        self.pending += job["state"] in ACTIVE_STATES
         step = job["step"]
         if step in self.answer_steps:
             standing = self.standings[self.answer_steps[step]]
@@ -522,7 +527,7 @@ class _Count:
             standing = self.standings[key]
             if cell.state == State.SUCCEEDED:
                 standing.answered += 1
-            elif cell.state in ACTIVE:
+            elif cell.state in ACTIVE_STATES:
                 standing.pending += 1
             else:
                 standing.failed += 1
@@ -534,9 +539,7 @@ class _Count:
         for name, pair in row.pairs.items():
             counts = self.pair_counts[name]
             if pair.outcome is None:
-                steps = [step for step, grader in self.pair_steps.items() if grader == name]
-                done = all(step in jobs and jobs[step]["state"] not in ACTIVE for step in steps)
-                counts["ungraded"] += done
+                counts["ungraded"] += pair.ungraded
                 continue
             self.outcomes[name].append(pair.outcome)
             counts[{1.0: "first", 0.0: "second"}.get(pair.outcome, "even")] += 1

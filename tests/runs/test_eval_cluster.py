@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from jobs.engine.submitting import JobSpec
-from jobs.models import Job, State
+from jobs.models import ACTIVE_STATES, Job, State
 from jobs.runs import eval_definitions, leaderboard
 from jobs.templatetags.dashboard import duration, usd
 from tests.support import MODEL, api_client, as_user, engine_env, qcluster, tag, wait_for
@@ -54,7 +54,6 @@ graders:
 # Leases long enough that a loaded CI machine does not see one lapse mid-request
 # (a takeover is the scale-out tests' subject, not this one's).
 LAUNCH = {"FLEX_LAUNCH_RATE": 400, "FLEX_MAX_IN_FLIGHT": 60, "FLEX_LEASE_SECONDS": 30}
-ACTIVE = [State.WAITING, State.QUEUED, State.RUNNING, State.RETRYING]
 
 
 def table(word: str) -> bytes:
@@ -150,7 +149,7 @@ def test_an_eval_of_300_rows_through_a_cluster_adds_up_to_its_jobs(
     jobs = Job.objects.filter(run=run)
     assert jobs.count() == ROWS * 6
     with qcluster(engine_env(simulator.url, **LAUNCH), tmp_path / "cluster.log"):
-        wait_for(lambda: not jobs.filter(state__in=ACTIVE).exists(), timeout=240, interval=1.0,
+        wait_for(lambda: not jobs.filter(state__in=ACTIVE_STATES).exists(), timeout=240, interval=1.0,
                  what="every answer and grade")  # fmt: skip
 
     expected = recount(run)
