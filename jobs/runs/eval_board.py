@@ -106,9 +106,9 @@ def board(run: Run) -> Board:
     counted = leaderboard.leaderboard(run)
     graders = {g["name"]: g for g in counted.graders}
     scored = [g for g in counted.graders if g["kind"] != "pairwise"]
-    # As leaderboard.py orders the standings: by the first judge, else the first check.
-    orders = next((g for kind in ("judge", "check") for g in scored if g["kind"] == kind), None)
-    columns = [Column(g["name"], g["kind"], _words(g), g is orders) for g in scored]
+    columns = [
+        Column(g["name"], g["kind"], _words(g), g["name"] == counted.ordered_by) for g in scored
+    ]
     rows = [
         Row(s, [_figure(s.scores[c.name], graders[c.name]) for c in columns])
         for s in counted.standings

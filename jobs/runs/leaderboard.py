@@ -196,10 +196,11 @@ class Leaderboard:
     seed: int
     rows: int
     graders: list[dict]
-    standings: list[Standing]  # best first by the first grader, ties in definition order
+    standings: list[Standing]  # best first by `ordered_by`, ties in definition order
     pairs: list[PairStanding]
     usage: Usage
     pending_jobs: int
+    ordered_by: str | None = None  # the first judge, else the first check
     confidence: float = CONFIDENCE
     resamples: int = RESAMPLES
 
@@ -585,7 +586,7 @@ class _Count:
                 for candidate, score in zip(self.candidates, scores, strict=True):
                     self.standings[candidate["key"]].scores[grader["name"]] = score
         listed = list(self.standings.values())
-        if (first := _first_grader(self.graders)) is not None:
+        if (first := first_grader(self.graders)) is not None:
             # Best first; a candidate with no grades yet last; ties in definition order.
             listed.sort(key=lambda s: -_or_lowest(s.scores[first].mean))
         return listed
@@ -615,10 +616,11 @@ def leaderboard(run: Run) -> Leaderboard:
         pairs=pairs,
         usage=count.usage,
         pending_jobs=count.pending,
+        ordered_by=first_grader(count.graders),
     )
 
 
-def _first_grader(graders: list[dict]) -> str | None:
+def first_grader(graders: list[dict]) -> str | None:
     """The grader the board is ordered by: the first judge, else the first check."""
     for kind in ("judge", "check"):
         for grader in graders:
