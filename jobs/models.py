@@ -81,6 +81,10 @@ class Outcome(models.TextChoices):
     DISCARDED = "discarded", "Discarded (job no longer running)"
 
 
+# Attempts that ended in an error, whatever came of the job (a run's per-minute errors).
+ERROR_OUTCOMES = (Outcome.WILL_RETRY, Outcome.FAILED, Outcome.PAUSED, Outcome.LOST)
+
+
 class OwnedQuerySet(models.QuerySet):
     def visible_to(self, user) -> OwnedQuerySet:
         """What this person may see: their own rows; staff see everyone's.
@@ -218,6 +222,8 @@ class Job(models.Model):
             models.Index(fields=["owner", "state"], name="job_owner_state"),
             models.Index(fields=["owner", "-submitted_at"], name="job_owner_recent"),
             models.Index(fields=["run", "state"], name="job_run_state"),
+            # A run's first start, for its rate (migration 0019).
+            models.Index(fields=["run", "first_started_at"], name="job_run_started"),
             # A run's jobs in file order, a page at a time (its job table, its results).
             models.Index(
                 fields=["run", "line_number"],
@@ -797,21 +803,52 @@ class OutcomeMinute(models.Model):
 
 
 class RunTally(models.Model):
-    """Per run and state: how many of its jobs, and what their answers cost
-    and would have cost on standard, in units of 1e-8 USD (the run list and
-    a run's counts). Kept by triggers on the jobs (migration 0016)."""
+    """Per run and state: how many of its jobs, what their answers cost and
+    would have cost on standard (in units of 1e-8 USD), their tokens, how
+    many were priced, asked for flex, and their 503s and 429s (the run list,
+    a run's counts and its progress). Kept by triggers on the jobs
+    (migrations 0016 and 0019)."""
 
     run_id = models.IntegerField()
     state = models.CharField(max_length=16, choices=State)
     n = models.BigIntegerField(default=0)
     cost_units = models.BigIntegerField(default=0)
     standard_cost_units = models.BigIntegerField(default=0)
+    priced = models.BigIntegerField(default=0)
+    flex = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    thought_tokens = models.BigIntegerField(default=0)
+    http_503 = models.BigIntegerField(default=0)
+    http_429 = models.BigIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["run_id", "state"], name="runtally_run_state")]
 
     def __str__(self) -> str:
         return f"{self.state}: {self.n} (run {self.run_id})"
+
+
+class RunMinute(models.Model):
+    """Per run and minute (UTC) in which its attempts finished: how many, the
+    answers, the failures that ended a job, the errors of any kind (retried
+    or not) and the 503s and 429s among them (a run's per-minute table, its
+    last hour and its rate). Kept by triggers on the attempts (migration 0019)."""
+
+    run_id = models.IntegerField()
+    minute = models.DateTimeField()
+    finished = models.BigIntegerField(default=0)
+    succeeded = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    http_503 = models.BigIntegerField(default=0)
+    http_429 = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["run_id", "minute"], name="runminute_run_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M}: {self.succeeded} answers (run {self.run_id})"
 
 
 class CostHour(models.Model):

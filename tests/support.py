@@ -27,7 +27,7 @@ from django.test import Client
 
 from jobs.engine import claiming, recording, submitting, tokens
 from jobs.engine.gemini import GeminiError, GeminiGateway, GeminiRequest
-from jobs.models import FINISHED_STATES, Job, Run, State
+from jobs.models import FINISHED_STATES, Attempt, Job, Outcome, Run, State
 from jobs.notices.choices import RunNotify
 from jobs.runs import services as runs
 from tests.run_files import prompt_file
@@ -131,6 +131,20 @@ def make_run(
     """A run of the (id, prompt) `lines`, uploaded as a file in format `fmt`."""
     filename, content = prompt_file(fmt, list(lines))
     return run_from_file(owner, content, filename, name=name, notify=notify, **spec)
+
+
+def answered(jobs, *, at: datetime, started: datetime | None = None) -> None:
+    """The jobs answered at `at` by one attempt each, as the engine records
+    an answer (the run page counts its answers from their attempts)."""
+    jobs = list(jobs)
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
+        state=State.SUCCEEDED, finished_at=at
+    )
+    Attempt.objects.bulk_create(
+        Attempt(job=job, number=1, tier_requested="flex", outcome=Outcome.SUCCEEDED,
+                started_at=started or at, finished_at=at)
+        for job in jobs
+    )  # fmt: skip
 
 
 def tag() -> str:

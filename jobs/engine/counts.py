@@ -2,7 +2,9 @@
 by owner and state (JobCount, migration 0013), and the tallies of migration
 0016 (JobTally: jobs, 503s and 429s per number of attempts; OutcomeMinute:
 successes, 503s and 429s per minute; CostHour: answers and their cost per
-hour; RunTally: jobs and their cost per run and state). Read them, fold
+hour; RunTally: jobs and their cost per run and state, with their tokens,
+503s and 429s since migration 0019; RunMinute, migration 0019: a run's
+attempts per minute). Read them, fold
 PostgreSQL's delta rows together, and check them against a fresh count of
 the jobs and attempts.
 
@@ -23,6 +25,7 @@ from django.db.models.functions import TruncHour, TruncMinute
 
 from jobs.models import (
     COST_UNITS_PER_USD,
+    ERROR_OUTCOMES,
     Attempt,
     CostHour,
     Job,
@@ -30,7 +33,9 @@ from jobs.models import (
     JobTally,
     Outcome,
     OutcomeMinute,
+    RunMinute,
     RunTally,
+    Tier,
 )
 
 
@@ -99,6 +104,81 @@ def outcomes_by_minute(
         .annotate(n=Sum("finished"), s=Sum("succeeded"), n503=Sum("http_503"), n429=Sum("http_429"))
     )
     return {minute: Outcomes(n, s, n503, n429) for minute, n, s, n503, n429 in rows if n}
+
+
+@dataclass(frozen=True)
+class RunSums:
+    """A run's jobs per state, and what they add up to."""
+
+    by_state: dict[str, int]
+    flex_by_state: dict[str, int]  # those asked for flex
+    priced: int
+    cost_usd: Decimal
+    standard_cost_usd: Decimal
+    input_tokens: int
+    output_tokens: int
+    thought_tokens: int
+    http_503: int
+    http_429: int
+
+
+def run_sums(run_id: int) -> RunSums:
+    """A run's stored sums (RunTally): a few rows, whatever the size of the run."""
+    names = RUN_VALUES[1:]
+    rows = (
+        RunTally.objects.filter(run_id=run_id)
+        .order_by()
+        .values_list("state")
+        .annotate(**{f"total_{name}": Sum(name) for name in ("n", *names)})
+    )
+    by_state, flex_by_state, totals = {}, {}, dict.fromkeys(names, 0)
+    for state, n, *sums in rows:
+        if n:
+            by_state[state] = n
+        values = dict(zip(names, sums, strict=True))
+        if values["flex"]:
+            flex_by_state[state] = values["flex"]
+        for name, value in values.items():
+            totals[name] += value
+    return RunSums(
+        by_state=by_state,
+        flex_by_state=flex_by_state,
+        priced=totals["priced"],
+        cost_usd=_dollars(totals["cost_units"]),
+        standard_cost_usd=_dollars(totals["standard_cost_units"]),
+        input_tokens=totals["input_tokens"],
+        output_tokens=totals["output_tokens"],
+        thought_tokens=totals["thought_tokens"],
+        http_503=totals["http_503"],
+        http_429=totals["http_429"],
+    )
+
+
+@dataclass(frozen=True)
+class RunOutcomes:
+    finished: int = 0
+    succeeded: int = 0
+    failed: int = 0  # attempts whose failure ended their job
+    errors: int = 0  # attempts that ended in an error, retried or not
+    http_503: int = 0
+    http_429: int = 0
+
+
+RUN_OUTCOMES = ("finished", "succeeded", "failed", "errors", "http_503", "http_429")
+
+
+def run_outcomes_by_minute(
+    run_id: int, *, start: datetime, end: datetime
+) -> dict[datetime, RunOutcomes]:
+    """A run's attempts that finished in each minute of [start, end), by
+    minute (UTC), from its stored minutes (RunMinute)."""
+    rows = (
+        RunMinute.objects.filter(run_id=run_id, minute__gte=start, minute__lt=end)
+        .order_by()
+        .values_list("minute")
+        .annotate(**{f"total_{name}": Sum(name) for name in RUN_OUTCOMES})
+    )
+    return {minute: RunOutcomes(*values) for minute, *values in rows if values[0]}
 
 
 @dataclass(frozen=True)
@@ -212,11 +292,43 @@ def _count_minutes() -> dict[tuple, tuple]:
     return {(owner, minute): (n, s, n503, n429) for owner, minute, n, s, n503, n429 in rows}
 
 
-def _count_runs() -> dict[tuple, tuple]:
-    rows = Job.objects.filter(run_id__isnull=False).values_list(
-        "run_id", "state", "cost_usd", "standard_cost_usd"
+def _count_run_minutes() -> dict[tuple, tuple]:
+    rows = (
+        Attempt.objects.filter(finished_at__isnull=False, job__run_id__isnull=False)
+        .order_by()
+        .annotate(minute=TruncMinute("finished_at", tzinfo=UTC))
+        .values_list("job__run_id", "minute")
+        .annotate(
+            n=Count("id"),
+            s=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
+            f=Count("id", filter=Q(outcome=Outcome.FAILED)),
+            e=Count("id", filter=Q(outcome__in=ERROR_OUTCOMES)),
+            n503=Count("id", filter=Q(http_status=503)),
+            n429=Count("id", filter=Q(http_status=429)),
+        )
     )
-    return _priced(rows)
+    return {(run, minute): tuple(values) for run, minute, *values in rows}
+
+
+def _count_runs() -> dict[tuple, tuple]:
+    """{(run, state): RUN_VALUES}, money summed in whole units as the triggers do."""
+    rows = Job.objects.filter(run_id__isnull=False).values_list(
+        "run_id",
+        "state",
+        "cost_usd",
+        "standard_cost_usd",
+        "tier_requested",
+        "input_tokens",
+        "output_tokens",
+        "thought_tokens",
+        "http_503",
+        "http_429",
+    )
+    found: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(RUN_VALUES))
+    for run, state, cost, standard, tier, *sums in rows.iterator(chunk_size=10_000):
+        added = [1, _units(cost), _units(standard), cost is not None, tier == Tier.FLEX, *sums]
+        found[(run, state)] = [a + b for a, b in zip(found[(run, state)], added, strict=True)]
+    return {key: tuple(values) for key, values in found.items()}
 
 
 def _count_hours() -> dict[tuple, tuple]:
@@ -226,6 +338,20 @@ def _count_hours() -> dict[tuple, tuple]:
         .values_list("owner_id", "hour", "cost_usd", "standard_cost_usd")
     )
     return _priced(rows)
+
+
+RUN_VALUES = (
+    "n",
+    "cost_units",
+    "standard_cost_units",
+    "priced",
+    "flex",
+    "input_tokens",
+    "output_tokens",
+    "thought_tokens",
+    "http_503",
+    "http_429",
+)
 
 
 def _priced(rows: models.QuerySet) -> dict[tuple, tuple]:
@@ -250,7 +376,13 @@ STORED = (
         ("finished", "succeeded", "http_503", "http_429"),
         _count_minutes,
     ),
-    Stored(RunTally, ("run_id", "state"), ("n", "cost_units", "standard_cost_units"), _count_runs),
+    Stored(RunTally, ("run_id", "state"), RUN_VALUES, _count_runs),
+    Stored(
+        RunMinute,
+        ("run_id", "minute"),
+        RUN_OUTCOMES,
+        _count_run_minutes,
+    ),
     Stored(
         CostHour,
         ("owner_id", "hour"),

@@ -23,7 +23,6 @@ from django.db.models import (
     Max,
     Min,
     OuterRef,
-    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -33,6 +32,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Length, NullIf, Substr
 
 from jobs.engine import actions, counts, pricing
+from jobs.engine.counts import RunOutcomes, run_outcomes_by_minute, run_sums
 from jobs.models import (
     ACTIVE_STATES,
     COST_UNITS_PER_USD,
@@ -40,7 +40,6 @@ from jobs.models import (
     ErrorKind,
     Job,
     ModelPrice,
-    Outcome,
     Run,
     RunTally,
     State,
@@ -86,10 +85,19 @@ class RunScope(Scope):
             http_429=sum(n429 for _, _, _, n429 in rows),
         )
 
+    # The run's page reads its stored sums and minutes (RunTally, RunMinute).
+    def http_totals(self) -> tuple[int, int]:
+        sums = counts.run_sums(self.run_id)
+        return sums.http_503, sums.http_429
+
     def outcomes_by_minute(
         self, *, start: datetime, end: datetime
     ) -> dict[datetime, counts.Outcomes]:
-        return queries.attempt_outcomes_by_minute(self.attempts(), start=start, end=end)
+        found = counts.run_outcomes_by_minute(self.run_id, start=start, end=end)
+        return {
+            minute: counts.Outcomes(seen.finished, seen.succeeded, seen.http_503, seen.http_429)
+            for minute, seen in found.items()
+        }
 
 
 def run_scope(run: Run) -> RunScope:
@@ -174,23 +182,17 @@ class RunProgress:
 
 
 def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress:
+    """The run's progress from its stored sums and minutes (RunTally,
+    RunMinute) and its retrying jobs: the same few rows whatever its size."""
     scope = run_scope(run)
-    jobs = scope.jobs()
-    sums = jobs.aggregate(
-        input_tokens=Coalesce(Sum("input_tokens"), 0),
-        output_tokens=Coalesce(Sum("output_tokens"), 0),
-        thought_tokens=Coalesce(Sum("thought_tokens"), 0),
-        cost=Coalesce(Sum("cost_usd"), ZERO),
-        standard=Coalesce(Sum("standard_cost_usd"), ZERO),
-        priced=Count("id", filter=Q(cost_usd__isnull=False)),
-        started=Min("first_started_at"),
-        unfinished_flex=Count("id", filter=Q(state__in=ACTIVE_STATES, tier_requested=Tier.FLEX)),
-        last_retry=Max("next_attempt_at", filter=Q(state=State.RETRYING)),
+    sums = run_sums(run.pk)
+    last_retry = (
+        scope.jobs().filter(state=State.RETRYING).aggregate(last=Max("next_attempt_at"))["last"]
     )
     active = counts.active
     # A finished run keeps the rate of its last minutes, not one that decays to zero.
     until = now if active or run.finished_at is None else run.finished_at
-    rate = _rate_per_minute(jobs, started=sums["started"], until=until)
+    rate = _rate_per_minute(run, until=until)
     minutes = run_minutes(scope, now=now, minutes=_minutes_shown(run, now=now))
     by_state = counts.by_state
     left = timeleft.time_left(
@@ -199,9 +201,9 @@ def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress
         retrying=by_state.get(State.RETRYING, 0),
         rate_per_minute=rate,
         next_retry_in=_seconds_from(now, counts.soonest_retry_at),
-        last_retry_in=_seconds_from(now, sums["last_retry"]),
+        last_retry_in=_seconds_from(now, last_retry),
     )
-    cost, standard, priced = money(sums["cost"]), money(sums["standard"]), sums["priced"]
+    cost, standard, priced = sums.cost_usd, sums.standard_cost_usd, sums.priced
     if priced:
         # What the answers so far cost on average, for each job still to answer.
         projected = cost + cost / priced * active
@@ -219,15 +221,15 @@ def run_progress(run: Run, counts: StateCounts, *, now: datetime) -> RunProgress
         chart=minute_chart.minute_chart(minutes),
         rate_per_minute=rate,
         time_left=left,
-        input_tokens=sums["input_tokens"],
-        output_tokens=sums["output_tokens"],
-        thought_tokens=sums["thought_tokens"],
+        input_tokens=sums.input_tokens,
+        output_tokens=sums.output_tokens,
+        thought_tokens=sums.thought_tokens,
         cost_usd=cost,
         standard_cost_usd=standard,
         projected_cost_usd=money(projected),
         projected_standard_cost_usd=money(projected_standard),
         priced_jobs=priced,
-        unfinished_flex=sums["unfinished_flex"],
+        unfinished_flex=sum(sums.flex_by_state.get(state, 0) for state in ACTIVE_STATES),
     )
 
 
@@ -244,23 +246,20 @@ def _minutes_shown(run: Run, *, now: datetime) -> int:
     return max(1, min(RATE_MINUTES * 2, since_created))
 
 
-def _rate_per_minute(jobs: QuerySet[Job], *, started: datetime | None, until: datetime):
+def _rate_per_minute(run: Run, *, until: datetime) -> float | None:
     """Jobs answered or failed per minute over the RATE_MINUTES before
-    `until` (or since the first job started, when that is sooner)."""
+    `until` (or since the run's first job started, when that is sooner),
+    counted by the minute their last attempt finished (RunMinute)."""
+    started = run.jobs.aggregate(first=Min("first_started_at"))["first"]
     if started is None:
         return None
     since = max(started, until - timedelta(minutes=RATE_MINUTES))
     seconds = (until - since).total_seconds()
     if seconds < MIN_RATE_SECONDS:
         return None
-    done = jobs.filter(
-        state__in=(State.SUCCEEDED, State.FAILED), finished_at__gte=since, finished_at__lte=until
-    ).count()
-    return done * 60 / seconds
-
-
-# Attempts that ended in an error, whatever came of the job.
-ERROR_OUTCOMES = (Outcome.WILL_RETRY, Outcome.FAILED, Outcome.PAUSED, Outcome.LOST)
+    end = queries.minute_of(until) + timedelta(minutes=1)
+    found = run_outcomes_by_minute(run.pk, start=queries.minute_of(since), end=end)
+    return sum(seen.succeeded + seen.failed for seen in found.values()) * 60 / seconds
 
 
 @dataclass(frozen=True)
@@ -274,14 +273,14 @@ def run_minutes(scope: RunScope, *, now: datetime, minutes: int) -> list[RunMinu
     """Answers and errored attempts per minute, oldest first, ending with the
     current minute; as web.queries.outcomes_per_minute, but an error of any
     kind (a 400 too)."""
-    series = queries.counts_per_minute(
-        scope,
-        now=now,
-        minutes=minutes,
-        succeeded=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
-        errors=Count("id", filter=Q(outcome__in=ERROR_OUTCOMES)),
-    )
-    return [RunMinute(minute, found["succeeded"], found["errors"]) for minute, found in series]
+    each = queries.last_minutes(now, minutes)
+    end = each[-1] + timedelta(minutes=1)
+    found = run_outcomes_by_minute(scope.run_id, start=each[0], end=end)
+    empty = RunOutcomes()
+    return [
+        RunMinute(minute, found.get(minute, empty).succeeded, found.get(minute, empty).errors)
+        for minute in each
+    ]
 
 
 # --- A run's jobs, in file order ---------------------------------------------------------

@@ -8,12 +8,12 @@ ever counts their own jobs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce, Length, Substr, TruncMinute
+from django.db.models import Count, Max, Min, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce, Length, Substr
 from django.utils import timezone
 
 from jobs.catalog import FLEX_MODELS
@@ -26,7 +26,6 @@ from jobs.models import (
     DispatcherSlot,
     Job,
     ModelPrice,
-    Outcome,
     State,
     Tier,
 )
@@ -58,6 +57,11 @@ class Scope:
 
     def jobs_by_attempts(self) -> counts.AttemptsTally:
         return counts.by_attempts(self.owner_id)
+
+    def http_totals(self) -> tuple[int, int]:
+        """The 503s and 429s of all the scope's jobs."""
+        tally = self.jobs_by_attempts()
+        return tally.http_503, tally.http_429
 
     def outcomes_by_minute(
         self, *, start: datetime, end: datetime
@@ -118,18 +122,18 @@ class ErrorTotals:
 def error_totals(scope: Scope, *, now: datetime) -> ErrorTotals:
     """503s and 429s of all the scope's jobs, and of the attempts that
     finished in the last 60 minutes (the current one included)."""
-    tally = scope.jobs_by_attempts()
-    end = _minute(now) + timedelta(minutes=1)
+    http_503, http_429 = scope.http_totals()
+    end = minute_of(now) + timedelta(minutes=1)
     last_hour = scope.outcomes_by_minute(start=end - timedelta(minutes=60), end=end).values()
     return ErrorTotals(
-        http_503=tally.http_503,
-        http_429=tally.http_429,
+        http_503=http_503,
+        http_429=http_429,
         http_503_last_hour=sum(minute.http_503 for minute in last_hour),
         http_429_last_hour=sum(minute.http_429 for minute in last_hour),
     )
 
 
-def _minute(at: datetime) -> datetime:
+def minute_of(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
@@ -175,64 +179,10 @@ class MinuteOutcomes:
     http_429: int
 
 
-def counts_per_minute(
-    scope: Scope, *, now: datetime, minutes: int, **named: Count
-) -> list[tuple[datetime, dict[str, int]]]:
-    """(minute, {name: count}) for each of the last `minutes` minutes, oldest first,
-    ending with the current one, every name 0 in a minute without attempts; an
-    attempt counts in the minute it finished (when its outcome was known).
-    Counted from the scope's attempts: for a run's page."""
-    each = last_minutes(now, minutes)
-    rows = counts_per_minute_rows(
-        scope.attempts(), start=each[0], end=each[-1] + timedelta(minutes=1), **named
-    )
-    found = {row["minute"]: row for row in rows}
-    return [
-        (minute, {name: found.get(minute, {}).get(name, 0) for name in named}) for minute in each
-    ]
-
-
 def last_minutes(now: datetime, minutes: int) -> list[datetime]:
     """The last `minutes` minutes, oldest first, ending with the current one."""
-    current = _minute(now)
+    current = minute_of(now)
     return [current - timedelta(minutes=back) for back in reversed(range(minutes))]
-
-
-def counts_per_minute_rows(
-    attempts: QuerySet[Attempt], *, start: datetime, end: datetime, **named: Count
-) -> QuerySet:
-    # No attempt finishes later than its request timeout after it started, so
-    # bounding started_at too lets the database use the attempt_started index.
-    earliest_start = start - timedelta(seconds=settings.FLEX_REQUEST_TIMEOUT + 60)
-    return (
-        attempts.filter(started_at__gte=earliest_start, finished_at__gte=start, finished_at__lt=end)
-        .annotate(minute=TruncMinute("finished_at", tzinfo=UTC))
-        .values("minute")
-        .annotate(**named)
-        .order_by("minute")
-    )
-
-
-def attempt_outcomes_by_minute(
-    attempts: QuerySet[Attempt], *, start: datetime, end: datetime
-) -> dict[datetime, counts.Outcomes]:
-    """As counts.outcomes_by_minute, counted from `attempts` (a run's, which
-    the stored tallies do not keep apart)."""
-    rows = counts_per_minute_rows(
-        attempts,
-        start=start,
-        end=end,
-        finished=Count("id"),
-        succeeded=Count("id", filter=Q(outcome=Outcome.SUCCEEDED)),
-        http_503=Count("id", filter=Q(http_status=503)),
-        http_429=Count("id", filter=Q(http_status=429)),
-    )
-    return {
-        row["minute"]: counts.Outcomes(
-            row["finished"], row["succeeded"], row["http_503"], row["http_429"]
-        )
-        for row in rows
-    }
 
 
 def outcomes_per_minute(scope: Scope, *, now: datetime, minutes: int) -> list[MinuteOutcomes]:
@@ -261,8 +211,8 @@ def chart_minutes(scope: Scope, *, now: datetime, hours: int | None) -> int:
     hour when there is none)."""
     if hours:
         return hours * 60
-    since = _minute(now) - timedelta(minutes=FIT_WINDOWS[-1] - 1)
-    found = scope.outcomes_by_minute(start=since, end=_minute(now) + timedelta(minutes=1))
+    since = minute_of(now) - timedelta(minutes=FIT_WINDOWS[-1] - 1)
+    found = scope.outcomes_by_minute(start=since, end=minute_of(now) + timedelta(minutes=1))
     if not found:
         return 60
     span = (now - min(found)).total_seconds() / 60 + 1  # and the minute now under way

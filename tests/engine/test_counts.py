@@ -1,5 +1,6 @@
-"""The stored counts (JobCount, migration 0013; JobTally, OutcomeMinute and
-CostHour, migration 0016) stay exact whatever writes the jobs and attempts:
+"""The stored counts (JobCount, migration 0013; JobTally, OutcomeMinute,
+CostHour and RunTally, migration 0016; RunTally's sums and RunMinute,
+migration 0019) stay exact whatever writes the jobs and attempts:
 hundreds of random transitions through the engine's own paths and the ORM's
 bulk ones (submit, run, send, cancel, retry, a crashed claim taken again,
 jobs given to another owner, runs and people deleted), on SQLite and on
@@ -195,7 +196,13 @@ def test_the_triggers_that_keep_the_counts_exist():
             )
         names = {row[0] for row in cursor.fetchall()}
     assert {"jobs_job_count_insert", "jobs_job_count_delete", "jobs_job_count_update"} <= names
-    for tally in ("jobs_job_jobtally", "jobs_job_costhour", "jobs_attempt_outcomeminute"):
+    for tally in (
+        "jobs_job_jobtally",
+        "jobs_job_costhour",
+        "jobs_job_runtally",
+        "jobs_attempt_outcomeminute",
+        "jobs_attempt_runminute",
+    ):
         assert {f"{tally}_{event}" for event in ("insert", "delete", "update")} <= names
     assert "jobs_job_outcomeminute_owner" in names
 

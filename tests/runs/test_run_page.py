@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from jobs.models import Attempt, ErrorKind, Job, Outcome, State
 from tests.run_files import prompt_file
-from tests.support import HTMX, as_user, make_run, run_from_file
+from tests.support import HTMX, answered, as_user, make_run, run_from_file
 
 pytestmark = pytest.mark.django_db
 
@@ -35,8 +35,7 @@ def test_the_last_jobs_waiting_out_their_backoff_are_counted_not_timed_by_the_ra
     run = make_run(ada, lines=[(f"j{n}", f"prompt {n}") for n in range(42)])
     now = timezone.now()
     run.jobs.filter(custom_id="j0").update(first_started_at=now - timedelta(seconds=20))
-    done = run.jobs.exclude(custom_id__in=["j40", "j41"])
-    done.update(state=State.SUCCEEDED, finished_at=now - timedelta(seconds=5))
+    answered(run.jobs.exclude(custom_id__in=["j40", "j41"]), at=now - timedelta(seconds=5))
     run.jobs.filter(custom_id="j40").update(
         state=State.RETRYING, next_attempt_at=now + timedelta(seconds=8)
     )
@@ -44,11 +43,12 @@ def test_the_last_jobs_waiting_out_their_backoff_are_counted_not_timed_by_the_ra
         state=State.RETRYING, next_attempt_at=now + timedelta(seconds=11)
     )
     page = page_of(as_user(client, ada), run)
-    # 40 answers in 20 s is 120 a minute: the rate alone would say about 1 s.
-    assert re.search(r"11\d\.\d jobs a minute|120\.0 jobs a minute", page)
+    # 40 answers in 20 s is 120 a minute (less the seconds a loaded machine
+    # takes to render the page): the rate alone would say about 1 s.
+    assert re.search(r"1[01]\d\.\d jobs a minute|120\.0 jobs a minute", page)
     assert "at this rate" not in page
     assert re.search(
-        r'2 jobs waiting to retry, next <span data-countdown="[78]">in [78] s</span>', page
+        r'2 jobs waiting to retry, next <span data-countdown="[5-8]">in [5-8] s</span>', page
     )
 
 
@@ -56,8 +56,7 @@ def test_a_long_run_with_a_few_retries_keeps_the_rate_and_says_they_wait(client,
     run = make_run(ada, lines=[(f"j{n}", f"prompt {n}") for n in range(10)])
     now = timezone.now()
     run.jobs.filter(custom_id="j0").update(first_started_at=now - timedelta(minutes=4))
-    done = run.jobs.filter(custom_id__in=["j0", "j1", "j2", "j3"])
-    done.update(state=State.SUCCEEDED, finished_at=now - timedelta(minutes=1))
+    answered(run.jobs.filter(custom_id__in=["j0", "j1", "j2", "j3"]), at=now - timedelta(minutes=1))
     run.jobs.filter(custom_id="j4").update(
         state=State.RETRYING, next_attempt_at=now + timedelta(seconds=8)
     )

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from jobs.models import Job, Run, State, Tier
 from tests.run_files import json_lines, prompt_file
-from tests.support import HTMX, MODEL, as_user, make_run
+from tests.support import HTMX, MODEL, answered, as_user, make_run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_in_tmp")]
 
@@ -212,8 +212,7 @@ def test_the_rate_of_the_last_minutes_gives_the_time_left(client, ada):
     run = make_run(ada, lines=[(f"j{n}", f"prompt {n}") for n in range(10)])
     now = timezone.now()
     run.jobs.filter(custom_id="j0").update(first_started_at=now - timedelta(minutes=4))
-    done = run.jobs.filter(custom_id__in=["j0", "j1", "j2", "j3"])
-    done.update(state=State.SUCCEEDED, finished_at=now - timedelta(minutes=1))
+    answered(run.jobs.filter(custom_id__in=["j0", "j1", "j2", "j3"]), at=now - timedelta(minutes=1))
     page = as_user(client, ada).get(f"/runs/{run.pk}/").content.decode()
     # 4 finished in the 4 minutes since the first started: 1 a minute, 6 to go.
     assert "1.0 jobs a minute" in page
