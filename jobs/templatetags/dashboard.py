@@ -11,7 +11,7 @@ from decimal import Decimal
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from jobs.engine import actions
 from jobs.models import DeadlinePolicy, State
@@ -223,13 +223,6 @@ class ChartLine:
 
 
 @dataclass(frozen=True)
-class Marker:
-    key: str
-    path: str
-    title: str
-
-
-@dataclass(frozen=True)
 class Tick:
     position: str  # SVG user units, formatted here rather than by the template's localisation
     label: str
@@ -246,8 +239,11 @@ class Chart:
     y_ticks: list[Tick]
     x_ticks: list[Tick]
     lines: list[ChartLine]
-    markers: list[Marker]
+    # Up to MOST_POINTS markers per series and table rows: written here in
+    # one pass, where the template's loop cost as much as the rest of the page.
+    markers: SafeString
     busy_minutes: list[MinuteOutcomes]
+    busy_rows: SafeString
     span: str  # the window in words, after "the last"
     bin_minutes: int = 1  # minutes per point (a day's window is drawn in 6-minute steps)
 
@@ -355,24 +351,42 @@ def outcome_chart(series: list[MinuteOutcomes], width: int = 720, height: int = 
         )
         for key, label in _SERIES
     ]
-    markers = [
-        Marker(
-            key=key,
-            path=_marker_path(key, left + i * step_x, y(getattr(m, key))),
-            title=f"{timezone.localtime(m.minute):%H:%M} {label}: {getattr(m, key)}",
+    zone = timezone.get_current_timezone()
+    local = [m.minute.astimezone(zone) for m in series]
+    hours = [f"{at:%H:%M}" for at in local]
+    x = [left + i * step_x for i in range(len(series))]
+    # Every value here is a number, a time or one of _SERIES' constant words:
+    # nothing to escape, so the markers and rows are joined as plain text
+    # (format_html per element cost more than the rest of the chart).
+    markers = mark_safe(
+        "".join(
+            f'<path class="marker marker-{key}" d="{_marker_path(key, x[i], y(count))}">'
+            f"<title>{hours[i]} {label}: {count:d}</title></path>"
+            for key, label in _SERIES
+            for i, m in enumerate(series)
+            if (count := getattr(m, key))
         )
-        for key, label in _SERIES
-        for i, m in enumerate(series)
-        if getattr(m, key)
-    ]
+    )
     every = label_every(minutes)
-    x_ticks = []
-    for i, m in enumerate(series):
-        local = timezone.localtime(m.minute)
-        if (local.hour * 60 + local.minute) % every == 0:
-            x_ticks.append(Tick(f"{left + i * step_x:.1f}", local.strftime("%H:%M")))
+    x_ticks = [
+        Tick(f"{left + i * step_x:.1f}", hours[i])
+        for i, at in enumerate(local)
+        if (at.hour * 60 + at.minute) % every == 0
+    ]
     y_ticks = [Tick(f"{y(v):.1f}", count_label(v)) for v in (0, ymax // 2, ymax)]
-    busy = [m for m in series if m.succeeded or m.http_503 or m.http_429]
+    busy = [
+        (m, at)
+        for m, at in zip(series, local, strict=True)
+        if m.succeeded or m.http_503 or m.http_429
+    ]
+    busy_rows = mark_safe(
+        "".join(
+            f'<tr><th scope="row"><time datetime="{at.isoformat()}">{at:%H:%M}</time></th>'
+            f'<td class="num">{m.succeeded:d}</td><td class="num">{m.http_503:d}</td>'
+            f'<td class="num">{m.http_429:d}</td></tr>'
+            for m, at in busy
+        )
+    )
     return Chart(
         width=width,
         height=height,
@@ -384,7 +398,8 @@ def outcome_chart(series: list[MinuteOutcomes], width: int = 720, height: int = 
         x_ticks=x_ticks,
         lines=lines,
         markers=markers,
-        busy_minutes=busy,
+        busy_minutes=[m for m, _ in busy],
+        busy_rows=busy_rows,
         span=span_words(minutes),
         bin_minutes=size,
     )
