@@ -14,14 +14,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from django import forms
-from django.conf import settings
-from django.forms import BaseFormSet, formset_factory
 
-from jobs.catalog import DEFAULT_MODEL
-from jobs.engine.pipelines import DefinitionError
 from jobs.engine.submitting import JobSpec
+from jobs.runs.builders import (
+    CHOOSE_MODEL,
+    Builder,
+    Section,
+    cleaned,
+    json_field,
+    numbered,
+    sentence,
+    text_field,
+)
 from jobs.runs.eval_definitions import (
     CHECK_TYPES,
     MAX_CANDIDATES,
@@ -30,10 +35,8 @@ from jobs.runs.eval_definitions import (
     CompiledEval,
     eval_check,
 )
-from jobs.web.forms import MODEL_CHOICES
 from jobs.web.request_form import THINKING_CHOICES
 
-CHOOSE_MODEL = [("", "Choose a model"), *MODEL_CHOICES]
 CHECK_LABELS = {
     "equals": "equals: the answer is the expected text",
     "contains": "contains: the answer holds the value",
@@ -52,13 +55,6 @@ NORMALIZED = ("equals", "contains", "regex", "json_path")
 SCORE_RANGE = (1, 10)
 
 
-def _text(label: str, *, rows: int = 0, help_text: str = "") -> forms.CharField:
-    widget = forms.Textarea(attrs={"rows": rows, "spellcheck": "false"}) if rows else None
-    return forms.CharField(
-        label=label, required=False, strip=False, widget=widget, help_text=help_text
-    )
-
-
 class EvalForm(forms.Form):
     """The eval itself: its name, seed, the prompt every candidate answers."""
 
@@ -69,13 +65,13 @@ class EvalForm(forms.Form):
         min_value=0,
         help_text="Optional: fixes the leaderboard's bootstrap; empty, one is drawn.",
     )
-    prompt = _text(
+    prompt = text_field(
         "Prompt",
         rows=4,
         help_text="A template over the table's row: {{ row.question }} is the row's "
         "question column.",
     )
-    system_instruction = _text("System instruction", rows=2, help_text="Optional.")
+    system_instruction = text_field("System instruction", rows=2, help_text="Optional.")
 
 
 class CandidateForm(forms.Form):
@@ -110,17 +106,12 @@ class CheckForm(forms.Form):
         choices=[("", "Choose a check"), *CHECK_LABELS.items()],
         required=False,
     )
-    expected = _text("Expected", help_text="A template over row, e.g. {{ row.reference }}.")
-    value = _text("Value", help_text="A template over row.")
-    pattern = _text("Pattern", help_text="A regular expression (a template over row).")
-    path = _text("Path", help_text="e.g. answer.value or items.0")
+    expected = text_field("Expected", help_text="A template over row, e.g. {{ row.reference }}.")
+    value = text_field("Value", help_text="A template over row.")
+    pattern = text_field("Pattern", help_text="A regular expression (a template over row).")
+    path = text_field("Path", help_text="e.g. answer.value or items.0")
     tolerance = forms.FloatField(label="Tolerance", required=False, help_text="Empty: 0.")
-    schema = forms.JSONField(
-        label="JSON Schema",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
-        help_text='e.g. {"type": "object", "required": ["city"]}',
-    )
+    schema = json_field("JSON Schema", help_text='e.g. {"type": "object", "required": ["city"]}')
     normalize = forms.MultipleChoiceField(
         label="Normalize both sides first",
         choices=[(name, name.replace("_", " ")) for name in NORMALIZERS],
@@ -140,7 +131,7 @@ class CheckForm(forms.Form):
 class JudgeForm(forms.Form):
     name = _grader_name()
     model = forms.ChoiceField(label="Judge model", choices=CHOOSE_MODEL, required=False)
-    prompt = _text(
+    prompt = text_field(
         "Judge prompt",
         rows=4,
         help_text="{{ answer }} is the candidate's answer; {{ row.column }} the row's columns.",
@@ -161,28 +152,11 @@ class PairwiseForm(forms.Form):
     first = forms.CharField(label="Candidate A", required=False, help_text="Its name or model.")
     second = forms.CharField(label="Candidate B", required=False, help_text="Its name or model.")
     model = forms.ChoiceField(label="Judge model", choices=CHOOSE_MODEL, required=False)
-    prompt = _text(
+    prompt = text_field(
         "Judge prompt",
         rows=3,
         help_text="{{ a }} and {{ b }} are the two answers; each row is judged in both orders.",
     )
-
-
-@dataclass(frozen=True)
-class Section:
-    """One list of rows on the page: its formset and how its rows are named."""
-
-    prefix: str
-    form: type[forms.Form]
-    extra: int
-    most: int
-    heading: str
-    title: str  # a row's legend: "Candidate 2"
-    add_label: str
-
-    def formset(self, data=None) -> BaseFormSet:
-        factory = formset_factory(self.form, extra=self.extra, max_num=self.most)
-        return factory(data, prefix=self.prefix)
 
 
 SECTIONS = (
@@ -208,66 +182,36 @@ class BuiltEval:
     text: str  # the definition as YAML, what eval_read reads back
 
 
-class EvalBuilder:
-    """The page's forms: the eval's own fields and a formset per section."""
+class EvalBuilder(Builder):
+    """The page's forms: the eval's own fields (`head`) and a formset per section."""
 
-    def __init__(self, data=None) -> None:
-        self.eval = EvalForm(data)
-        self.sections = {section.prefix: (section, section.formset(data)) for section in SECTIONS}
-        self.problems: list[str] = []
+    head_form = EvalForm
+    sections_of = SECTIONS
 
-    @property
-    def parts(self) -> list[tuple[Section, BaseFormSet]]:
-        return list(self.sections.values())
+    @staticmethod
+    def check(mapping: dict, spec: JobSpec) -> CompiledEval:
+        return eval_check(mapping, spec=spec)
 
-    @classmethod
-    def with_row_added(cls, data, prefix: str) -> EvalBuilder:
-        """What was posted, with one more empty row in `prefix`'s section (none past its most)."""
-        section = next((s for s in SECTIONS if s.prefix == prefix), None)
-        if section is None:
-            return cls(data)
-        data = data.copy()
-        total = f"{prefix}-TOTAL_FORMS"
-        count = _count(data.get(total))
-        if count >= section.most:
-            return cls(data)
-        data[total] = str(count + 1)
-        # The new row carries its fields' initial values, as an offered row does,
-        # so it is still a row left as offered.
-        for name, field in section.form().fields.items():
-            if field.initial is not None:
-                data[f"{prefix}-{count}-{name}"] = str(field.initial)
-        return cls(data)
-
-    def build(self, *, spec: JobSpec) -> BuiltEval | None:
-        """The definition checked whole; None with every problem at its row (and in
-        self.problems) when the forms or eval_check refuse it."""
-        valid = all([self.eval.is_valid(), *(fs.is_valid() for _, fs in self.sections.values())])
-        mapping, places = self._mapping()
-        try:
-            compiled = eval_check(mapping, spec=spec)
-        except DefinitionError as error:
-            for problem in error.problems:
-                self._place(problem, places)
-            return None
-        if not valid:
-            return None
-        text = yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True, width=100)
+    @staticmethod
+    def built_as(compiled: CompiledEval, mapping: dict, text: str) -> BuiltEval:
         return BuiltEval(compiled=compiled, mapping=mapping, text=text)
 
+    def upload_initial(self, built: BuiltEval) -> dict:
+        return {"eval_text": built.text}
+
     # --- The mapping ------------------------------------------------------------------
-    def _mapping(self) -> tuple[dict, dict]:
+    def mapping(self) -> tuple[dict, dict]:
         """The definition the forms make (from what they could read), and where each
         of eval_check's row names is on the page."""
-        top = _cleaned(self.eval)
+        top = cleaned(self.head)
         mapping: dict[str, Any] = {"name": (top.get("name") or "").strip()}
         if top.get("seed") is not None:
             mapping["seed"] = top["seed"]
         places: dict[str, tuple[forms.Form, str]] = {}
         candidates = []
-        for number, form in _numbered(self.sections["candidates"][1]):
+        for number, form in numbered(self.sections["candidates"][1]):
             places[f"candidate {len(candidates) + 1}"] = (form, f"candidate {number}")
-            candidates.append(_candidate(_cleaned(form)))
+            candidates.append(_candidate(cleaned(form)))
         mapping["candidates"] = candidates
         if top.get("prompt", "").strip():
             mapping["prompt"] = top["prompt"]
@@ -276,8 +220,8 @@ class EvalBuilder:
         graders = []
         for prefix, make in (("checks", _check), ("judges", _judge), ("pairs", _pairwise)):
             section, formset = self.sections[prefix]
-            for number, form in _numbered(formset):
-                grader = make(_cleaned(form))
+            for number, form in numbered(formset):
+                grader = make(cleaned(form))
                 where = f"{section.title.lower()} {number}"
                 places[f"grader {len(graders) + 1}"] = (form, where)
                 if grader["name"]:
@@ -286,40 +230,16 @@ class EvalBuilder:
         mapping["graders"] = graders
         return mapping, places
 
-    def _place(self, problem: str, places: dict) -> None:
+    def place(self, problem: str, places: dict) -> None:
         """A problem of eval_check's, at the row (or the eval field) it names, in the
         page's words ("candidate 3" is the page's third candidate row)."""
         if (match := _WHERE.match(problem)) and match.group(0)[:-2] in places:
             form, where = places[match.group(0)[:-2]]
             problem = f"{where}: {problem[match.end() :]}"
-            form.add_error(None, _sentence(problem))
+            form.add_error(None, sentence(problem))
         elif match := _EVAL_FIELD.match(problem):
-            self.eval.add_error(match.group(1), _sentence(problem.removeprefix("the eval: ")))
-        self.problems.append(_sentence(problem))
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _count(value) -> int:
-    try:
-        return max(int(value), 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _numbered(formset: BaseFormSet):
-    """(the row's number on the page, its form) for the rows filled in."""
-    return [(n, form) for n, form in enumerate(formset.forms, start=1) if form.has_changed()]
-
-
-def _cleaned(form: forms.Form) -> dict:
-    """What the form could read: a field it could not is left out (its error is shown)."""
-    if not form.is_bound:
-        return {}
-    form.is_valid()
-    return getattr(form, "cleaned_data", {})
+            self.head.add_error(match.group(1), sentence(problem.removeprefix("the eval: ")))
+        self.problems.append(sentence(problem))
 
 
 def _candidate(data: dict) -> dict:
@@ -389,9 +309,3 @@ def _pairwise(data: dict) -> dict:
     if (data.get("prompt") or "").strip():
         pair["prompt"] = data["prompt"]
     return pair
-
-
-def builder_spec() -> JobSpec:
-    """The defaults the builder checks with: the ones its continue form posts to the
-    upload (every candidate and judge names its model)."""
-    return JobSpec(model=DEFAULT_MODEL, max_attempts=settings.FLEX_MAX_ATTEMPTS)

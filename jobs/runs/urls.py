@@ -2,13 +2,14 @@
 
 from django.urls import path
 
-from jobs.runs import eval_builder_views, eval_compare_views, eval_matrix_views, upload_views
+from jobs.runs import builder_views, eval_compare_views, eval_matrix_views, upload_views
 from jobs.runs import views as run_views
 
 urlpatterns = [
     path("", run_views.run_list, name="run_list"),
     path("new/", upload_views.run_upload, name="run_upload"),
-    path("new/eval/", eval_builder_views.run_eval_builder, name="run_eval_builder"),
+    path("new/eval/", builder_views.run_eval_builder, name="run_eval_builder"),
+    path("new/pipeline/", builder_views.run_pipeline_builder, name="run_pipeline_builder"),
     path("new/<str:token>/", upload_views.run_preview, name="run_preview"),
     path("new/<str:token>/discard/", upload_views.run_discard, name="run_discard"),
     path("<int:run_id>/", run_views.run_detail, name="run_detail"),

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from jobs.models import Run
 from jobs.runs import eval_definitions
-from jobs.runs.eval_builder import builder_spec
+from jobs.runs.builders import builder_spec
 from tests.e2e.browsing import SCREENSHOTS, log_in
 
 pytestmark = [

@@ -16,7 +16,8 @@ from django.http import QueryDict
 
 from jobs.models import Run
 from jobs.runs import eval_definitions
-from jobs.runs.eval_builder import EvalBuilder, builder_spec
+from jobs.runs.builders import builder_spec
+from jobs.runs.eval_builder import EvalBuilder
 from tests.support import as_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("uploads_in_tmp")]
@@ -412,7 +413,8 @@ def complete() -> dict:
 def test_a_complete_definition_is_shown_as_yaml_with_its_download(client, ada):
     page = as_user(client, ada).post(URL, complete()).content.decode()
     assert "The definition is complete: qa" in page and 'id="builder-problems"' not in page
-    shown = html.unescape(page.split('<pre id="eval-yaml">')[1].split("</pre>")[0])
+    shown = page.split('<pre id="eval-yaml" class="definition-yaml">')[1].split("</pre>")[0]
+    shown = html.unescape(shown)
     assert yaml.safe_load(shown)["candidates"][1] == {
         "model": "gemini-2.5-flash-lite",
         "name": "lite",
