@@ -159,11 +159,35 @@ def _json_schema(value: Any, where: str) -> dict:
 
     schema = _object(value, where)
     try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
+        _check_schema(schema)
     except jsonschema.SchemaError as error:
         path = "".join(f"[{p!r}]" for p in error.path)
         raise ShapeError(where + path, f"is not a valid JSON Schema: {error.message}") from None
     return schema
+
+
+# The schemas already checked, as JSON text: checking one against its
+# metaschema costs milliseconds, and every job of a run, every row's step of a
+# pipeline, asks it of the same few. A refusal is never kept.
+_CHECKED_SCHEMAS: set[str] = set()
+_CHECKED_SCHEMAS_KEPT = 1024
+
+
+def _check_schema(schema: dict) -> None:
+    import jsonschema
+
+    try:
+        key = json.dumps(schema, sort_keys=True)
+    except (TypeError, ValueError):  # not JSON (a YAML date): checked, never kept
+        key = None
+    if key in _CHECKED_SCHEMAS:
+        return
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    if key is None:
+        return
+    if len(_CHECKED_SCHEMAS) >= _CHECKED_SCHEMAS_KEPT:
+        _CHECKED_SCHEMAS.clear()
+    _CHECKED_SCHEMAS.add(key)
 
 
 # --- Parts and turns ---------------------------------------------------------------

@@ -1,5 +1,5 @@
 # ruff: noqa: E501 (the definition is YAML, one setting per line)
-"""An eval of 300 rows x 3 candidates x 2 graders (a check and a judge) through a
+"""An eval of 120 rows x 3 candidates x 2 graders (a check and a judge) through a
 real cluster against the simulator, with planted 503s and 429s, a candidate
 that fails some rows, and a judge that breaks its schema on others: every
 figure of the leaderboard (and of GET /api/evals/{id} and manage.py eval)
@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-ROWS = 300
+ROWS = 120
 DEFINITION = """
 name: mentions
 seed: 2026
@@ -49,7 +49,7 @@ graders:
     prompt: "Q: {{ row.question }} Expected: {{ row.reference }} Answer: {{ answer }} {{ row.judge }}"
     response_schema: {type: object, properties: {score: {type: integer, minimum: 1, maximum: 10}, reason: {type: string}}, required: [score, reason]}
 """
-# The default launch rate (50 a second) would make this 1,800-job test a minute of
+# The default launch rate (50 a second) would make this 720-job test a minute of
 # waiting on it; what is tested is the figures, not the pacing.
 # Leases long enough that a loaded CI machine does not see one lapse mid-request
 # (a takeover is the scale-out tests' subject, not this one's).
@@ -133,7 +133,7 @@ def recount(run) -> dict:
     return found
 
 
-def test_an_eval_of_300_rows_through_a_cluster_adds_up_to_its_jobs(
+def test_an_eval_of_120_rows_through_a_cluster_adds_up_to_its_jobs(
     start_simulator, ada, tmp_path: Path
 ):
     simulator = start_simulator(latency="0.02:0.1")
