@@ -5,7 +5,6 @@ shared `simulator` fixture), all sharing the test database. Screenshots go to te
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from playwright.sync_api import expect
@@ -33,7 +32,6 @@ def engine(held_dispatch, cluster) -> None:
 def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_reload(
     live_server, engine, browser, ada_password
 ):
-    started = time.monotonic()
     base = live_server.url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -47,9 +45,10 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
     expect(overview.locator(".banner")).to_contain_text("Dispatch is paused")
     assert "every 2s" not in overview.locator("#overview-live").get_attribute("hx-trigger")
 
-    # ... submit a prompt that is shed once (Retry-After 3 s) and whose answer
+    # ... submit a prompt that is shed once (Retry-After 8 s: longer than a slow
+    # poll, so the list is seen waiting) and whose answer
     # echoes HTML; dispatch is paused, so the job stays queued.
-    prompt = f"e2e {tag()} [sim:503x1:retry-after=3] {XSS}"
+    prompt = f"e2e {tag()} [sim:503x1:retry-after=8] {XSS}"
     jobs_page.goto(f"{base}/jobs/new/")
     jobs_page.get_by_label("Prompt").fill(prompt)
     jobs_page.get_by_text("System instruction, temperature and output length").click()
@@ -82,10 +81,10 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
     control.dispatch_resume()
     expect(state).to_have_text("↻ Waiting to retry", timeout=15_000)
     countdown = row.locator('time[data-relative="countdown"]')
-    expect(countdown).to_have_text(re.compile(r"in [1-3] s|due now"))
+    expect(countdown).to_have_text(re.compile(r"in [1-8] s|due now"))
     expect(row.locator('td[data-label="503s"]')).to_have_text("1")
     jobs_page.screenshot(path=SCREENSHOTS / "jobs-retrying.png")
-    expect(state).to_have_text("✓ Succeeded", timeout=15_000)
+    expect(state).to_have_text("✓ Succeeded", timeout=30_000)
     assert jobs_page.evaluate("window.__sameDocument") is True
     expect(row.locator('td[data-label="Attempts"]')).to_have_text("2 / 8")
     expect(row.locator('td[data-label="Tier served"]')).to_have_text("flex")
@@ -103,7 +102,7 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
     expect(first).to_contain_text("503")
     expect(first).to_contain_text("UNAVAILABLE")
     expect(first).to_contain_text("Will retry")
-    expect(first.locator('td[data-label="Retry-After"]')).to_have_text("3.0 s")
+    expect(first.locator('td[data-label="Retry-After"]')).to_have_text("8.0 s")
     expect(second).to_contain_text("200")
     expect(second).to_contain_text("Succeeded")
     result = jobs_page.locator(".result")
@@ -130,5 +129,3 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
     phone_page.screenshot(path=SCREENSHOTS / "jobs-phone.png", full_page=True)
     phone.close()
     context.close()
-
-    assert time.monotonic() - started < 60
