@@ -8,9 +8,12 @@ recorded by us, and answers with our own types: a `GeminiResult`, or a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
+import os
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,6 +361,7 @@ def _http_options(base_url: str, api_version: str, timeout_seconds: float) -> ty
     # also keeps generateContent on httpx2 even where aiohttp is installed
     # (the SDK prefers aiohttp then), so both routes fail and scale alike.
     unlimited = httpx2.Limits(max_connections=None, max_keepalive_connections=None)
+    tls = _tls_context()
     return types.HttpOptions(
         base_url=base_url or None,
         api_version=api_version,
@@ -367,9 +371,26 @@ def _http_options(base_url: str, api_version: str, timeout_seconds: float) -> ty
         retry_options=types.HttpRetryOptions(attempts=1),
         async_client_args={
             "limits": unlimited,
-            "transport": httpx2.AsyncHTTPTransport(limits=unlimited),
+            "verify": tls,
+            "ssl": tls,  # its websocket's (the SDK drops what httpx2's client does not take)
+            "transport": httpx2.AsyncHTTPTransport(limits=unlimited, verify=tls),
         },
     )
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every client this process makes, chosen as the SDK
+    chooses its own (SSL_CERT_FILE / SSL_CERT_DIR when set, else httpx2's
+    default). Each costs ~40 ms of CPU to load its certificates, and left to
+    themselves the transport, the SDK's clients and its websocket made three
+    per client: a gateway of FLEX_CLIENTS=10 spent 1.2 s of CPU before every
+    dispatcher run."""
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(
+            cafile=os.environ.get("SSL_CERT_FILE"), capath=os.environ.get("SSL_CERT_DIR")
+        )
+    return httpx2.create_ssl_context()
 
 
 def _raise(error: GeminiError) -> GeminiResult:
