@@ -45,9 +45,9 @@ def test_a_shed_prompt_goes_from_queued_through_retrying_to_succeeded_without_re
     expect(overview.locator(".banner")).to_contain_text("Dispatch is paused")
     assert "every 2s" not in overview.locator("#overview-live").get_attribute("hx-trigger")
 
-    # ... submit a prompt that is shed once (Retry-After 8 s: longer than a slow
-    # poll, so the list is seen waiting) and whose answer
-    # echoes HTML; dispatch is paused, so the job stays queued.
+    # ... submit a prompt that is shed once and whose answer echoes HTML;
+    # dispatch is paused, so the job stays queued. Its Retry-After (8 s) is
+    # longer than a list poll on a busy machine, so the list is seen waiting.
     prompt = f"e2e {tag()} [sim:503x1:retry-after=8] {XSS}"
     jobs_page.goto(f"{base}/jobs/new/")
     jobs_page.get_by_label("Prompt").fill(prompt)
