@@ -116,6 +116,8 @@ ATTEMPT_FIELDS = (
     "error_message",
     "outcome",
     "cost_usd",
+    "model",
+    "prompt_chars",
 )
 # http_status: (google_status, error_kind, message, latency range in seconds)
 ERRORS = {
@@ -337,6 +339,8 @@ class _Jobs:
                 "error_message": "",
                 "outcome": "in_flight",
                 "cost_usd": None,
+                "model": row["model"],
+                "prompt_chars": len(row["input_text"]),
             }
             if end is not None and status == 200:
                 attempt.update(outcome="succeeded", tier_served="flex", cost_usd=row["cost_usd"])

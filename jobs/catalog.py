@@ -27,6 +27,9 @@ PUBLISHED_PRICES: dict[str, tuple[str, str, str | None, str | None]] = {
     "gemini-2.5-flash-lite": ("0.10", "0.40", None, None),
 }
 LONG_PROMPT_THRESHOLD_TOKENS = 200_000
+# Characters a token is reckoned at before a request is sent (its prompt is not
+# tokenized until Google answers).
+CHARS_PER_TOKEN = 4
 
 # The most output tokens one answer may have, as published (every flex model: 65,536).
 # Budgets reserve it for a request without max output tokens (ModelPrice.max_output_tokens).

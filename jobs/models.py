@@ -14,7 +14,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from jobs import gemini_shape
-from jobs.catalog import DEFAULT_MODEL
+from jobs.catalog import CHARS_PER_TOKEN, DEFAULT_MODEL
 from jobs.fields import JSONTextField
 from jobs.formats import FORMAT_LABELS
 from jobs.redaction import redact_api_key
@@ -219,7 +219,14 @@ class Job(models.Model):
             models.Index(fields=["state", "next_attempt_at"], name="job_due"),
             # Expired leases of running jobs, and counts by state.
             models.Index(fields=["state", "lease_expires_at"], name="job_lease"),
-            models.Index(fields=["owner", "state"], name="job_owner_state"),
+            # Counts by owner and state, and a researcher's list filtered by
+            # state, newest first (PostgreSQL walked the primary key backwards
+            # through a million rows without the id).
+            models.Index(fields=["owner", "state", "id"], name="job_owner_state"),
+            # Staff's list filtered by state, newest first.
+            models.Index(fields=["state", "id"], name="job_state_recent"),
+            # In flight per model (the capacity weather), from the index alone.
+            models.Index(fields=["state", "model"], name="job_state_model"),
             models.Index(fields=["owner", "-submitted_at"], name="job_owner_recent"),
             models.Index(fields=["run", "state"], name="job_run_state"),
             # A run's first start, for its rate (migration 0019).
@@ -270,6 +277,17 @@ class Job(models.Model):
         )
 
     @property
+    def paced_chars(self) -> int:
+        """The prompt's length as pacing reckons it: its text and system
+        instruction, and its images and documents as the characters their
+        tokens are worth (jobs.engine.capacity.prompt_chars is the same in SQL)."""
+        return (
+            len(self.input_text)
+            + len(self.system_instruction)
+            + self.media_tokens * CHARS_PER_TOKEN
+        )
+
+    @property
     def budgeted_attempts(self) -> int:
         """Attempts that count against max_attempts."""
         return self.attempts - self.refunded_attempts
@@ -303,6 +321,14 @@ class Attempt(models.Model):
     budget_month = models.DateField(null=True, blank=True)
     # What Google billed for this try, charged to the budgets in place of the reservation.
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    # The job's model and prompt length when the try was sent, so the capacity
+    # weather (drawn on every overview poll) counts the last minute's requests
+    # and tokens per model from the attempts alone, not by joining them to the
+    # jobs and measuring each prompt again. Null on tries from before migration
+    # 0020 (only the last minute is read); null, not "", so adding them is an
+    # ALTER TABLE, not a rebuild of a table of millions of attempts on SQLite.
+    model = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (see above)
+    prompt_chars = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "number"]
@@ -316,6 +342,14 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"Attempt {self.number} of job {self.job_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        # The claim writes these in its bulk insert; one saved row by row takes
+        # them from its job.
+        if self.model is None and self.job_id is not None:
+            self.model = self.job.model
+            self.prompt_chars = self.job.paced_chars
+        super().save(*args, **kwargs)
 
     @property
     def outcome_label(self) -> str:

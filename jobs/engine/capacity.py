@@ -301,9 +301,8 @@ def weather(now: datetime | None = None, models: Iterable[str] | None = None) ->
     running = Job.objects.filter(state=State.RUNNING)
     rows = ModelLimit.objects.order_by("model")
     if models is not None:
-        # The attempts are not narrowed by model in SQL: joined to the jobs on
-        # model, SQLite's planner scans every job instead of the minute's attempts.
         models = list(models)
+        attempts = attempts.filter(model__in=models)
         running = running.filter(model__in=models)
         rows = rows.filter(model__in=models)
     last_minute = _last_minute(attempts)
@@ -354,7 +353,7 @@ def weather(now: datetime | None = None, models: Iterable[str] | None = None) ->
 def pacing_state(row: ModelLimit, now: datetime | None = None) -> tuple[str, str]:
     """One model's pacing state and its reason, worded as in the weather (the admin's column)."""
     now = now or timezone.now()
-    attempts = Attempt.objects.filter(started_at__gte=now - timedelta(seconds=60))
+    attempts = Attempt.objects.filter(started_at__gte=now - timedelta(seconds=60), model=row.model)
     _, _, n429 = _last_minute(attempts).get(row.model, (0, 0, 0))
     used_today = pacing.day_used(row.day, row.day_requests, now)
     return _describe(limits_of(row), pacing.observe(pace_of(row), now), now, used_today, n429)
@@ -374,11 +373,12 @@ def _describe(
 
 
 def _last_minute(attempts) -> dict[str, tuple[int, int, int]]:
-    """Per model: the attempts, their prompt characters and their 429s."""
-    rows = attempts.values("job__model").annotate(
-        n=Count("id"), chars=Sum(prompt_chars("job__")), n429=Count("id", filter=Q(http_status=429))
+    """Per model: the attempts, their prompt characters and their 429s, read
+    from the attempts alone (each keeps its model and prompt length)."""
+    rows = attempts.values("model").annotate(
+        n=Count("id"), chars=Sum("prompt_chars"), n429=Count("id", filter=Q(http_status=429))
     )
-    return {row["job__model"]: (row["n"], row["chars"] or 0, row["n429"]) for row in rows}
+    return {row["model"]: (row["n"], row["chars"] or 0, row["n429"]) for row in rows}
 
 
 def reset_learning(model: str) -> None:

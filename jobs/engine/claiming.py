@@ -249,6 +249,7 @@ def _open_attempts(
         "model",
         "input_text",
         "system_instruction",
+        "media_tokens",
         "temperature",
         "max_output_tokens",
         "request",
@@ -279,6 +280,8 @@ def _open_attempts(
                 tier_requested=tier,
                 reserved_usd=reserved,
                 budget_month=money.month,
+                model=job.model,
+                prompt_chars=job.paced_chars,
             )
         )
         claims.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
-from jobs.catalog import LONG_PROMPT_THRESHOLD_TOKENS, PUBLISHED_PRICES
+from jobs.catalog import CHARS_PER_TOKEN, LONG_PROMPT_THRESHOLD_TOKENS, PUBLISHED_PRICES
 from jobs.models import ModelPrice
 
 # Multipliers of the standard price. Flex bills 50% (seed/flex-inference.md);
@@ -59,9 +59,6 @@ def job_costs(
         return None, None
     standard = standard_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)
     return tier_cost(standard, tier), standard
-
-
-CHARS_PER_TOKEN = 4
 
 
 def tokens_for_chars(chars: int) -> int:

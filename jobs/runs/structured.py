@@ -28,12 +28,18 @@ class StructuredPreview:
     rows: list[StructuredRow]
 
 
+# The lines looked at for a response schema: a run's lines usually share one,
+# and a run of 50,000 plain prompts (no stored request) is not read whole.
+SCHEMA_LINES = 100
+
+
 def schema_fields(run: Run) -> list[str]:
-    """The top-level properties of the response schema of the run's first job that
-    has one (a run's lines usually share it); [] when its jobs ask for no JSON."""
+    """The top-level properties of the response schema of the first of the run's
+    first SCHEMA_LINES lines that has one; [] when they ask for no JSON."""
+    first_lines = Job.objects.filter(run=run).order_by("line_number", "id")[:SCHEMA_LINES]
     first = (
-        Job.objects.filter(run=run, request__isnull=False)
-        .order_by("id")
+        Job.objects.filter(pk__in=first_lines.values("pk"), request__isnull=False)
+        .order_by("line_number", "id")
         .only("request", "input_text", "system_instruction", "temperature", "max_output_tokens")
         .first()
     )

@@ -99,6 +99,28 @@ def test_tokens_per_minute_count_the_prompt_before_it_is_sent(ada, clock):
     assert alone.job_id == huge.pk  # an idle bucket lets one big prompt go alone
 
 
+def test_the_weather_counts_the_minutes_requests_from_what_each_attempt_sent(ada, clock):
+    queue(ada, 3, prompt="x" * 398)  # "x...x 0": 400 characters, 100 tokens each
+    queue(ada, 2, model=LITE, prompt="y" * 798)
+    claimed = claim()
+    assert len(claimed) == 5
+    recording.attempts_record(
+        owner="d1", outcomes=[_outcome(c, _rate_limited()) for c in claimed[:1]]
+    )
+    sent = Attempt.objects.values_list("model", "prompt_chars").order_by("id")
+    assert sorted(sent) == [(FLASH, 400)] * 3 + [(LITE, 800)] * 2
+    # What the job says now does not rewrite what was sent (nor is it read).
+    Job.objects.update(model="gemini-2.5-pro", input_text="z")
+    weather = {w.model: w for w in capacity.weather()}
+    assert (weather[FLASH].requests_last_minute, weather[FLASH].tokens_last_minute) == (3, 300)
+    assert (weather[LITE].requests_last_minute, weather[LITE].tokens_last_minute) == (2, 400)
+    assert weather[claimed[0].model].http_429_last_minute == 1
+    (lite,) = capacity.weather(models=[LITE])
+    assert lite.requests_last_minute == 2
+    clock.tick(61)
+    assert all(w.requests_last_minute == 0 for w in capacity.weather())
+
+
 def test_the_daily_cap_waits_for_midnight_pacific(ada, clock):
     limit(rpd_limit=5)
     queue(ada, 8)
