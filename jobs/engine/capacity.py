@@ -374,9 +374,14 @@ def _describe(
 
 def _last_minute(attempts) -> dict[str, tuple[int, int, int]]:
     """Per model: the attempts, their prompt characters and their 429s, read
-    from the attempts alone (each keeps its model and prompt length)."""
-    rows = attempts.values("model").annotate(
-        n=Count("id"), chars=Sum("prompt_chars"), n429=Count("id", filter=Q(http_status=429))
+    from the attempts alone (each keeps its model and prompt length; without
+    order_by() the attempts' default order would still join their jobs)."""
+    rows = (
+        attempts.order_by()
+        .values("model")
+        .annotate(
+            n=Count("id"), chars=Sum("prompt_chars"), n429=Count("id", filter=Q(http_status=429))
+        )
     )
     return {row["model"]: (row["n"], row["chars"] or 0, row["n429"]) for row in rows}
 

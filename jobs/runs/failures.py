@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, Max, Min, OuterRef, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    FilteredRelation,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+)
 
 from jobs.engine import actions
 from jobs.models import Attempt, ErrorKind, Job, Run, State
@@ -58,9 +68,13 @@ def failed_split(run: Run) -> FailedSplit:
     grant = actions.attempts_per_retry()
     groups = (
         Job.objects.filter(run=run, state=State.FAILED)
-        .annotate(kind=Subquery(last_attempt().values("error_kind")[:1]))
+        # Joined, not a subquery: SQLite would look the attempt up twice per
+        # job, once to select its kind and once to group by it.
+        .annotate(
+            last=FilteredRelation("attempt_log", condition=Q(attempt_log__number=F("attempts")))
+        )
         .order_by()
-        .values("kind")
+        .values(kind=F("last__error_kind"))
         .annotate(n=Count("*"), fewest=Min(grant), most=Max(grant))
     )
     retryable, permanent, by_kind = _Part(), _Part(), []
