@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import connection, models, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncHour, TruncMinute
 
 from jobs.models import (
@@ -104,6 +104,13 @@ def outcomes_by_minute(
         .annotate(n=Sum("finished"), s=Sum("succeeded"), n503=Sum("http_503"), n429=Sum("http_429"))
     )
     return {minute: Outcomes(n, s, n503, n429) for minute, n, s, n503, n429 in rows if n}
+
+
+def first_outcome_minute(owner_id: int | None, *, start: datetime, end: datetime):
+    """The earliest minute of [start, end) in which an attempt finished, or
+    None: one aggregate, where outcomes_by_minute reads every minute."""
+    rows = _owned(OutcomeMinute, owner_id).filter(minute__gte=start, minute__lt=end, finished__gt=0)
+    return rows.order_by().aggregate(first=Min("minute"))["first"]
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,9 @@ class Scope:
         """Successes, 503s and 429s of the attempts that finished in each minute of [start, end)."""
         return counts.outcomes_by_minute(self.owner_id, start=start, end=end)
 
+    def first_outcome_minute(self, *, start: datetime, end: datetime) -> datetime | None:
+        return counts.first_outcome_minute(self.owner_id, start=start, end=end)
+
 
 # --- Counts by state ---------------------------------------------------------------
 @dataclass(frozen=True)
@@ -212,10 +215,10 @@ def chart_minutes(scope: Scope, *, now: datetime, hours: int | None) -> int:
     if hours:
         return hours * 60
     since = minute_of(now) - timedelta(minutes=FIT_WINDOWS[-1] - 1)
-    found = scope.outcomes_by_minute(start=since, end=minute_of(now) + timedelta(minutes=1))
-    if not found:
+    first = scope.first_outcome_minute(start=since, end=minute_of(now) + timedelta(minutes=1))
+    if first is None:
         return 60
-    span = (now - min(found)).total_seconds() / 60 + 1  # and the minute now under way
+    span = (now - first).total_seconds() / 60 + 1  # and the minute now under way
     return next((w for w in FIT_WINDOWS if span <= w * FIT_SHARE), FIT_WINDOWS[-1])
 
 
