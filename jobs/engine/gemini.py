@@ -299,18 +299,13 @@ class GeminiGateway:
 
     async def _generate_content(self, client: genai.Client, request: GeminiRequest) -> GeminiResult:
         contents, config = routes.generate_content_arguments(request.request)
-        config = types.GenerateContentConfig.model_validate(
-            {
-                **config,
-                "service_tier": request.tier,
-                "http_options": types.HttpOptions(timeout=int(self.timeout_seconds * 1000)),
-            }
-        )
         try:
             response = await client.aio.models.generate_content(
                 model=request.model,
                 contents=[types.Content.model_validate(turn) for turn in contents],
-                config=config,
+                config=types.GenerateContentConfig.model_validate(
+                    {**config, "service_tier": request.tier}
+                ),
             )
         except genai_errors.APIError as exc:
             headers = exc.response.headers if exc.response is not None else {}
