@@ -474,6 +474,21 @@ def _recount() -> dict[str, Any]:
     return {"matched": False, "fixed": True, "said": said + "\n" + out.getvalue().strip()}
 
 
+def database_bytes() -> int:
+    """The whole database's size on disk: SQLite's pages, PostgreSQL's
+    pg_database_size (tables, indexes, TOAST and the free space in them)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_database_size(current_database())")
+            return cursor.fetchone()[0]
+        cursor.execute("PRAGMA page_count")
+        pages = cursor.fetchone()[0]
+        cursor.execute("PRAGMA page_size")
+        return pages * cursor.fetchone()[0]
+
+
 def build(
     jobs: int,
     seed: int,
@@ -555,6 +570,7 @@ def build(
         "researcher_jobs": Job.objects.filter(owner_id=owner_ids[0]).count(),
         "targets": {"run_id": large.pk, "run_jobs": large.size, "job_id": made.job_page_id},
         "pg_visibility": pg_visibility(),
+        "database_bytes": database_bytes(),
         "recount": recount,
         "seconds": {
             "migrate": round(migrated - started, 2),

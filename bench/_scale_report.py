@@ -94,6 +94,8 @@ def builds(database: dict[str, Any]) -> str:
                 f"; jobs_job pages all-visible after VACUUM: {visible['relallvisible']:,} "
                 f"of {visible['relpages']:,}"
             )
+        if size := b.get("database_bytes"):
+            counts += f"; the database {size / 2**20:,.0f} MiB on disk"
         parts.append(
             f"{b['jobs']:,} jobs ({states}) + {b['attempts']:,} attempts + {b['runs']:,} runs "
             f"(the timed run {b['targets']['run_jobs']:,} jobs, run {b['targets']['run_id']}; "
